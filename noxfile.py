@@ -1,0 +1,45 @@
+"""Task runner: `nox -l` lists the sessions.
+
+    nox -s tests          # the test suite (a few minutes on 2 CPU cores)
+    nox -s bench          # the benchmark; flags after --, e.g. nox -s bench -- --preset quick
+
+Dependencies come from pyproject.toml. torch defaults to the pinned CPU wheel; on a CUDA machine set
+SUMNET_TORCH (a requirement such as "torch==2.13.0") and SUMNET_TORCH_INDEX (a wheel index such as
+https://download.pytorch.org/whl/cu128) to install a CUDA build instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "tests"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def _install_runtime(session: nox.Session) -> None:
+    """Install the project's runtime dependencies, with the torch override applied."""
+    deps = PYPROJECT["project"]["dependencies"]
+    torch_spec = os.environ.get("SUMNET_TORCH", next(d for d in deps if d.startswith("torch")))
+    index = os.environ.get("SUMNET_TORCH_INDEX")
+    session.install(torch_spec, *(["--index-url", index] if index else []))
+    session.install(*(d for d in deps if not d.startswith("torch")))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pytest; CUDA tests skip without a GPU)."""
+    _install_runtime(session)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style with ruff (lint and format)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

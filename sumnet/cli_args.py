@@ -1,0 +1,63 @@
+"""Argument parsing shared by `python -m sumnet` and `python -m bench`.
+
+Bad input ends with one line on stderr and exit code 2, never a usage dump or a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+USAGE_ERROR = 2  # exit code for bad input, as argparse uses
+
+
+class UsageError(Exception):
+    """Bad input found after parsing; the CLI prints its message on one line and exits 2."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line and exit 2 (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def fail(prog: str, message: str) -> NoReturn:
+    """Print `prog: error: message` on stderr and exit 2."""
+    first_line = str(message).strip().splitlines()[0] if str(message).strip() else "bad input"
+    print(f"{prog}: error: {first_line}", file=sys.stderr)
+    raise SystemExit(USAGE_ERROR)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value

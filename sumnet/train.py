@@ -1,0 +1,112 @@
+"""The article's training step (Adam lr 1e-3, MSE, batch 32) and a loop around it.
+
+`train_step` is the one step every device and mode uses; it never forces a host sync, so
+the caller decides when to read the loss.
+
+    python -c "from sumnet.train import TrainConfig, train; print(train(TrainConfig(steps=300)).final_loss)"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sumnet.data import TestSet, make_batch, make_generator
+from sumnet.evaluate import evaluate
+from sumnet.model import Net, NetConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3000  # batch updates; the article calls each one an "epoch"
+    batch_size: int = 32  # fresh random rows per step
+    lr: float = 1e-3  # Adam learning rate
+    seed: int = 0  # seeds both the initial weights and the batch generator
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def init_net(net_config: NetConfig, seed: int, device: torch.device | str = "cpu") -> Net:
+    """A Net with PyTorch's default init drawn from `seed` on the CPU, then moved to `device`.
+
+    Drawing on the CPU gives every device the same initial weights for the same seed.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = Net(net_config)
+    return net.to(device)
+
+
+def make_optimizer(net: nn.Module, lr: float = 1e-3) -> torch.optim.Adam:
+    """The article's optimizer: Adam with PyTorch's defaults and the given learning rate."""
+    return torch.optim.Adam(net.parameters(), lr=lr)
+
+
+def train_step(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+) -> torch.Tensor:
+    """One batch update; returns the loss as a detached device tensor (no host sync)."""
+    loss = F.mse_loss(model(inputs), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+@dataclass
+class TrainResult:
+    net: Net
+    steps_run: int
+    losses: dict[int, float] = field(default_factory=dict)  # step -> loss, every log_every steps
+    maes: dict[int, float] = field(default_factory=dict)  # step -> held-out MAE, every eval_every steps
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[max(self.losses)] if self.losses else float("nan")
+
+
+def train(
+    config: TrainConfig = TrainConfig(),
+    net_config: NetConfig = NetConfig(),
+    device: torch.device | str = "cpu",
+    *,
+    log_every: int = 100,
+    on_log: Callable[[int, float], None] | None = None,
+    test_set: TestSet | None = None,
+    eval_every: int = 0,
+    stop_at_mae: float | None = None,
+) -> TrainResult:
+    """Train a fresh Net; log the loss every `log_every` steps (the only host syncs).
+
+    With `test_set` and `eval_every`, the held-out MAE is measured every `eval_every` steps,
+    and training stops early once it is below `stop_at_mae`.
+    """
+    net = init_net(net_config, config.seed, device)
+    optimizer = make_optimizer(net, config.lr)
+    generator = make_generator(config.seed, device)
+    test_set = test_set.to(device) if test_set is not None else None
+    result = TrainResult(net=net, steps_run=0)
+    for step in range(1, config.steps + 1):
+        net.train()
+        loss = train_step(net, optimizer, *make_batch(config.batch_size, generator, net_config.input_size))
+        result.steps_run = step
+        if log_every and (step % log_every == 0 or step == config.steps):
+            result.losses[step] = loss.item()
+            if on_log is not None:
+                on_log(step, result.losses[step])
+        if test_set is not None and eval_every and step % eval_every == 0:
+            result.maes[step] = evaluate(net, test_set).mae
+            if stop_at_mae is not None and result.maes[step] < stop_at_mae:
+                break
+    return result
