@@ -1,0 +1,48 @@
+"""Command line: `python -m bench COMMAND [flags]`; `python -m bench COMMAND -h` for each.
+
+    python -m bench run --preset quick          # time and check the matrix, write results/
+    python -m bench compare RUN RUN             # put runs side by side with intervals
+    python -m bench gate --baseline RUN --current RUN
+    python -m bench convergence --seeds 32      # how often and how fast each config learns
+
+Bad input exits 2 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from sumnet.cli_args import USAGE_ERROR, OneLineArgumentParser, UsageError, fail
+
+# command -> module with add_arguments(parser) and main(args) -> exit code; imported on use,
+# so `run` does not pay for the imports of `compare`.
+COMMANDS = {
+    "run": "bench.runner",
+    "compare": "bench.compare",
+    "gate": "bench.gate",
+    "convergence": "bench.convergence",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else USAGE_ERROR
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail("python -m bench", f"unknown command {command!r}: choose from {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[command])
+    prog = f"python -m bench {command}"
+    parser = OneLineArgumentParser(prog=prog, description=(module.__doc__ or "").splitlines()[0])
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return module.main(args)
+    except UsageError as err:
+        fail(prog, str(err))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

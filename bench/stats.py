@@ -1,0 +1,81 @@
+"""Statistics on raw timing samples: order statistics, spread, and the noise flag.
+
+Raw samples are kept; everything here is derived from them. Never a bare mean.
+
+    python -c "from bench.stats import Summary; print(Summary.of([1.0, 2.0, 3.0, 4.0]))"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+NOISY_IQR_RATIO = 0.10  # IQR / median above this flags a measurement as noisy (as torch's Measurement)
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default, "type 7"); q in [0, 1]."""
+    if not values:
+        raise ValueError("quantile of no values")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Order statistics of one set of raw samples, in the samples' own unit."""
+
+    n: int
+    median: float
+    iqr: float  # p75 - p25
+    p10: float
+    p90: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Summary:
+        values = [float(v) for v in samples]
+        return cls(
+            n=len(values),
+            median=quantile(values, 0.5),
+            iqr=quantile(values, 0.75) - quantile(values, 0.25),
+            p10=quantile(values, 0.10),
+            p90=quantile(values, 0.90),
+            min=min(values),
+            max=max(values),
+        )
+
+    @property
+    def relative_iqr(self) -> float:
+        """IQR / median; inf for a zero median."""
+        return self.iqr / self.median if self.median > 0 else math.inf
+
+    @property
+    def noisy(self) -> bool:
+        return self.relative_iqr > NOISY_IQR_RATIO
+
+
+def trimmed_mean(values: Sequence[float]) -> float:
+    """MLPerf-style: drop the single fastest and slowest, average the rest (plain mean below 3)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("trimmed mean of no values")
+    kept = ordered[1:-1] if len(ordered) >= 3 else ordered
+    return sum(kept) / len(kept)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials > 0, got {successes}/{trials}")
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
