@@ -43,3 +43,32 @@ def lint(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+def _bench_command(session: nox.Session, command: str, *defaults: str) -> None:
+    _install_runtime(session)
+    session.run("python", "-m", "bench", command, *defaults, *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmark matrix (flags after --: --device, --mode, --preset, --out, --threads, --seed)."""
+    _bench_command(session, "run")
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """Put runs side by side: nox -s compare -- RUN RUN [--reference RUN:device:mode]."""
+    _bench_command(session, "compare")
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """Fail on a significant slowdown or lost convergence: nox -s gate -- --baseline RUN --current RUN."""
+    _bench_command(session, "gate")
+
+
+@nox.session
+def convergence(session: nox.Session) -> None:
+    """Convergence study over many seeds: nox -s convergence -- --seeds 32."""
+    _bench_command(session, "convergence")
