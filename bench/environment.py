@@ -1,6 +1,6 @@
 """What machine and software a result came from; every result row carries it.
 
-    python -m bench.environment        # prints this machine's environment as JSON
+python -m bench.environment        # prints this machine's environment as JSON
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def collect(threads: int | None = None) -> dict[str, object]:
     }
 
 
-def differing_fields(envs: list[dict[str, object]], fields: tuple[str, ...] = SHOWN_WHEN_DIFFERENT) -> list[str]:
+def differing_fields(
+    envs: list[dict[str, object]], fields: tuple[str, ...] = SHOWN_WHEN_DIFFERENT
+) -> list[str]:
     """The fields among `fields` whose values are not the same in every env."""
     return [f for f in fields if len({str(env.get(f, "")) for env in envs}) > 1]
 

@@ -23,7 +23,7 @@ def fmt(value: object, digits: int = 3) -> str:
     if isinstance(value, float):
         if value == 0:
             return "0"
-        if abs(value) >= 10 ** digits:
+        if abs(value) >= 10**digits:
             return f"{value:,.0f}"
         return f"{value:.{digits}g}" if abs(value) >= 1e-3 else f"{value:.2e}"
     return str(value)

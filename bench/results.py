@@ -67,6 +67,17 @@ COLUMNS = (
     "ratio_to_fastest",  # step time / fastest mode's on the same device and threads
     "ratio_to_floor",  # step time / the numpy-reference floor on the same device and threads
     "break_even_step",  # steps after which a compiled mode's total time beats eager's
+    # convergence study (workload "convergence"): one row per device, mode and output activation
+    "seeds",  # seeds trained
+    "converged_seeds",
+    "convergence_rate",  # converged_seeds / seeds
+    "convergence_rate_ci_low",  # 95% Wilson interval
+    "convergence_rate_ci_high",
+    "steps_to_target_trimmed",  # MLPerf-style: drop fastest and slowest seed, mean of the rest
+    "time_to_target_trimmed_s",
+    "mae_worst",  # worst final MAE among converged seeds
+    "exact_accuracy_worst",
+    "not_converged",  # "seed: reason" for each seed that never converged, ";"-joined
     # memory
     "peak_mem_bytes",  # torch.cuda.max_memory_allocated, CUDA only
     "peak_rss_bytes",  # process peak resident set size when the row was written
@@ -162,7 +173,9 @@ class RunWriter:
             "schema_version": SCHEMA_VERSION,
             "env": self.env,
             "settings": self.settings,
-            "rows": [{"key": row_key(r), "row": r, "samples": self.samples.get(row_key(r), {})} for r in self.rows],
+            "rows": [
+                {"key": row_key(r), "row": r, "samples": self.samples.get(row_key(r), {})} for r in self.rows
+            ],
         }
         _atomic_write(self.run_dir / "run.json", json.dumps(doc, indent=1, default=_json_default))
 
@@ -230,7 +243,9 @@ def _load_csv_with_json(csv_path: Path, json_path: Path, source: Path) -> Loaded
     if "schema_version" not in df.columns or df.empty:
         raise UsageError(f"{csv_path}: not a sumnet-bench results.csv (no schema_version column or no rows)")
     _check_schema(int(df["schema_version"].iloc[0]), csv_path)
-    env: dict[str, object] = {c[len(ENV_PREFIX) :]: df[c].iloc[0] for c in df.columns if c.startswith(ENV_PREFIX)}
+    env: dict[str, object] = {
+        c[len(ENV_PREFIX) :]: df[c].iloc[0] for c in df.columns if c.startswith(ENV_PREFIX)
+    }
     samples: dict[str, dict[str, object]] = {}
     if json_path.exists():
         try:
