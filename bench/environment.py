@@ -57,6 +57,13 @@ def _git() -> tuple[str, bool | None]:
     return commit, dirty
 
 
+def _command_line() -> str:
+    """The command as the user typed it, `python -m bench ...` for the module entry point."""
+    if sys.argv and sys.argv[0].endswith("__main__.py"):
+        return " ".join(["python -m " + Path(sys.argv[0]).parent.name, *sys.argv[1:]])
+    return " ".join(sys.argv)
+
+
 def collect(threads: int | None = None) -> dict[str, object]:
     """The environment as a flat dict of JSON-friendly values."""
     cuda = torch.cuda.is_available()
@@ -85,7 +92,7 @@ def collect(threads: int | None = None) -> dict[str, object]:
         "git_dirty": dirty,
         "harness_version": HARNESS_VERSION,
         "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "argv": " ".join(sys.argv),
+        "argv": _command_line(),
     }
 
 

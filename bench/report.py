@@ -39,3 +39,199 @@ def markdown_table(df: pd.DataFrame, columns: Mapping[str, str], digits: int = 3
 def _py(value: object) -> object:
     """numpy scalars to Python ones so fmt() sees bool and float."""
     return value.item() if hasattr(value, "item") else value
+
+
+TRAIN_COLUMNS = {
+    "device": "device",
+    "mode": "mode",
+    "threads": "threads",
+    "step_ms": "step ms (median)",
+    "step_iqr_pct": "IQR %",
+    "samples_per_s": "samples/s",
+    "first_call_s": "first call s",
+    "run_s": "3000-step run s",
+    "speedup_vs_cpu_eager": "speed-up vs CPU eager",
+    "ratio_to_floor": "x NumPy floor",
+    "break_even_step": "break-even step",
+    "mae": "held-out MAE",
+    "converged": "converged",
+    "flags": "flags",
+}
+
+
+def _ok(df: pd.DataFrame, workload: str) -> pd.DataFrame:
+    return df[(df["workload"] == workload) & (df["status"] == "ok")].copy()
+
+
+def train_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Training rows with the presentation columns: IQR as % of median, speed-up against CPU eager."""
+    train = _ok(df, "train")
+    if train.empty:
+        return train
+    train["step_iqr_pct"] = 100 * train["step_ms_iqr"] / train["step_ms"]
+    cpu_eager = train[(train["device"] == "cpu") & (train["mode"] == "eager")]
+    if not cpu_eager.empty:
+        # against CPU eager at the same thread count where there is one, else the first
+        base = {int(t): v for t, v in zip(cpu_eager["threads"], cpu_eager["step_ms"])}
+        first = cpu_eager["step_ms"].iloc[0]
+        train["speedup_vs_cpu_eager"] = [
+            base.get(int(t), first) / ms for t, ms in zip(train["threads"], train["step_ms"])
+        ]
+    return train
+
+
+def summary_markdown(df: pd.DataFrame) -> str:
+    """The training summary table: device x mode, step time, run time, samples/s, speed-up, verdict."""
+    train = train_summary(df)
+    if train.empty:
+        return "(no training rows measured)"
+    cols = dict(TRAIN_COLUMNS)
+    if train["steps"].nunique() == 1:
+        cols["run_s"] = f"{int(train['steps'].iloc[0])}-step run s"
+    return markdown_table(train, cols)
+
+
+def crossover_sentence(df: pd.DataFrame) -> str:
+    """Where the GPU's inference throughput overtakes the CPU's, from the best mode of each."""
+    inf = _ok(df, "inference")
+    if (
+        inf.empty
+        or not {"cpu"} <= set(inf["device"])
+        or not any(str(d).startswith("cuda") for d in inf["device"])
+    ):
+        return (
+            "Both a CPU and a CUDA device are needed to name the batch size where the GPU overtakes the CPU."
+        )
+    from bench.figures import crossover_batch_size
+
+    def best(prefix: str) -> dict[int, float]:
+        rows = inf[inf["device"].astype(str).str.startswith(prefix)]
+        return rows.groupby("batch_size")["samples_per_s"].max().to_dict()
+
+    size = crossover_batch_size(best("cpu"), best("cuda"))
+    if size is None:
+        return "The GPU does not beat the CPU at any measured batch size (best mode of each)."
+    return f"**The GPU beats the CPU from batch size {size:,}** on (best mode of each device)."
+
+
+def _env_line(env: Mapping[str, object]) -> str:
+    gpu = (
+        f", GPU {env.get('gpu_name')} (driver {env.get('driver_version')}, CUDA {env.get('cuda_version')})"
+        if env.get("gpu_name")
+        else ", no GPU"
+    )
+    dirty = " (dirty tree)" if env.get("git_dirty") else ""
+    return (
+        f"Host `{env.get('host')}`: {env.get('cpu_model')}, {env.get('cpu_cores')} cores{gpu}; "
+        f"torch {env.get('torch_version')}, numpy {env.get('numpy_version')}, Python {env.get('python_version')}; "
+        f"commit {env.get('git_commit') or 'unknown'}{dirty}; {env.get('timestamp_utc')}."
+    )
+
+
+def _figure_link(figures: object, name: str, caption: str) -> str:
+    paths = getattr(figures, "paths", {}) or {}
+    return f"\n![{caption}]({paths[name].name})\n" if name in paths else ""
+
+
+def render_run_report(
+    df: pd.DataFrame,
+    env: Mapping[str, object],
+    settings: Mapping[str, object],
+    figures: object,
+    elapsed_s: float,
+) -> str:
+    """report.md of one `bench run`: summary, time to accuracy, hardware use, inference, skipped rows."""
+    train = train_summary(df)
+    out = [
+        "# sumnet-bench report",
+        "",
+        _env_line(env),
+        "",
+        f"Preset `{settings.get('preset')}`, seed {settings.get('seed')}, command `{env.get('argv')}`; "
+        f'the harness ran {elapsed_s:.0f} s. A *step* is one batch update (the article\'s "epoch"). '
+        "Times are medians of raw block samples; first call includes compilation; run time excludes evaluation.",
+        "",
+        "## Training",
+        "",
+        summary_markdown(df),
+        _figure_link(figures, "train_step_time", "Training step time per device and mode"),
+        _figure_link(figures, "train_run_split", "Whole-run time: first call vs steady state"),
+    ]
+    if not train.empty:
+        out += [
+            "### Time to accuracy and learning",
+            "",
+            markdown_table(
+                train,
+                {
+                    "device": "device",
+                    "mode": "mode",
+                    "threads": "threads",
+                    "steps_to_target": "steps to target",
+                    "time_to_target_s": "time to target s",
+                    "eval_s": "eval s (apart)",
+                    "final_loss": "final loss",
+                    "exact_accuracy": "exact-sum acc.",
+                    "loss_curve_max_rel_dev": "loss-curve dev. vs eager",
+                    "verdict": "verdict",
+                },
+            ),
+            "",
+            "### Hardware use",
+            "",
+            markdown_table(
+                train,
+                {
+                    "device": "device",
+                    "mode": "mode",
+                    "threads": "threads",
+                    "flops_per_step": "FLOPs/step",
+                    "achieved_flops_per_s": "FLOP/s",
+                    "utilization": "of FP32 peak",
+                    "ratio_to_fastest": "x fastest",
+                    "ratio_to_floor": "x NumPy floor",
+                    "peak_mem_bytes": "peak GPU bytes",
+                    "peak_rss_bytes": "peak RSS bytes",
+                },
+            ),
+            "",
+        ]
+    inf = _ok(df, "inference")
+    if not inf.empty:
+        inf["config"] = inf["device"].astype(str) + " " + inf["mode"].astype(str)
+        pivot = inf.pivot_table(index="batch_size", columns="config", values="samples_per_s", aggfunc="first")
+        pivot = pivot.reset_index()
+        out += [
+            "## Inference throughput (samples/s)",
+            "",
+            markdown_table(pivot, {c: str(c) if c != "batch_size" else "batch size" for c in pivot.columns}),
+            "",
+            crossover_sentence(df),
+            _figure_link(figures, "inference_throughput", "Inference throughput against batch size"),
+        ]
+    bad = df[df["status"] != "ok"].drop_duplicates(subset=["device", "mode", "threads", "status", "reason"])
+    if not bad.empty:
+        out += [
+            "## Skipped and failed",
+            "",
+            markdown_table(
+                bad,
+                {
+                    "device": "device",
+                    "mode": "mode",
+                    "workload": "workload",
+                    "status": "status",
+                    "reason": "reason",
+                },
+            ),
+            "",
+        ]
+    skipped_figs = getattr(figures, "skipped", None)
+    if skipped_figs:
+        out += [f"Figures skipped: {skipped_figs}.", ""]
+    out += [
+        "Flags: `noisy` = IQR over 10% of the median; `below-floor` = faster than the device can be; "
+        "`curve-deviates` = loss curve over 5% from eager's at the same seed.",
+        "",
+    ]
+    return "\n".join(out)

@@ -36,14 +36,14 @@ COLUMNS = (
     "reason",  # why skipped or failed (first line of the error), else ""
     "flags",  # ";"-joined warnings: noisy, below-floor, curve-deviates, ...
     # training
-    "first_call_s",  # first step incl. compilation and warm-up (median over repeats)
+    "first_call_s",  # first step of the first repeat: compilation and warm-up included
     "step_ms",  # steady-state step time, median of the raw block samples
     "step_ms_iqr",
     "step_ms_p10",
     "step_ms_p90",
     "step_ms_min",
-    "run_s",  # whole training run (all steps, first call included, evaluation excluded), median over repeats
-    "run_s_iqr",
+    "run_s",  # first repeat's whole training run: all steps, first call included, evaluation excluded
+    "run_warm_s",  # median whole run of the repeats after the first (compiled code cached)
     "steps_to_target",  # first evaluated step where held-out MAE < target (median over repeats)
     "time_to_target_s",  # training time up to that step, evaluation excluded
     "eval_s",  # time spent evaluating during training, reported apart
