@@ -93,25 +93,18 @@ def summary_markdown(df: pd.DataFrame) -> str:
 
 def crossover_sentence(df: pd.DataFrame) -> str:
     """Where the GPU's inference throughput overtakes the CPU's, from the best mode of each."""
+    from bench.figures import inference_crossover
+
     inf = _ok(df, "inference")
-    if (
-        inf.empty
-        or not {"cpu"} <= set(inf["device"])
-        or not any(str(d).startswith("cuda") for d in inf["device"])
-    ):
+    has_gpu = any(str(d).startswith("cuda") for d in inf["device"])
+    if inf.empty or "cpu" not in set(inf["device"]) or not has_gpu:
         return (
             "Both a CPU and a CUDA device are needed to name the batch size where the GPU overtakes the CPU."
         )
-    from bench.figures import crossover_batch_size
-
-    def best(prefix: str) -> dict[int, float]:
-        rows = inf[inf["device"].astype(str).str.startswith(prefix)]
-        return rows.groupby("batch_size")["samples_per_s"].max().to_dict()
-
-    size = crossover_batch_size(best("cpu"), best("cuda"))
-    if size is None:
+    crossover = inference_crossover(df)
+    if crossover is None:
         return "The GPU does not beat the CPU at any measured batch size (best mode of each)."
-    return f"**The GPU beats the CPU from batch size {size:,}** on (best mode of each device)."
+    return f"**{crossover.describe()}.**"
 
 
 def _env_line(env: Mapping[str, object]) -> str:
@@ -154,8 +147,8 @@ def render_run_report(
         "## Training",
         "",
         summary_markdown(df),
-        _figure_link(figures, "train_step_time", "Training step time per device and mode"),
-        _figure_link(figures, "train_run_split", "Whole-run time: first call vs steady state"),
+        _figure_link(figures, "train_steps", "Training step time per device and mode"),
+        _figure_link(figures, "run_split", "Whole-run time: first call vs steady state"),
     ]
     if not train.empty:
         out += [
@@ -207,7 +200,7 @@ def render_run_report(
             markdown_table(pivot, {c: str(c) if c != "batch_size" else "batch size" for c in pivot.columns}),
             "",
             crossover_sentence(df),
-            _figure_link(figures, "inference_throughput", "Inference throughput against batch size"),
+            _figure_link(figures, "inference", "Inference throughput against batch size"),
         ]
     bad = df[df["status"] != "ok"].drop_duplicates(subset=["device", "mode", "threads", "status", "reason"])
     if not bad.empty:

@@ -84,6 +84,33 @@ COLUMNS = (
 )
 
 ENV_PREFIX = "env_"
+TEXT_COLUMNS = (
+    "workload",
+    "device",
+    "mode",
+    "output_activation",
+    "status",
+    "reason",
+    "flags",
+    "verdict",
+    "not_converged",
+)
+BOOL_COLUMNS = ("converged",)
+_BOOLS = {True: True, False: False, "True": True, "False": False, "true": True, "false": False}
+
+
+def normalise(df: pd.DataFrame) -> pd.DataFrame:
+    """One set of dtypes for a results frame, whether built in memory or read from CSV:
+    text columns are str ("" when missing), booleans True/False/NaN, the rest numeric."""
+    df = df.copy()
+    for col in df.columns:
+        if col in TEXT_COLUMNS:
+            df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
+        elif col in BOOL_COLUMNS:
+            df[col] = df[col].astype(object).map(_BOOLS)
+        elif col in COLUMNS:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
 
 
 def row_key(row: dict | pd.Series) -> str:
@@ -105,9 +132,9 @@ def new_row(**values: object) -> dict[str, object]:
 def frame(rows: Iterable[dict], env: dict | None = None) -> pd.DataFrame:
     """Rows as a DataFrame in schema column order, with env fields as `env_*` columns."""
     df = pd.DataFrame(list(rows))
-    df = df.reindex(columns=[*COLUMNS, *(c for c in df.columns if c not in COLUMNS)])
+    df = normalise(df.reindex(columns=[*COLUMNS, *(c for c in df.columns if c not in COLUMNS)]))
     for name, value in (env or {}).items():
-        df[ENV_PREFIX + name] = value
+        df[ENV_PREFIX + name] = "" if value is None else str(value)  # as a CSV reads it back
     return df
 
 
@@ -194,10 +221,9 @@ class LoadedRun:
 
 def read_csv(path: Path) -> pd.DataFrame:
     """results.csv read back with the types it was written with."""
-    df = pd.read_csv(path, keep_default_na=True)
-    for col in ("reason", "flags", "verdict"):
-        if col in df:
-            df[col] = df[col].fillna("").astype(str)
+    df = normalise(pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""]))
+    env_columns = [c for c in df.columns if c.startswith(ENV_PREFIX)]
+    df[env_columns] = df[env_columns].fillna("").astype(str)
     return df
 
 

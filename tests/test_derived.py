@@ -1,0 +1,86 @@
+import math
+
+import pytest
+
+from bench.derived import (
+    CURVE_TOLERANCE,
+    break_even_step,
+    derive,
+    forward_flops,
+    loss_curve_deviation,
+    peak_flops,
+    train_step_flops,
+)
+from bench.results import new_row, row_key
+from sumnet.model import NetConfig
+
+LAYERS = [(30, 60), (60, 60), (60, 1)]
+
+
+def test_train_step_flops_match_the_hand_count():
+    b = 32
+    forward = sum(2 * b * i * o for i, o in LAYERS)
+    weight_grads = sum(2 * b * i * o for i, o in LAYERS)
+    input_grads = sum(2 * b * i * o for i, o in LAYERS[1:])  # the data needs no gradient
+    assert train_step_flops(NetConfig(), b) == forward + weight_grads + input_grads == 933_120
+    assert forward_flops(NetConfig(), 1000) == 1000 * 2 * 5460
+
+
+def test_peak_flops_known_and_unknown():
+    assert peak_flops("NVIDIA H100 PCIe") == 51e12
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 67e12
+    assert peak_flops("Some Laptop GPU") is None and peak_flops("") is None
+
+
+def test_break_even():
+    # compile: 10 s first call, 0.2 ms/step; eager: 0.01 s, 0.4 ms/step -> (10-0.01)/0.0002 + 1 steps
+    assert break_even_step(10, 2e-4, 0.01, 4e-4) == math.ceil(1 + 9.99 / 2e-4)
+    assert break_even_step(10, 5e-4, 0.01, 4e-4) == math.inf
+    assert break_even_step(0.001, 1e-4, 0.01, 4e-4) == 1
+
+
+def test_loss_curve_deviation_uses_a_floor_for_tiny_losses():
+    ref = {100: 1.0, 200: 0.5, 300: 1e-6}
+    assert loss_curve_deviation({100: 1.1, 200: 0.5, 300: 2e-6}, ref) == pytest.approx(0.1)
+    assert loss_curve_deviation({"100": 1.0}, ref) == 0.0  # JSON keys are strings
+    assert math.isnan(loss_curve_deviation({}, ref))
+
+
+def _train_row(mode, step_ms, first_call_s):
+    return new_row(
+        workload="train",
+        device="cpu",
+        mode=mode,
+        batch_size=32,
+        threads=2,
+        output_activation="relu",
+        step_ms=step_ms,
+        first_call_s=first_call_s,
+    )
+
+
+def test_derive_fills_ratios_break_even_and_curve_flags():
+    rows = [
+        _train_row("eager", 0.4, 0.01),
+        _train_row("compile", 0.2, 10.0),
+        _train_row("numpy-reference", 0.1, 0.0),
+    ]
+    samples = {
+        row_key(rows[0]): {"loss_curve": {"100": 1.0, "200": 0.5}},
+        row_key(rows[1]): {"loss_curve": {"100": 1.0, "200": 0.5 * (1 + 2 * CURVE_TOLERANCE)}},
+    }
+    derive(rows, samples, {"gpu_name": ""}, NetConfig())
+    eager, comp, floor = rows
+    assert floor["ratio_to_fastest"] == 1 and eager["ratio_to_fastest"] == pytest.approx(4)
+    assert comp["ratio_to_floor"] == pytest.approx(2)
+    assert comp["break_even_step"] == math.ceil(1 + 9.99 / 2e-4)
+    assert "curve-deviates" in comp["flags"]
+    assert eager["flops_per_step"] == 933_120
+    assert eager["achieved_flops_per_s"] == pytest.approx(933_120 / 0.4e-3)
+    assert eager["utilization"] is None  # CPU peak unknown: left out rather than guessed
+
+
+def test_derive_flags_impossible_times():
+    row = _train_row("eager", 1e-7, 0.0)
+    derive([row], {}, {}, NetConfig())
+    assert "below-floor" in row["flags"]

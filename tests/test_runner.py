@@ -1,0 +1,147 @@
+"""The run command end to end on the CPU with tiny step counts, and its failure paths."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench import runner
+from bench.__main__ import main as bench_main
+from bench.results import load_run
+
+TINY = ["--steps", "200", "--repeats", "2", "--batch-sizes", "1,64", "--no-progress", "--target-mae", "1.0"]
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def test_cli_smoke_run_writes_every_output(tmp_path):
+    proc = _cli("run", "--device", "auto", "--mode", "eager", "--out", str(tmp_path), "--no-figures", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "latest"
+    assert {"results.csv", "run.json", "report.md"} <= {p.name for p in run_dir.iterdir()}
+    run = load_run(run_dir)
+    df = run.frame
+    train = df[(df.workload == "train") & (df.device == "cpu")].iloc[0]
+    assert train.status == "ok" and train.steps == 200 and train.repeats == 2
+    assert train.step_ms > 0 and train.run_s > 0 and train.first_call_s > 0
+    assert train.samples_per_s == pytest.approx(32 / (train.step_ms / 1e3))
+    assert train.flops_per_step == 933_120
+    assert len(run.samples["train/cpu/eager/32/" + str(int(train.threads)) + "/relu"]["run_s"]) == 2
+    inference = df[(df.workload == "inference") & (df.device == "cpu")]
+    assert sorted(inference.batch_size) == [1, 64] and (inference.latency_ms > 0).all()
+    report = (run_dir / "report.md").read_text()
+    assert "## Training" in report and "## Inference throughput" in report
+    assert proc.stdout.splitlines()[0].startswith("| device")  # the console ends with the summary table
+    if not torch.cuda.is_available():
+        cuda = df[df.device == "cuda"]
+        assert set(cuda.status) == {"skipped"} and cuda.reason.str.len().min() > 0
+        assert "## Skipped and failed" in report
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device", "tpu"], "unknown device"),
+        (["--mode", "turbo"], "unknown mode"),
+        (["--preset", "huge"], "unknown preset"),
+        (["--steps", "0"], "positive integer"),
+        (["--repeats", "-1"], "positive integer"),
+        (["--threads", "0"], "--threads"),
+        (["--batch-sizes", "1,x"], "--batch-sizes"),
+        (["--out", "/proc/forbidden"], "cannot write"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message):
+    proc = _cli("run", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_command_exits_2():
+    assert _cli("explode").returncode == 2
+
+
+def _options(tmp_path, modes="eager,compile"):
+    args = [
+        "run",
+        "--device",
+        "cpu",
+        "--mode",
+        modes,
+        "--out",
+        str(tmp_path),
+        "--no-figures",
+        "--no-inference",
+        *TINY,
+    ]
+    parser = __import__("argparse").ArgumentParser()
+    runner.add_arguments(parser)
+    return runner.options_from_args(parser.parse_args(args[1:]))
+
+
+def test_a_failing_configuration_is_recorded_and_the_rest_runs(tmp_path, monkeypatch):
+    real = runner.build_trainer
+
+    def flaky(mode, *a, **k):
+        if mode == "compile":
+            raise RuntimeError("simulated compiler crash\nsecond line not kept")
+        return real(mode, *a, **k)
+
+    monkeypatch.setattr(runner, "build_trainer", flaky)
+    run_dir, writer, interrupted = runner.run(_options(tmp_path, "compile,eager"))
+    df = writer.frame()
+    failed = df[df["mode"] == "compile"].iloc[0]
+    assert failed.status == "failed" and failed.reason == "RuntimeError: simulated compiler crash"
+    assert df[df["mode"] == "eager"].iloc[0].status == "ok"
+    assert not interrupted
+
+
+def test_an_interrupted_run_keeps_its_rows(tmp_path, monkeypatch):
+    real = runner.build_trainer
+
+    def interrupt_second(mode, *a, **k):
+        if mode == "compile":
+            raise KeyboardInterrupt
+        return real(mode, *a, **k)
+
+    monkeypatch.setattr(runner, "build_trainer", interrupt_second)
+    run_dir, writer, interrupted = runner.run(_options(tmp_path, "eager,compile"))
+    assert interrupted
+    on_disk = pd.read_csv(run_dir / "results.csv")
+    assert list(on_disk["mode"]) == ["eager"] and on_disk["status"].iloc[0] == "ok"
+    assert json.loads((run_dir / "run.json").read_text())["rows"][0]["samples"]["step_ms"]
+
+
+def test_main_returns_130_and_writes_report_when_interrupted(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "build_trainer", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    code = bench_main(
+        ["run", "--device", "cpu", "--mode", "eager", "--out", str(tmp_path), "--no-figures", *TINY]
+    )
+    assert code == 130
+    assert (Path(tmp_path) / "latest" / "report.md").exists()
+    assert "INTERRUPTED" in capsys.readouterr().out
+
+
+def test_thread_sweep_applies_to_cpu_only():
+    opts = runner.RunOptions(
+        devices=["cpu", "cuda"],
+        modes=["eager"],
+        preset="quick",
+        train=runner.PRESETS["quick"].train,
+        inference=runner.PRESETS["quick"].inference,
+        threads=[1, 2],
+        seed=0,
+        batch_size=32,
+        output_activation="relu",
+        out=Path("."),
+    )
+    assert runner._configs(opts) == [("cpu", "eager", 1), ("cpu", "eager", 2), ("cuda", "eager", 2)]

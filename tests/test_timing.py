@@ -1,0 +1,46 @@
+import time
+
+import pytest
+import torch
+
+from bench.stats import Summary
+from bench.timing import calls_for_duration, clock_for, time_block, time_blocks, time_call
+
+
+def _spin(seconds: float):
+    def fn():
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    return fn
+
+
+def test_block_timing_measures_a_known_spin():
+    samples = time_blocks(_spin(0.002), "cpu", blocks=7, calls=5)
+    median = Summary.of(samples).median
+    assert 0.0019 < median < 0.0030  # a 2 ms spin; the upper bound allows a loaded machine
+
+
+def test_time_call_and_calls_for_duration():
+    assert 0.0049 < time_call(_spin(0.005), "cpu") < 0.05
+    assert 5 <= calls_for_duration(_spin(0.001), "cpu", 0.01) <= 10
+
+
+def test_clock_choice_per_device():
+    assert clock_for("cpu") == "perf_counter"
+    assert clock_for("cuda:0") == "cuda-event"
+    assert clock_for(torch.device("cuda")) == "cuda-event"
+
+
+def test_block_needs_a_call():
+    with pytest.raises(ValueError):
+        time_block(lambda: None, "cpu", 0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_event_timing_catches_async_work():
+    x = torch.randn(4096, 4096, device="cuda")
+    per_call = time_block(lambda: x @ x, "cuda", 10)
+    assert per_call > 2 * 4096**3 / 1e15  # no GPU does 1 PFLOP/s in FP32: the work was waited for
