@@ -38,6 +38,21 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def pytest_bench(session: nox.Session) -> None:
+    """pytest-benchmark suite (same timing as the harness); add --benchmark-compare-fail=median:10%."""
+    _install_runtime(session)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run(
+        "pytest",
+        "tests/benchmarks",
+        "--benchmark-enable",
+        "--benchmark-only",
+        "--benchmark-autosave",
+        *session.posargs,
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff (lint and format)."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
