@@ -121,6 +121,17 @@ def _env_line(env: Mapping[str, object]) -> str:
     )
 
 
+def _overhead_sentence(settings: Mapping[str, object]) -> str:
+    wall, timed = settings.get("wall_s"), settings.get("timed_s")
+    if not wall or timed is None:
+        return ""
+    outside = max(0.0, float(wall) - float(timed))
+    return (
+        f"The run took {float(wall):.0f} s, {float(timed):.0f} s of it inside timed regions; the harness's own work "
+        f"(building models, figures, writing files) took {outside:.1f} s ({outside / float(wall):.0%})."
+    )
+
+
 def _figure_link(figures: object, name: str, caption: str) -> str:
     paths = getattr(figures, "paths", {}) or {}
     return f"\n![{caption}]({paths[name].name})\n" if name in paths else ""
@@ -131,7 +142,6 @@ def render_run_report(
     env: Mapping[str, object],
     settings: Mapping[str, object],
     figures: object,
-    elapsed_s: float,
 ) -> str:
     """report.md of one `bench run`: summary, time to accuracy, hardware use, inference, skipped rows."""
     train = train_summary(df)
@@ -140,8 +150,9 @@ def render_run_report(
         "",
         _env_line(env),
         "",
-        f"Preset `{settings.get('preset')}`, seed {settings.get('seed')}, command `{env.get('argv')}`; "
-        f'the harness ran {elapsed_s:.0f} s. A *step* is one batch update (the article\'s "epoch"). '
+        f"Preset `{settings.get('preset')}`, seed {settings.get('seed')}, command `{env.get('argv')}`. "
+        + _overhead_sentence(settings)
+        + ' A *step* is one batch update (the article\'s "epoch"). '
         "Times are medians of raw block samples; first call includes compilation; run time excludes evaluation.",
         "",
         "## Training",

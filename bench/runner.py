@@ -240,6 +240,7 @@ def _run_config(writer: RunWriter, opts: RunOptions, device: str, mode: str, thr
         row["peak_mem_bytes"] = int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else None
         row["peak_rss_bytes"] = _peak_rss_bytes()
         writer.add(row, samples)
+        writer.settings["timed_s"] += m.timed_s
     except Exception as err:  # one configuration's failure is recorded in its row; the matrix goes on
         writer.add(
             new_row(
@@ -256,6 +257,7 @@ def _run_config(writer: RunWriter, opts: RunOptions, device: str, mode: str, thr
         writer.add(new_row(**base, workload="inference", status="failed", reason=_first_line(err)))
         progress.update(1)
         return
+    writer.settings["timed_s"] += sum(p.timed_s for p in points)
     for p in points:
         if p.latency_s is None:
             writer.add(
@@ -327,6 +329,7 @@ def run(opts: RunOptions) -> tuple[Path, RunWriter, bool]:
     env = environment.collect()
     run_dir = make_run_dir(opts.out, str(env["host"]))
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    settings["timed_s"] = 0.0  # seconds inside timed regions, to state the harness's own overhead
     writer = RunWriter(run_dir, env, settings)
     configs = _configs(opts)
     units = opts.train.repeats + (1 if opts.inference_enabled else 0)
@@ -358,7 +361,9 @@ def main(args: argparse.Namespace) -> int:
         figures = write_run_figures(df, writer.samples, run_dir, writer.env)
         if figures.skipped:
             print(f"figures skipped: {figures.skipped}", file=sys.stderr)
-    report = render_run_report(df, writer.env, writer.settings, figures, time.perf_counter() - started)
+    writer.settings["wall_s"] = time.perf_counter() - started
+    writer.flush()
+    report = render_run_report(df, writer.env, writer.settings, figures)
     (run_dir / "report.md").write_text(report)
     print(summary_markdown(df))
     print(

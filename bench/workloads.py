@@ -49,6 +49,11 @@ class TrainMeasurement:
     repeats: list[RepeatResult] = field(default_factory=list)
 
     @property
+    def timed_s(self) -> float:
+        """Seconds inside timed regions: training and evaluation of every repeat."""
+        return sum(r.run_s + r.eval_s for r in self.repeats)
+
+    @property
     def step_ms(self) -> list[float]:
         """Steady-state step samples of every repeat, pooled, in milliseconds."""
         return [s * 1e3 for r in self.repeats for s in r.step_s]
@@ -155,6 +160,14 @@ class InferencePoint:
     latency_s: list[float] | None  # seconds per forward, one sample per block
     skipped: str | None = None  # why this batch size was not measured (e.g. out of memory)
     peak_mem_bytes: int | None = None  # CUDA only: torch.cuda.max_memory_allocated for this batch size
+    calls: int = 0  # forwards per block
+
+    @property
+    def timed_s(self) -> float:
+        """Seconds spent inside timed regions for this point (first call and blocks)."""
+        return (self.first_call_s if self.first_call_s == self.first_call_s else 0.0) + sum(
+            self.latency_s or []
+        ) * self.calls
 
 
 def measure_inference(
@@ -175,7 +188,9 @@ def measure_inference(
             first = time_call(run, device)
             calls = calls_for_duration(run, device, plan.block_seconds)
             samples = time_blocks(run, device, plan.blocks, calls, warmup=plan.warmup_calls)
-            points.append(InferencePoint(batch_size, first, samples, peak_mem_bytes=peak_memory(device)))
+            points.append(
+                InferencePoint(batch_size, first, samples, peak_mem_bytes=peak_memory(device), calls=calls)
+            )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             points.append(InferencePoint(batch_size, math.nan, None, "out of GPU memory: batch size trimmed"))
