@@ -1,0 +1,254 @@
+"""bench.gate: passes A/A pairs, fails real slowdowns and lost convergence, exits 2 on bad input.
+
+Runs are results folders written with RunWriter from seeded synthetic samples.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.__main__ import main as bench_main
+from bench.gate import ConvergenceCheck, env_mismatch
+from bench.results import RunWriter, new_row
+
+ENV = {
+    "host": "ci-runner",
+    "cpu_model": "Xeon",
+    "gpu_name": "",
+    "torch_version": "2.13.0",
+    "cuda_version": "",
+}
+TRAIN = dict(workload="train", device="cpu", mode="eager", batch_size=32, threads=2, output_activation="relu")
+
+
+def infer_key(batch):
+    return dict(TRAIN, workload="inference", batch_size=batch)
+
+
+def make_run(
+    path: Path, *, seed=0, slow_train=1.0, slow_infer=1.0, env=ENV, converged=True, mae=0.003, extra=()
+):
+    """A quick-preset-like run: 29 step blocks, 7 latency blocks for two batch sizes."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True)
+    writer = RunWriter(path, dict(env))
+    steps = list(slow_train * 0.5 * rng.lognormal(0, 0.05, 29))
+    writer.add(
+        new_row(**TRAIN, step_ms=float(np.median(steps)), converged=converged, mae=mae, verdict="MAE ..."),
+        {"step_ms": steps},
+    )
+    for batch, ms in ((1, 0.05), (1024, 0.4)):
+        lat = list(slow_infer * ms * rng.lognormal(0, 0.08, 7))
+        writer.add(new_row(**infer_key(batch), latency_ms=float(np.median(lat))), {"latency_ms": lat})
+    for values in extra:
+        writer.add(new_row(**values))
+    return path
+
+
+def gate(capsys, baseline, current, *extra):
+    argv = ["gate", "--baseline", str(baseline), "--current", str(current), *extra]
+    try:
+        code = bench_main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_a_pairs_pass(tmp_path, capsys):
+    for seed in range(5):
+        base = make_run(tmp_path / f"b{seed}", seed=2 * seed)
+        cur = make_run(tmp_path / f"c{seed}", seed=2 * seed + 1)
+        code, out, _ = gate(capsys, base, cur)
+        assert code == 0, out
+        assert "# Benchmark gate: PASS" in out and "REGRESSION" not in out
+
+
+def test_a_slowed_training_step_fails_with_the_reason(tmp_path, capsys):
+    base, cur = make_run(tmp_path / "b", seed=1), make_run(tmp_path / "c", seed=2, slow_train=1.25)
+    out_file = tmp_path / "ci" / "gate.md"
+    code, out, _ = gate(capsys, base, cur, "--out", str(out_file))
+    assert code == 1
+    assert "FAIL (1 regression)" in out
+    assert "1. train/cpu/eager/32/2/relu step_ms: median +2" in out
+    assert out_file.read_text() in out  # the file CI posts is the printed report
+    # the inference rows were compared too, and passed
+    assert out.count("| inference/") == 2 and out.count("REGRESSION") == 1
+
+
+def test_every_regression_is_listed_before_one_exit(tmp_path, capsys):
+    base = make_run(tmp_path / "b", seed=1)
+    cur = make_run(tmp_path / "c", seed=2, slow_train=1.5, slow_infer=2.0, converged=False, mae=14.9)
+    code, out, _ = gate(capsys, base, cur)
+    assert code == 1
+    assert "FAIL (4 regressions)" in out
+    regressions = out.split("## Regressions")[1]
+    for text in ("train/cpu/eager/32/2/relu step_ms", "inference/cpu/eager/1/2/relu latency_ms",
+                 "inference/cpu/eager/1024/2/relu latency_ms", "converged in the baseline, not now"):  # fmt: skip
+        assert text in regressions
+
+
+def test_the_threshold_and_metrics_are_honoured(tmp_path, capsys):
+    base, cur = make_run(tmp_path / "b", seed=1), make_run(tmp_path / "c", seed=2, slow_train=1.25)
+    assert gate(capsys, base, cur, "--max-slowdown", "50%")[0] == 0
+    assert gate(capsys, base, cur, "--max-slowdown", "median:10%")[0] == 1
+    code, out, _ = gate(capsys, base, cur, "--metric", "latency_ms")
+    assert code == 0 and "step_ms" not in out.split("## Speed")[1].split("## Convergence")[0]
+
+
+def test_a_ratio_above_the_limit_without_significance_passes(tmp_path, capsys):
+    def run(path, samples):
+        path.mkdir()
+        RunWriter(path, dict(ENV)).add(
+            new_row(**TRAIN, step_ms=float(np.median(samples))), {"step_ms": samples}
+        )
+        return path
+
+    base = run(tmp_path / "b", [1.0, 2.0, 3.0, 4.0, 5.0])
+    cur = run(tmp_path / "c", [1.2, 2.2, 3.5, 4.4, 5.6])  # median +16.7%, noise far larger
+    code, out, _ = gate(capsys, base, cur)
+    assert code == 0 and "above limit, not significant" in out
+
+
+def test_mae_tolerance_is_the_stated_one():
+    check = ConvergenceCheck()
+    assert check.mae_limit(0.003) == pytest.approx(0.008)  # baseline + 0.005 allows more than 2 x
+    assert check.mae_limit(0.01) == pytest.approx(0.02)  # 2 x allows more than + 0.005
+    assert check.fails({"converged": True, "mae": 0.0079}, {"converged": True, "mae": 0.003}) is None
+    message = check.fails({"converged": True, "mae": 0.0081}, {"converged": True, "mae": 0.003})
+    assert message is not None and "0.0081 > limit 0.0080" in message
+    # not converging in both runs is not a regression; learning again is not either
+    assert check.fails({"converged": False, "mae": 15.1}, {"converged": False, "mae": 15.0}) is None
+    assert check.fails({"converged": True, "mae": 0.004}, {"converged": False, "mae": 15.0}) is None
+    # CSV cells come back as text
+    assert "not now" in check.fails({"converged": "False", "mae": 0.004}, {"converged": "True", "mae": 0.004})
+
+
+def test_lost_convergence_fails(tmp_path, capsys):
+    base = make_run(tmp_path / "b", seed=1)
+    cur = make_run(tmp_path / "c", seed=2, converged=False, mae=0.012)
+    code, out, _ = gate(capsys, base, cur)
+    assert code == 1
+    assert "converged in the baseline, not now" in out and "## Convergence" in out
+
+
+def test_failed_and_skipped_rows_are_listed_and_a_new_failure_fails(tmp_path, capsys):
+    compile_row = dict(TRAIN, mode="compile", step_ms=0.3)
+    cuda_row = dict(TRAIN, device="cuda", status="skipped", reason="no CUDA GPU")
+    base = make_run(tmp_path / "b", seed=1, extra=[compile_row, cuda_row])
+    broken = dict(TRAIN, mode="compile", status="failed", reason="InductorError: boom")
+    cur = make_run(tmp_path / "c", seed=2, extra=[broken, cuda_row])
+    code, out, _ = gate(capsys, base, cur)
+    assert code == 1
+    assert "train/cpu/compile/32/2/relu: ran in the baseline, fails now: InductorError: boom" in out
+    assert "train/cuda/eager/32/2/relu: baseline skipped, current skipped" in out
+
+
+def test_env_mismatch_is_refused_unless_allowed(tmp_path, capsys):
+    base = make_run(tmp_path / "b", seed=1)
+    cur = make_run(tmp_path / "c", seed=2, env=dict(ENV, torch_version="2.14.0", host="other"))
+    code, _, err = gate(capsys, base, cur)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "torch_version: 2.13.0 vs 2.14.0" in err and "--allow-env-mismatch" in err and "host" not in err
+    code, out, _ = gate(capsys, base, cur, "--allow-env-mismatch")
+    assert code == 0 and "DIFFER, allowed by --allow-env-mismatch: torch_version" in out
+
+
+def test_env_fields_not_recorded_are_named_not_refused():
+    differ, unknown = env_mismatch({"cpu_model": "A", "torch_version": "2"}, {"cpu_model": "A"})
+    assert differ == [] and unknown == ["gpu_name", "torch_version", "cuda_version"]
+    differ, _ = env_mismatch({"gpu_name": ""}, {"gpu_name": "H100"})
+    assert differ == ["gpu_name: (none) vs H100"]
+
+
+def _no_common(tmp_path):
+    base = make_run(tmp_path / "b", seed=1)
+    other = tmp_path / "c"
+    other.mkdir()
+    RunWriter(other, dict(ENV)).add(
+        new_row(**dict(TRAIN, batch_size=64), step_ms=1.0), {"step_ms": [1.0] * 5}
+    )
+    return base, other
+
+
+def _wrong_schema(tmp_path):
+    base = make_run(tmp_path / "b", seed=1)
+    cur = make_run(tmp_path / "c", seed=2)
+    csv = cur / "results.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0]] + ["99" + line[line.index(",") :] for line in lines[1:]]) + "\n")
+    return base, cur
+
+
+def _unreadable(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    return make_run(tmp_path / "b", seed=1), bad
+
+
+def _missing(tmp_path):
+    return make_run(tmp_path / "b", seed=1), tmp_path / "nowhere"
+
+
+def _wrong_schema_json(tmp_path):
+    cur = make_run(tmp_path / "c", seed=2)
+    doc = json.loads((cur / "run.json").read_text())
+    doc["schema_version"] = 99
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    return make_run(tmp_path / "b", seed=1), tmp_path / "old.json"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (_missing, "no such file"),
+        (_unreadable, "not readable JSON"),
+        (_wrong_schema, "schema version 99"),
+        (_wrong_schema_json, "schema version 99"),
+        (_no_common, "no configuration in common"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, build, message):
+    base, cur = build(tmp_path)
+    code, out, err = gate(capsys, base, cur)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"), [(["--max-slowdown", "10"], "10%"), (["--metric", "step_s"], "choose from")]
+)
+def test_bad_flags_exit_2(tmp_path, capsys, flags, message):
+    base, cur = make_run(tmp_path / "b", seed=1), make_run(tmp_path / "c", seed=2)
+    code, _, err = gate(capsys, base, cur, *flags)
+    assert code == 2 and message in err
+
+
+def test_gate_reads_csv_alone_and_checks_the_bare_ratio(tmp_path, capsys):
+    base, cur = make_run(tmp_path / "b", seed=1), make_run(tmp_path / "c", seed=2, slow_train=1.3)
+    only = tmp_path / "only"
+    only.mkdir()
+    shutil.copy(cur / "results.csv", only / "results.csv")
+    code, out, _ = gate(capsys, base, only / "results.csv")
+    assert code == 1 and "median ratio alone" in out
+
+
+def test_gate_reads_pytest_benchmark_json(tmp_path, capsys):
+    def doc(scale, seed):
+        rng = np.random.default_rng(seed)
+        data = list(scale * 5e-4 * rng.lognormal(0, 0.05, 30))
+        extra = {"workload": "train", "device": "cpu", "mode": "eager", "batch_size": 32, "threads": 2,
+                 "output_activation": "relu"}  # fmt: skip
+        stats = {"median": float(np.median(data)), "min": min(data), "iqr": 0.0, "data": data}
+        return {"machine_info": {"node": "ci", "cpu": {"brand_raw": "Xeon"}}, "benchmarks": [
+            {"name": "test_train_step", "extra_info": extra, "stats": stats}]}  # fmt: skip
+
+    paths = []
+    for name, scale, seed in (("a", 1.0, 1), ("b", 1.0, 2), ("slow", 1.25, 3)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(doc(scale, seed)))
+    assert gate(capsys, paths[0], paths[1])[0] == 0
+    code, out, _ = gate(capsys, paths[0], paths[2])
+    assert code == 1 and "train/cpu/eager/32/2/relu step_ms" in out
