@@ -26,7 +26,7 @@ import pandas as pd
 from bench.environment import SHOWN_WHEN_DIFFERENT, differing_fields
 from bench.report import fmt, markdown_table
 from bench.results import KEY_COLUMNS, LoadedRun, load_run
-from bench.significance import METHOD, compare_medians, compare_samples
+from bench.significance import METHOD, compare_samples, compare_values
 from sumnet.cli_args import UsageError
 
 TIME_METRICS = ("step_ms", "latency_ms")  # per-row speed metric, lower is better, in this order
@@ -279,7 +279,7 @@ def _against(run: LoadedRun, row: pd.Series, ref_run: LoadedRun, ref: pd.Series,
     if current and baseline:
         result = compare_samples(current, baseline)
     else:
-        result = compare_medians(number(row[metric]), number(ref[metric]))
+        result = compare_values(number(row[metric]), number(ref[metric]))
     verdict = result.verdict if result.tested else "not tested: too few raw samples"
     return {
         "ratio": result.ratio,

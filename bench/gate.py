@@ -31,13 +31,15 @@ from bench.significance import (
     SLOWER,
     RegressionCheck,
     SampleComparison,
-    compare_medians,
     compare_samples,
+    compare_values,
 )
 from sumnet.cli_args import UsageError
 
 METRICS = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # times: lower is better
-DEFAULT_METRICS = ("step_ms", "latency_ms")
+# The training step only, by default: inference rows are 7 blocks of 10 ms, and on a 2-core machine
+# with another busy process their latency swings 3-300x between runs (measured; docs/ci-gate.md).
+DEFAULT_METRICS = ("step_ms",)
 MAE_FACTOR = 2.0  # held-out MAE may at most double ...
 MAE_SLACK = 0.005  # ... or grow by half the exact-sum tolerance, whichever allows more (sum units)
 
@@ -119,11 +121,27 @@ def _speed_verdict(result: SampleComparison, check: RegressionCheck, failure: st
     return result.verdict
 
 
-def _compare_metric(baseline: LoadedRun, current: LoadedRun, b_row, c_row, metric: str) -> SampleComparison:
+def _noisy(b_row, c_row) -> str:
+    """` (noisy: baseline, current)` for rows the runner flagged noisy (IQR over 10% of the median)."""
+    noisy = [
+        name
+        for name, row in (("baseline", b_row), ("current", c_row))
+        if "noisy" in str(row.get("flags") or "")
+    ]
+    return f" (noisy: {', '.join(noisy)})" if noisy else ""
+
+
+def _compare_metric(
+    baseline: LoadedRun, current: LoadedRun, b_row, c_row, metric: str, check: RegressionCheck
+) -> SampleComparison:
+    """The check's statistic from raw samples; without them, the row's summary column of it."""
     before, now = raw_samples(baseline, b_row, metric), raw_samples(current, c_row, metric)
     if before and now:
-        return compare_samples(now, before)
-    return compare_medians(number(c_row[metric]), number(b_row[metric]))
+        return compare_samples(now, before, check.q)
+    column = metric if check.statistic == "median" else f"{metric}_{check.statistic}"
+    if math.isnan(number(b_row.get(column))) or math.isnan(number(c_row.get(column))):
+        column = metric  # no such summary column: the median stands in, the message says "median"
+    return compare_values(number(c_row[column]), number(b_row[column]))
 
 
 def gate(
@@ -166,7 +184,7 @@ def gate(
         for metric in metrics:
             if math.isnan(number(b_row.get(metric))) or math.isnan(number(c_row.get(metric))):
                 continue
-            result = _compare_metric(baseline, current, b_row, c_row, metric)
+            result = _compare_metric(baseline, current, b_row, c_row, metric, check)
             failure = check.failure(result)
             if failure:
                 failures.append(f"{key} {metric}: {failure}")
@@ -174,15 +192,15 @@ def gate(
                 {
                     "config": key,
                     "metric": metric,
-                    "baseline": result.median_baseline,
-                    "current": result.median_current,
+                    "baseline": result.baseline,
+                    "current": result.current,
                     "n_baseline": result.n_baseline,
                     "n_current": result.n_current,
                     "ratio": result.ratio,
                     "ci_low": result.ci_low,
                     "ci_high": result.ci_high,
                     "p_slower": result.p_slower,
-                    "verdict": _speed_verdict(result, check, failure),
+                    "verdict": _speed_verdict(result, check, failure) + _noisy(b_row, c_row),
                 }
             )
         if as_bool(b_row.get("converged")) is not None and as_bool(c_row.get("converged")) is not None:
@@ -259,6 +277,7 @@ def render_markdown(
     current: LoadedRun,
     check: RegressionCheck,
     convergence: ConvergenceCheck,
+    metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> str:
     """The report CI posts: verdict, rules, every compared configuration, every regression."""
     head = (
@@ -272,6 +291,7 @@ def render_markdown(
         f"- Baseline: {_describe_run(baseline)}",
         f"- Current: {_describe_run(current)}",
         f"- Speed rule: a configuration {check.describe()}. Ratio = current / baseline (above 1 is slower).",
+        f"- Metrics gated: {', '.join(metrics)}.",
         f"- Method: {METHOD}; p is one-sided (current slower).",
         f"- Convergence rule: {convergence.describe()}.",
         f"- Environment {result.env_note}.",
@@ -358,7 +378,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metric",
         type=parse_metrics,
         default=list(DEFAULT_METRICS),
-        help=f"comma list of time columns to gate (default {','.join(DEFAULT_METRICS)}; also {', '.join(METRICS[2:])})",
+        help=f"comma list of time columns to gate (default {','.join(DEFAULT_METRICS)}; also {', '.join(METRICS[1:])})",
     )
     parser.add_argument(
         "--allow-env-mismatch",
@@ -374,7 +394,7 @@ def main(args: argparse.Namespace) -> int:
     baseline, current = load_run(args.baseline), load_run(args.current)
     convergence = ConvergenceCheck()
     result = gate(baseline, current, args.max_slowdown, args.metric, args.allow_env_mismatch, convergence)
-    markdown = render_markdown(result, baseline, current, args.max_slowdown, convergence)
+    markdown = render_markdown(result, baseline, current, args.max_slowdown, convergence, args.metric)
     if args.out is not None:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def test_a_a_pairs_pass(tmp_path, capsys):
 def test_a_slowed_training_step_fails_with_the_reason(tmp_path, capsys):
     base, cur = make_run(tmp_path / "b", seed=1), make_run(tmp_path / "c", seed=2, slow_train=1.25)
     out_file = tmp_path / "ci" / "gate.md"
-    code, out, _ = gate(capsys, base, cur, "--out", str(out_file))
+    code, out, _ = gate(capsys, base, cur, "--out", str(out_file), "--metric", "step_ms,latency_ms")
     assert code == 1
     assert "FAIL (1 regression)" in out
     assert "1. train/cpu/eager/32/2/relu step_ms: median +2" in out
@@ -82,7 +82,7 @@ def test_a_slowed_training_step_fails_with_the_reason(tmp_path, capsys):
 def test_every_regression_is_listed_before_one_exit(tmp_path, capsys):
     base = make_run(tmp_path / "b", seed=1)
     cur = make_run(tmp_path / "c", seed=2, slow_train=1.5, slow_infer=2.0, converged=False, mae=14.9)
-    code, out, _ = gate(capsys, base, cur)
+    code, out, _ = gate(capsys, base, cur, "--metric", "step_ms,latency_ms")
     assert code == 1
     assert "FAIL (4 regressions)" in out
     regressions = out.split("## Regressions")[1]
@@ -95,8 +95,14 @@ def test_the_threshold_and_metrics_are_honoured(tmp_path, capsys):
     base, cur = make_run(tmp_path / "b", seed=1), make_run(tmp_path / "c", seed=2, slow_train=1.25)
     assert gate(capsys, base, cur, "--max-slowdown", "50%")[0] == 0
     assert gate(capsys, base, cur, "--max-slowdown", "median:10%")[0] == 1
+    code, out, _ = gate(capsys, base, cur, "--max-slowdown", "p10:10%")
+    assert code == 1 and "step_ms: p10 +2" in out and "its p10 is more than 10% slower" in out
     code, out, _ = gate(capsys, base, cur, "--metric", "latency_ms")
     assert code == 0 and "step_ms" not in out.split("## Speed")[1].split("## Convergence")[0]
+    # by default only the training step is gated: slowed inference alone passes
+    slow_infer = make_run(tmp_path / "i", seed=3, slow_infer=2.0)
+    code, out, _ = gate(capsys, base, slow_infer)
+    assert code == 0 and "Metrics gated: step_ms." in out and "| inference/" not in out
 
 
 def test_a_ratio_above_the_limit_without_significance_passes(tmp_path, capsys):
@@ -111,6 +117,11 @@ def test_a_ratio_above_the_limit_without_significance_passes(tmp_path, capsys):
     cur = run(tmp_path / "c", [1.2, 2.2, 3.5, 4.4, 5.6])  # median +16.7%, noise far larger
     code, out, _ = gate(capsys, base, cur)
     assert code == 0 and "above limit, not significant" in out
+    noisy = run(tmp_path / "n", [1.0, 2.0, 3.0, 4.0, 5.0])
+    RunWriter(noisy, dict(ENV)).add(
+        new_row(**TRAIN, step_ms=3.0, flags="noisy"), {"step_ms": [1.0, 2.0, 3.0, 4.0, 5.0]}
+    )
+    assert "no significant difference (noisy: current)" in gate(capsys, base, noisy)[1]
 
 
 def test_mae_tolerance_is_the_stated_one():

@@ -16,8 +16,8 @@ from bench.significance import (
     SLOWER,
     RegressionCheck,
     bootstrap_ratio_interval,
-    compare_medians,
     compare_samples,
+    compare_values,
     mann_whitney_p,
 )
 
@@ -75,7 +75,7 @@ def test_mann_whitney_on_hand_computed_cases():
 
 def test_compare_samples_medians_ratio_and_p_values():
     result = compare_samples([4, 5, 6, 7], [1, 2, 3])
-    assert (result.median_current, result.median_baseline, result.ratio) == (5.5, 2.0, 2.75)
+    assert (result.current, result.baseline, result.ratio) == (5.5, 2.0, 2.75)
     assert (result.n_current, result.n_baseline) == (4, 3)
     # exact U test: all 4 x 3 pairs favour current, P = 1 / C(7, 3) = 1/35 one-sided
     assert result.p_slower == pytest.approx(1 / 35)
@@ -102,13 +102,22 @@ def test_verdict_on_known_shifts(factor, expected):
 
 
 @pytest.mark.parametrize(
-    ("spec", "slowdown"), [("10%", 0.10), ("median:25%", 0.25), ("12.5%", 0.125), (" 5% ", 0.05)]
+    ("spec", "slowdown", "statistic", "q"),
+    [
+        ("10%", 0.10, "median", 0.5),
+        ("median:25%", 0.25, "median", 0.5),
+        ("12.5%", 0.125, "median", 0.5),
+        (" 5% ", 0.05, "median", 0.5),
+        ("p10:10%", 0.10, "p10", 0.1),
+        ("p25:20%", 0.20, "p25", 0.25),
+    ],
 )
-def test_regression_check_parses_specs(spec, slowdown):
-    assert RegressionCheck.parse(spec).max_slowdown == pytest.approx(slowdown)
+def test_regression_check_parses_specs(spec, slowdown, statistic, q):
+    check = RegressionCheck.parse(spec)
+    assert (check.max_slowdown, check.statistic, check.q) == (pytest.approx(slowdown), statistic, q)
 
 
-@pytest.mark.parametrize("spec", ["10", "mean:10%", "median:", "-5%", "ten%", ""])
+@pytest.mark.parametrize("spec", ["10", "mean:10%", "median:", "-5%", "ten%", "", "p0:10%", "p100:10%"])
 def test_regression_check_refuses_bad_specs(spec):
     with pytest.raises(ValueError, match="10%"):
         RegressionCheck.parse(spec)
@@ -195,6 +204,39 @@ def test_failure_message_states_ratio_interval_and_p():
 
 def test_medians_alone_fall_back_to_the_bare_ratio():
     check = RegressionCheck.parse("10%")
-    assert check.failure(compare_medians(1.05, 1.0)) is None
-    message = check.failure(compare_medians(1.2, 1.0))
+    assert check.failure(compare_values(1.05, 1.0)) is None
+    message = check.failure(compare_values(1.2, 1.0))
     assert message is not None and "median ratio alone" in message and "+20.0%" in message
+
+
+def test_quantile_statistic_compares_the_fast_tail():
+    base = [1.0, 1.0, 1.1, 1.2, 1.3, 1.5, 2.0, 2.5, 3.0, 4.0]
+    cur = [2 * v for v in base]
+    result = compare_samples(cur, base, q=0.1)
+    assert result.q == 0.1 and result.baseline == pytest.approx(np.quantile(base, 0.1)) == 1.0
+    assert result.ratio == pytest.approx(2.0)
+
+
+def _contended_run(rng, n=29, contended_share=0.5, factor=1.0):
+    """Block times when another process holds a core part of the time: those blocks take 3-30x longer."""
+    samples = factor * rng.lognormal(0.0, 0.03, n)
+    hit = rng.random(n) < contended_share
+    samples[hit] *= rng.uniform(3.0, 30.0, hit.sum())
+    return samples
+
+
+def test_p10_sees_through_contention_that_hides_a_slowdown_from_the_median():
+    median, p10 = RegressionCheck.parse("10%"), RegressionCheck.parse("p10:10%")
+    rng = np.random.default_rng(11)
+    median_alarms = median_caught = p10_alarms = p10_caught = 0
+    for _ in range(20):
+        base = _contended_run(rng, contended_share=rng.uniform(0.0, 0.6))
+        same = _contended_run(rng, contended_share=rng.uniform(0.0, 0.6))
+        slow = _contended_run(rng, contended_share=rng.uniform(0.0, 0.6), factor=1.25)
+        median_alarms += median.fails(same, base) is not None
+        median_caught += median.fails(slow, base) is not None
+        p10_alarms += p10.fails(same, base) is not None
+        p10_caught += p10.fails(slow, base) is not None
+    assert p10_alarms <= 1 and p10_caught >= 19
+    # the median moves with the share of contended blocks: its interval is too wide to see 25%
+    assert median_alarms <= 1 and median_caught <= 15
