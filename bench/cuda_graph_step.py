@@ -120,7 +120,7 @@ def capture_step(
 def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig):
     """The cudagraph Trainer (CUDA only). The first step() warms up, rewinds, captures and replays,
     so the harness's first-call time holds the capture, as it holds compilation for compiled modes."""
-    from bench.modes import Trainer, _eval_predict, _inference_runner
+    from bench.modes import Trainer, eval_predict, inference_runner
 
     device = torch.device(device)
     if device.type != "cuda":
@@ -153,4 +153,4 @@ def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConf
     notes = [f"one CUDA graph per step: batch, forward, backward, {adam} (capturable)"]
     notes.append(generator_note or "batches from the mode's own generator, registered with the graph")
     notes.append("predict and inference run the eager Net, which shares the graph's weights")
-    return Trainer(step=step, predict=_eval_predict(net), inference=_inference_runner(net), notes=notes)
+    return Trainer(step=step, predict=eval_predict(net), inference=inference_runner(net), notes=notes)

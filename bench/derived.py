@@ -130,7 +130,12 @@ def derive(
             row["break_even_step"] = break_even_step(
                 row["first_call_s"], row["step_ms"] / 1e3, base["first_call_s"], base["step_ms"] / 1e3
             )
-            curve = samples.get(row_key(row), {}).get("loss_curve", {})
+            # numpy-reference draws its batches from NumPy's generator: its curve is not comparable
+            curve = (
+                {}
+                if row["mode"] == "numpy-reference"
+                else samples.get(row_key(row), {}).get("loss_curve", {})
+            )
             ref = samples.get(row_key(base), {}).get("loss_curve", {})
             if curve and ref:
                 row["loss_curve_max_rel_dev"] = loss_curve_deviation(curve, ref)

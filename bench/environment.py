@@ -64,10 +64,27 @@ def _command_line() -> str:
     return " ".join(sys.argv)
 
 
+def _inductor_cache() -> tuple[str, bool]:
+    """torch.compile's on-disk cache and whether it held anything: first-call times depend on it."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        path = Path(cache_dir())
+    except (ImportError, AttributeError, OSError):
+        path = Path(
+            os.environ.get("TORCHINDUCTOR_CACHE_DIR", f"/tmp/torchinductor_{os.environ.get('USER', 'root')}")
+        )
+    try:
+        return str(path), path.is_dir() and any(path.iterdir())
+    except OSError:
+        return str(path), False
+
+
 def collect(threads: int | None = None) -> dict[str, object]:
     """The environment as a flat dict of JSON-friendly values."""
     cuda = torch.cuda.is_available()
     commit, dirty = _git()
+    cache_path, cache_warm = _inductor_cache()
     return {
         "host": socket.gethostname(),
         "os": f"{platform.system()} {platform.release()}",
@@ -88,6 +105,8 @@ def collect(threads: int | None = None) -> dict[str, object]:
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
         "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "inductor_cache_dir": cache_path,
+        "inductor_cache_warm": cache_warm,  # compiled graphs may be loaded, not built: shorter first calls
         "git_commit": commit,
         "git_dirty": dirty,
         "harness_version": HARNESS_VERSION,

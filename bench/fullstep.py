@@ -182,7 +182,7 @@ def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConf
 
     Compilation happens in the first step() call, so the harness's first-call time includes it.
     """
-    from bench.modes import Trainer, _eval_predict, _inference_runner
+    from bench.modes import Trainer, eval_predict, inference_runner
 
     device = torch.device(device)
     net = init_net(net_config, config.seed, device)
@@ -205,4 +205,4 @@ def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConf
             notes.extend([*failures, f"{how}: grad_and_value + functional Adam (torch.optim.Adam defaults)"])
         return compiled[0](*args)
 
-    return Trainer(step=step, predict=_eval_predict(net), inference=_inference_runner(net), notes=notes)
+    return Trainer(step=step, predict=eval_predict(net), inference=inference_runner(net), notes=notes)

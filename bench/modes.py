@@ -47,7 +47,7 @@ def _allow_many_recompiles() -> None:
             setattr(config, name, max(getattr(config, name), 64))
 
 
-def _eval_predict(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def eval_predict(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
         was_training = net.training
@@ -59,7 +59,7 @@ def _eval_predict(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor
     return predict
 
 
-def _inference_runner(
+def inference_runner(
     model: Callable[[torch.Tensor], torch.Tensor],
 ) -> Callable[[torch.Tensor], Callable[[], object]]:
     def make(x: torch.Tensor) -> Callable[[], object]:
@@ -98,7 +98,7 @@ def _module_trainer(mode: str, device: torch.device, net_config: NetConfig, conf
             mark_step()  # a new iteration: outputs of the last graph replay may be overwritten
         return train_step(model, optimizer, *make_batch(batch_size, generator, input_size))
 
-    return Trainer(step=step, predict=_eval_predict(net), inference=_inference_runner(infer_model))
+    return Trainer(step=step, predict=eval_predict(net), inference=inference_runner(infer_model))
 
 
 # Modes built in their own modules: mode -> "module:function(device, net_config, config) -> Trainer".

@@ -114,10 +114,12 @@ def _env_line(env: Mapping[str, object]) -> str:
         else ", no GPU"
     )
     dirty = " (dirty tree)" if env.get("git_dirty") else ""
+    cache = "warm" if str(env.get("inductor_cache_warm")) == "True" else "cold"
     return (
         f"Host `{env.get('host')}`: {env.get('cpu_model')}, {env.get('cpu_cores')} cores{gpu}; "
         f"torch {env.get('torch_version')}, numpy {env.get('numpy_version')}, Python {env.get('python_version')}; "
-        f"commit {env.get('git_commit') or 'unknown'}{dirty}; {env.get('timestamp_utc')}."
+        f"commit {env.get('git_commit') or 'unknown'}{dirty}; torch.compile cache {cache} at start "
+        f"(first calls of compiled modes depend on it); {env.get('timestamp_utc')}."
     )
 
 
