@@ -20,6 +20,7 @@ from bench.convergence import (
     compare_steps,
     comparisons,
     seed_outcome,
+    steady_step_s,
     summarize,
     train_ensemble,
     train_plain,
@@ -168,6 +169,31 @@ def test_comparisons_pair_compile_with_eager_and_devices_with_cpu():
     assert pairs == {("cpu/eager/relu", "cpu/compile/relu"), ("cpu/eager/relu", "cuda/eager/relu")}
 
 
+def test_steady_step_time_leaves_out_the_first_chunk_and_takes_the_median():
+    steps = [0, 50, 100, 150, 200]
+    clock = [0.0, 3.0, 3.5, 4.5, 5.5]  # first chunk holds a 2.5 s first call
+    assert steady_step_s(clock, steps) == pytest.approx(0.02)  # median of 0.01, 0.02, 0.02
+    assert steady_step_s([0.0, 3.0], [0, 50]) is None
+
+
+def test_cost_ratios_of_ensemble_against_one_seed():
+    one = _trace(
+        0, [10.0, 1.0, 0.5, 0.1], clock=[0.0, 1.0, 1.5, 2.0]
+    )  # 0.01 s per step after the first chunk
+    result = ConfigResult(
+        StudyConfig("cpu", "eager", "relu"),
+        [one],
+        run_s=9.0,
+        first_call_s=0.1,
+        eval_s=0.1,
+        one_seed=one,
+        one_seed_run_s=2.0,
+        ensemble_clock_s=[0.0, 5.0, 7.0, 9.0],  # 0.04 s per step after the first chunk
+    )
+    assert result.cost_ratios([0, 50, 100, 150]) == pytest.approx((4.5, 4.0))
+    assert _result("cpu/eager/relu", [one]).cost_ratios([0, 50, 100, 150]) is None
+
+
 # --- training drivers ---------------------------------------------------------------------------
 
 
@@ -281,7 +307,7 @@ def test_cli_smoke_writes_rows_samples_report_and_figures(tmp_path, capsys):
     ]
     assert samples["eval_steps"] == [0, 50, 100, 150, 200]
     assert [s["seed"] for s in samples["per_seed"]] == [0, 1, 2]
-    assert samples["one_seed"]["cost_ratio"] > 0
+    assert samples["one_seed"]["cost_ratio"] > 0 and samples["one_seed"]["steady_cost_ratio"] > 0
     report = (run_dir / "report.md").read_text()
     assert "## Summary" in report and "## Seeds that never converged" in report
     for name in ("curves_cpu_eager_relu.png", "curves_cpu_eager_none.png", "steps_to_target.png"):
