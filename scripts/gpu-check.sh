@@ -24,12 +24,12 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch
 if torch.cuda.is_available():
     print("gpu", torch.cuda.get_device_name(0), "capability", torch.cuda.get_device_capability(0))
 PY
-# Limits sum to 400 s so the whole check fits one device lease of 15 minutes with the machine's start.
-step bench-quick 200 $py -m bench run --device cpu,cuda --preset quick --batch-sizes 1,32,1024,16384,131072 \
+# Limits sum to 315 s so the whole check fits one device lease of 15 minutes with the machine's start.
+step bench-quick 150 $py -m bench run --device cpu,cuda --preset quick --batch-sizes 1,32,1024,16384,131072 \
   --no-progress --out "$out/quick"
-step convergence-cuda 60 $py -m bench convergence --device cuda --mode eager --output-activation relu,none \
+step convergence-cuda 45 $py -m bench convergence --device cuda --mode eager --output-activation relu,none \
   --out "$out/convergence"
-step bench-cuda-modes 80 $py -m bench run --device cuda --mode eager,compile-cudagraphs,compile-fullstep,cudagraph \
+step bench-cuda-modes 70 $py -m bench run --device cuda --mode eager,compile-cudagraphs,compile-fullstep,cudagraph \
   --preset quick --no-inference --no-progress --out "$out/cuda-modes"
-step cuda-tests 60 $py -m pytest -q -m cuda tests
+step cuda-tests 50 $py -m pytest -q -m cuda tests
 exit $status

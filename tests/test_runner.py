@@ -134,7 +134,7 @@ def test_main_returns_130_and_writes_report_when_interrupted(tmp_path, monkeypat
 def test_thread_sweep_applies_to_cpu_only():
     opts = runner.RunOptions(
         devices=["cpu", "cuda"],
-        modes=["eager"],
+        modes=["eager", "compile"],
         preset="quick",
         train=runner.PRESETS["quick"].train,
         inference=runner.PRESETS["quick"].inference,
@@ -144,4 +144,11 @@ def test_thread_sweep_applies_to_cpu_only():
         output_activation="relu",
         out=Path("."),
     )
-    assert runner._configs(opts) == [("cpu", "eager", 1), ("cpu", "eager", 2), ("cuda", "eager", 2)]
+    assert runner._configs(opts) == [
+        ("cpu", "eager", 1),
+        ("cpu", "eager", 2),
+        ("cuda", "eager", 2),
+        ("cpu", "compile", 1),
+        ("cpu", "compile", 2),
+        ("cuda", "compile", 2),
+    ]
