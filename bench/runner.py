@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import signal
 import sys
@@ -39,6 +40,7 @@ class Preset:
     train: TrainPlan
     inference: InferencePlan
     modes: tuple[str, ...]  # modes run when --mode is not given
+    thread_sweep: bool = False  # CPU rows at 1 thread and at every core, unless --threads is given
 
 
 PRESETS = {
@@ -47,11 +49,12 @@ PRESETS = {
         InferencePlan(batch_sizes=(1, 32, 1024, 16384), blocks=7, block_seconds=0.01),
         ("eager", "cudagraph", "numpy-reference", "compile"),
     ),
-    "default": Preset(TrainPlan(steps=3000, repeats=3), InferencePlan(), tuple(MODES)),
+    "default": Preset(TrainPlan(steps=3000, repeats=3), InferencePlan(), tuple(MODES), thread_sweep=True),
     "full": Preset(
         TrainPlan(steps=3000, repeats=10),
         InferencePlan(batch_sizes=(1, 8, 32, 256, 1024, 4096, 16384, 65536, 131072, 262144), blocks=30),
         tuple(MODES),
+        thread_sweep=True,
     ),
 }
 
@@ -130,7 +133,12 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     inference = preset.inference
     if args.batch_sizes is not None:
         inference = replace(inference, batch_sizes=tuple(_int_list(args.batch_sizes, "--batch-sizes")))
-    threads = _int_list(args.threads, "--threads") if args.threads else [torch.get_num_threads()]
+    if args.threads:
+        threads = _int_list(args.threads, "--threads")
+    elif preset.thread_sweep:
+        threads = sorted({1, os.cpu_count() or 1})
+    else:
+        threads = [torch.get_num_threads()]
     return RunOptions(
         devices=parse_devices(args.device),
         modes=parse_modes(args.mode) if args.mode else list(preset.modes),

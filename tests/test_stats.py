@@ -36,5 +36,7 @@ def test_wilson_interval_hand_computed():
     assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
     lo, hi = wilson_interval(0, 10)
     assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.2775, abs=1e-4)
     with pytest.raises(ValueError):
         wilson_interval(3, 0)
