@@ -254,6 +254,10 @@ def comparison_table(runs: Sequence[LoadedRun], reference: Reference | None = No
     table = table.assign(_w=table["workload"].map(order), _b=table["batch_size"].map(number))
     table = table.sort_values(["_w", "_b", "output_activation", "run", "device", "mode"], kind="stable")
     table = table.drop(columns=["_w", "_b"]).reset_index(drop=True)
+    for column in ("batch_size", "threads"):  # whole numbers, also where a CSV made them floats
+        table[column] = [
+            int(v) if not math.isnan(number(v)) and number(v).is_integer() else v for v in table[column]
+        ]
     table["label"] = _labels(table)
     return table
 

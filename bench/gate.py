@@ -308,8 +308,8 @@ def render_markdown(
         columns = {
             "config": "configuration",
             "metric": "metric",
-            "baseline": "baseline",
-            "current": "current",
+            "baseline": f"baseline ({check.statistic})",
+            "current": f"current ({check.statistic})",
             "samples": "n (base / cur)",
             "ratio": "ratio",
             "interval": "95% CI",

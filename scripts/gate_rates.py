@@ -17,7 +17,8 @@ limit with a one-sided Mann-Whitney p < 0.05, the bare median ratio (pytest-benc
 median. Keep the machine otherwise idle while it runs: 3 runs of 5-30 s per trial on 2 cores.
 
     .venv/bin/python scripts/gate_rates.py --trials 20 --out results/gate-rates
-    .venv/bin/python scripts/gate_rates.py --out results/gate-rates --reuse   # re-score kept runs
+    .venv/bin/python scripts/gate_rates.py --out results/gate-rates --reuse   # re-score finished runs
+    .venv/bin/python scripts/gate_rates.py --wait-quiet 0.8     # on a shared machine: start each run when idle
 
 Writes gate_rates.md (the summary) and gate_rates.json (every pair's numbers) to --out.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +47,7 @@ from bench.significance import ALPHA, RegressionCheck, bootstrap_ratio_interval 
 KINDS = ("base", "same", "slow")
 TRAIN_METRIC = "step_ms"
 GATE_RULE = "gate: median, 95% interval above the limit"
+DONE = "DONE"  # marks a finished run folder, so --reuse never scores a run cut short
 
 
 def _rules(limit: float) -> dict[str, object]:
@@ -90,17 +93,32 @@ def _score(base: Path, other: Path, check: RegressionCheck) -> list[dict]:
     return rows
 
 
-def _measure(trial_dir: Path, index: int, slowdown: float, reuse: bool, timeout_s: float) -> dict[str, Path]:
+def _wait_quiet(below: float | None, max_wait_s: float = 900) -> float:
+    """Wait until the 1-minute load average is under `below` (other users' jobs done); returns it."""
+    waited = 0.0
+    while below is not None and os.getloadavg()[0] >= below and waited < max_wait_s:
+        time.sleep(5)
+        waited += 5
+    return os.getloadavg()[0]
+
+
+def _measure(trial_dir: Path, index: int, args: argparse.Namespace, loads: list[float]) -> dict[str, Path]:
     paths = {}
     for kind in KINDS[index % 3 :] + KINDS[: index % 3]:
         out = trial_dir / kind
-        if reuse and (out / "latest").exists():
+        if args.reuse and (out / DONE).exists():
             paths[kind] = (out / "latest").resolve()
             continue
+        shutil.rmtree(out, ignore_errors=True)  # a run cut short leaves a partial folder
+        before = _wait_quiet(args.wait_quiet)
         started = time.perf_counter()
-        paths[kind] = _run(out, slowdown if kind == "slow" else None, timeout_s)
-        took, load = time.perf_counter() - started, os.getloadavg()[0]
-        print(f"  trial {index + 1} {kind}: {took:.0f} s, load average {load:.2f}", flush=True)
+        paths[kind] = _run(out, args.slowdown if kind == "slow" else None, args.timeout)
+        (out / DONE).write_text("")
+        took, after = time.perf_counter() - started, os.getloadavg()[0]
+        loads += [before, after]
+        print(
+            f"  trial {index + 1} {kind}: {took:.0f} s, load average {before:.2f} -> {after:.2f}", flush=True
+        )
     return paths
 
 
@@ -127,7 +145,10 @@ def _summary(
         f"# Gate rates: {n} trials of quick eager CPU runs on this machine",
         "",
         f"Threshold {args.max_slowdown}; slowed runs with SUMNET_BENCH_SLOWDOWN={args.slowdown}; "
-        f"{seconds:.0f} s of measuring; 1-minute load average after each run {min(loads):.2f} to {max(loads):.2f}.",
+        f"{seconds:.0f} s of measuring; 1-minute load average before and after the runs measured now: "
+        + (f"{min(loads):.2f} to {max(loads):.2f}" if loads else "none measured (all reused)")
+        + (f" (each run waited for a load average below {args.wait_quiet})" if args.wait_quiet else "")
+        + ".",
         "",
         "| rule | A/A passed (step_ms, the default) | A/A passed (step_ms + latency_ms) | 25% slower step caught |",
         "|---|---|---|---|",
@@ -163,14 +184,20 @@ def main() -> int:
         "--reuse", action="store_true", help="score runs already under --out, measure the rest"
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per run")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        metavar="LOAD",
+        help="before each run, wait (up to 15 min) until the 1-minute load average is below LOAD",
+    )
     args = parser.parse_args()
     check = RegressionCheck.parse(args.max_slowdown)
     rules = _rules(check.limit)
     trials, loads = [], []
     started = time.perf_counter()
     for index in range(args.trials):
-        paths = _measure(args.out / f"trial-{index + 1:02d}", index, args.slowdown, args.reuse, args.timeout)
-        loads.append(os.getloadavg()[0])
+        paths = _measure(args.out / f"trial-{index + 1:02d}", index, args, loads)
         trial = _trial(index, paths, check, rules)
         trials.append(trial)
         step_same = next(r for r in trial["a_a"] if r["metric"] == TRAIN_METRIC)
