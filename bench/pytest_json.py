@@ -84,12 +84,14 @@ def _row(bench: dict, source: Path) -> tuple[dict[str, object], dict[str, object
     if not isinstance(stats.get("median"), (int, float)):
         raise UsageError(f"{source}: benchmark {name} has no stats.median")
     metric = metric_for(str(config["workload"]))
-    median_ms = stats["median"] * 1e3
+    # Our suite times a block of calls per round and says how many in extra_info: per call, like the harness.
+    to_ms = 1e3 / max(1, int((bench.get("extra_info") or {}).get("calls_per_round", 1)))
+    median_ms = stats["median"] * to_ms
     values: dict[str, object] = {metric: median_ms}
     for stat in ("min", "iqr"):
         if isinstance(stats.get(stat), (int, float)):
-            values[f"{metric}_{stat}"] = stats[stat] * 1e3
-    data_ms = [float(v) * 1e3 for v in stats.get("data") or []]
+            values[f"{metric}_{stat}"] = stats[stat] * to_ms
+    data_ms = [float(v) * to_ms for v in stats.get("data") or []]
     if data_ms:
         summary = Summary.of(data_ms)
         values[f"{metric}_p10"], values[f"{metric}_p90"] = summary.p10, summary.p90

@@ -20,6 +20,10 @@ def fmt(value: object, digits: int = 3) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
     if isinstance(value, float):
         if value == 0:
             return "0"
@@ -69,6 +73,10 @@ def train_summary(df: pd.DataFrame) -> pd.DataFrame:
     if train.empty:
         return train
     train["step_iqr_pct"] = 100 * train["step_ms_iqr"] / train["step_ms"]
+    train["gflops_per_s"] = train["achieved_flops_per_s"] / 1e9
+    train["utilization_pct"] = 100 * train["utilization"]
+    train["peak_mem_mib"] = train["peak_mem_bytes"] / 2**20
+    train["peak_rss_mib"] = train["peak_rss_bytes"] / 2**20
     cpu_eager = train[(train["device"] == "cpu") & (train["mode"] == "eager")]
     if not cpu_eager.empty:
         # against CPU eager at the same thread count where there is one, else the first
@@ -192,12 +200,12 @@ def render_run_report(
                     "mode": "mode",
                     "threads": "threads",
                     "flops_per_step": "FLOPs/step",
-                    "achieved_flops_per_s": "FLOP/s",
-                    "utilization": "of FP32 peak",
+                    "gflops_per_s": "GFLOP/s",
+                    "utilization_pct": "% of FP32 peak",
                     "ratio_to_fastest": "x fastest",
                     "ratio_to_floor": "x NumPy floor",
-                    "peak_mem_bytes": "peak GPU bytes",
-                    "peak_rss_bytes": "peak RSS bytes",
+                    "peak_mem_mib": "peak GPU MiB",
+                    "peak_rss_mib": "peak RSS MiB",
                 },
             ),
             "",

@@ -359,3 +359,10 @@ def test_a_real_pytest_benchmark_file_reads(tmp_path):
     samples = raw_samples(run, row, "step_ms")
     assert len(samples) == 20 and row["step_ms"] == pytest.approx(float(np.median(samples)))
     assert 0 < row["step_ms"] < 100
+
+
+def test_pytest_benchmark_rounds_of_several_calls_are_read_per_call():
+    doc = _pytest_benchmark_doc([0.100, 0.200, 0.300], [0.0001, 0.0002, 0.0004])
+    doc["benchmarks"][0]["extra_info"]["calls_per_round"] = 100  # each round timed 100 steps
+    row = read_pytest_benchmark(doc, "bench.json").frame.set_index("workload").loc["train"]
+    assert row["step_ms"] == pytest.approx(2.0) and row["step_ms_min"] == pytest.approx(1.0)
