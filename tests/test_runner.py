@@ -13,7 +13,19 @@ from bench import runner
 from bench.__main__ import main as bench_main
 from bench.results import load_run
 
-TINY = ["--steps", "200", "--repeats", "2", "--batch-sizes", "1,64", "--no-progress", "--target-mae", "1.0"]
+TINY = [
+    "--steps",
+    "200",
+    "--repeats",
+    "2",
+    "--threads",
+    "1",
+    "--batch-sizes",
+    "1,64",
+    "--no-progress",
+    "--target-mae",
+    "1.0",
+]
 
 
 def _cli(*args, cwd=None):
@@ -152,3 +164,15 @@ def test_thread_sweep_applies_to_cpu_only():
         ("cpu", "compile", 2),
         ("cuda", "compile", 2),
     ]
+
+
+def test_default_preset_sweeps_cpu_threads_and_threads_flag_overrides(monkeypatch):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 4)
+    assert runner.options_from_args(parser.parse_args([])).threads == [1, 4]
+    assert runner.options_from_args(parser.parse_args(["--threads", "3"])).threads == [3]
+    quick = runner.options_from_args(parser.parse_args(["--preset", "quick"]))
+    assert quick.threads == [torch.get_num_threads()]
