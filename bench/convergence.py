@@ -302,6 +302,20 @@ def study_config(config: StudyConfig, settings: StudySettings, test_set: TestSet
 # --- statistics -----------------------------------------------------------------------------
 
 
+def _key_columns(config: StudyConfig, settings: StudySettings) -> dict[str, object]:
+    """The columns that identify a configuration's row, measured or skipped alike."""
+    return dict(
+        workload=WORKLOAD,
+        device=config.device,
+        mode=config.mode,
+        batch_size=settings.batch_size,
+        threads=torch.get_num_threads(),
+        output_activation=config.output_activation,
+        steps=settings.steps,
+        seed=settings.seeds[0],
+    )
+
+
 def _median(values: Sequence[float]) -> float | None:
     return quantile(values, 0.5) if values else None
 
@@ -324,14 +338,7 @@ def summarize(result: ConfigResult, settings: StudySettings) -> tuple[dict[str, 
     how = f"one ensemble of {n}" if settings.ensemble else f"{n} sequential runs"
     c = result.config
     row = new_row(
-        workload=WORKLOAD,
-        device=c.device,
-        mode=c.mode,
-        batch_size=settings.batch_size,
-        threads=torch.get_num_threads(),
-        output_activation=c.output_activation,
-        steps=settings.steps,
-        seed=settings.seeds[0],
+        **_key_columns(c, settings),
         repeats=n,
         flags=";".join(flags),
         first_call_s=result.first_call_s,
@@ -674,17 +681,7 @@ def _study_one(
     config: StudyConfig, settings: StudySettings, test_set: TestSet, writer: RunWriter
 ) -> tuple[ConfigResult, dict[str, object]] | None:
     """Train and record one configuration; a skipped or failed one becomes a row with its reason."""
-    base = dict(
-        workload=WORKLOAD,
-        device=config.device,
-        mode=config.mode,
-        batch_size=settings.batch_size,
-        threads=torch.get_num_threads(),
-        output_activation=config.output_activation,
-        steps=settings.steps,
-        seed=settings.seeds[0],
-        seeds=len(settings.seeds),
-    )
+    base = dict(**_key_columns(config, settings), seeds=len(settings.seeds))
     reason = skip_reason(config.device, config.mode)
     if reason is None and config.mode not in SUPPORTED_MODES:
         reason = f"the convergence study trains in {', '.join(SUPPORTED_MODES)} only"

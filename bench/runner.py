@@ -169,6 +169,17 @@ def _median(values: list[float]) -> float:
     return Summary.of(values).median if values else math.nan
 
 
+def _summary_columns(metric: str, s: Summary) -> dict[str, float]:
+    """`metric` (the median), `metric_iqr`, `_p10`, `_p90`, `_min` from one set of raw samples."""
+    return {
+        metric: s.median,
+        f"{metric}_iqr": s.iqr,
+        f"{metric}_p10": s.p10,
+        f"{metric}_p90": s.p90,
+        f"{metric}_min": s.min,
+    }
+
+
 def train_row(base: dict, m: TrainMeasurement, plan: TrainPlan, batch_size: int) -> tuple[dict, dict]:
     """The results row and raw samples of one training configuration."""
     s = m.summary()
@@ -185,11 +196,7 @@ def train_row(base: dict, m: TrainMeasurement, plan: TrainPlan, batch_size: int)
         repeats=len(m.repeats),
         flags="noisy" if s.noisy else "",
         first_call_s=first.first_call_s,
-        step_ms=s.median,
-        step_ms_iqr=s.iqr,
-        step_ms_p10=s.p10,
-        step_ms_p90=s.p90,
-        step_ms_min=s.min,
+        **_summary_columns("step_ms", s),
         samples_per_s=batch_size / (s.median / 1e3),
         run_s=first.run_s,
         run_warm_s=_median([r.run_s for r in m.repeats[1:]]),
@@ -281,11 +288,7 @@ def _run_config(writer: RunWriter, opts: RunOptions, device: str, mode: str, thr
             workload="inference",
             batch_size=p.batch_size,
             first_call_s=p.first_call_s,
-            latency_ms=s.median,
-            latency_ms_iqr=s.iqr,
-            latency_ms_p10=s.p10,
-            latency_ms_p90=s.p90,
-            latency_ms_min=s.min,
+            **_summary_columns("latency_ms", s),
             samples_per_s=p.batch_size / (s.median / 1e3),
             flags="noisy" if s.noisy else "",
             peak_mem_bytes=p.peak_mem_bytes,
