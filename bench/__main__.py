@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from sumnet.cli_args import USAGE_ERROR, OneLineArgumentParser, UsageError, fail
+from sumnet.cli_args import OneLineArgumentParser, UsageError, fail
 
 # command -> module with add_arguments(parser) and main(args) -> exit code; imported on use,
 # so `run` does not pay for the imports of `compare`.
@@ -27,9 +27,11 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        fail("python -m bench", f"missing command: choose from {', '.join(COMMANDS)} (-h for help)")
+    if argv[0] in ("-h", "--help"):
         print(__doc__)
-        return 0 if argv else USAGE_ERROR
+        return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         fail("python -m bench", f"unknown command {command!r}: choose from {', '.join(COMMANDS)}")

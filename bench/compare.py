@@ -440,7 +440,9 @@ def _figure(table: pd.DataFrame, out: Path, runs: Sequence[LoadedRun]) -> str:
 def main(args: argparse.Namespace) -> int:
     runs = [load_run(path) for path in args.runs]
     names = [(path, Path(path).name, run.name) for path, run in zip(args.runs, runs)]
-    reference = parse_reference(args.reference, names) if args.reference else default_reference(runs)
+    reference = (
+        parse_reference(args.reference, names) if args.reference is not None else default_reference(runs)
+    )
     if _reference_rows(runs[reference.run], reference).empty:
         raise UsageError(
             f"reference {reference.label(run_labels(runs))}: no timed ok row with device {reference.device!r} "

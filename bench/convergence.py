@@ -38,7 +38,13 @@ from bench.results import RunWriter, make_run_dir, new_row
 from bench.selection import parse_devices, parse_modes, skip_reason
 from bench.stats import quantile, trimmed_mean, wilson_interval
 from bench.timing import time_call
-from sumnet.cli_args import UsageError, positive_float, positive_int
+from sumnet.cli_args import (
+    UsageError,
+    bounded_positive_int,
+    interrupt_on_sigterm,
+    positive_float,
+    positive_int,
+)
 from sumnet.data import TestSet, make_batch, make_generator, make_test_set
 from sumnet.evaluate import DEFAULT_TARGET_MAE, Metrics, evaluate
 from sumnet.model import OUTPUT_ACTIVATIONS, Net, NetConfig
@@ -611,8 +617,16 @@ def _never(result: ConfigResult, target: float) -> list[tuple[int, str]]:
 # --- command line ---------------------------------------------------------------------------
 
 
+MAX_SEEDS = 100_000  # far beyond any useful study; keeps a typo from allocating an absurd ensemble
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, help="seeds 0..N-1 (default 32)")
+    parser.add_argument(
+        "--seeds",
+        type=bounded_positive_int(MAX_SEEDS),
+        default=DEFAULT_SEEDS,
+        help="seeds 0..N-1 (default 32)",
+    )
     parser.add_argument("--device", default="cpu", help="comma-separated devices, or auto (default cpu)")
     parser.add_argument("--mode", default="eager", help="comma-separated: eager, compile (default eager)")
     parser.add_argument("--output-activation", default="relu,none", help="relu (the article), none, or both")
@@ -655,13 +669,18 @@ def main(args: argparse.Namespace) -> int:
     writer = RunWriter(run_dir, env, settings={**vars(args), "seeds": list(settings.seeds)})
     test_set = make_test_set()
     results, labelled = [], {}
-    for device in devices:
-        for mode in modes:
-            for act in activations:
-                done = _study_one(StudyConfig(device, mode, act), settings, test_set, writer)
-                if done is not None:
-                    results.append(done[0])
-                    labelled[done[0].config.label] = done[1]
+    interrupt_on_sigterm()
+    interrupted = False
+    try:
+        for device in devices:
+            for mode in modes:
+                for act in activations:
+                    done = _study_one(StudyConfig(device, mode, act), settings, test_set, writer)
+                    if done is not None:
+                        results.append(done[0])
+                        labelled[done[0].config.label] = done[1]
+    except KeyboardInterrupt:  # keep and report the configurations already measured
+        interrupted = True
     compared = comparisons(results, settings.target_mae)
     figures: dict[str, str] = {}
     skipped = "--no-figures given" if args.no_figures else None
@@ -673,8 +692,8 @@ def main(args: argparse.Namespace) -> int:
     print(summary_table(writer))
     for c in compared:
         print(f"{c.b} vs {c.a}: {c.conclusion}")
-    print(f"report: {run_dir / 'report.md'}")
-    return 0
+    print(f"{'INTERRUPTED: partial ' if interrupted else ''}report: {run_dir / 'report.md'}")
+    return 130 if interrupted else 0
 
 
 def _study_one(

@@ -144,6 +144,24 @@ def _compare_metric(
     return compare_values(number(c_row[column]), number(b_row[column]))
 
 
+def _refuse_different_lengths(before: dict, now: dict) -> None:
+    """Training runs of different lengths differ in time and convergence by design: refuse them."""
+    for key in before.keys() & now.keys():
+        b_steps, c_steps = number(before[key].get("steps")), number(now[key].get("steps"))
+        ok = _status(before[key]) == "ok" and _status(now[key]) == "ok"
+        if (
+            ok
+            and str(key).startswith("train/")
+            and b_steps == b_steps
+            and c_steps == c_steps
+            and b_steps != c_steps
+        ):
+            raise UsageError(
+                f"{key}: the baseline trained {b_steps:.0f} steps and the current run {c_steps:.0f}; "
+                "gate runs made with the same --steps and preset"
+            )
+
+
 def gate(
     baseline: LoadedRun,
     current: LoadedRun,
@@ -166,6 +184,7 @@ def gate(
         env_note += "; not recorded in both runs, not checked: " + ", ".join(unknown)
 
     before, now = _by_key(baseline), _by_key(current)
+    _refuse_different_lengths(before, now)
     speed, conv, skipped, failures = [], [], [], []
     for key in [*before, *(k for k in now if k not in before)]:
         b_row, c_row = before.get(key), now.get(key)
@@ -390,7 +409,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _run_identity(path: str | Path) -> Path:
+    """The run folder a path names (a folder, or its results.csv or run.json)."""
+    resolved = Path(path).resolve()
+    return resolved.parent if resolved.name in ("results.csv", "run.json") else resolved
+
+
 def main(args: argparse.Namespace) -> int:
+    if _run_identity(args.baseline) == _run_identity(args.current):
+        raise UsageError(f"--baseline and --current are the same run ({args.current}): nothing to gate")
     baseline, current = load_run(args.baseline), load_run(args.current)
     convergence = ConvergenceCheck()
     result = gate(baseline, current, args.max_slowdown, args.metric, args.allow_env_mismatch, convergence)

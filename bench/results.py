@@ -195,7 +195,7 @@ class RunWriter:
         return frame(self.rows, self.env)
 
     def flush(self) -> None:
-        self.frame().to_csv(self.run_dir / "results.csv", index=False)
+        _atomic_write(self.run_dir / "results.csv", self.frame().to_csv(index=False))
         doc = {
             "schema_version": SCHEMA_VERSION,
             "env": self.env,
@@ -228,8 +228,16 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 def _check_schema(version: object, source: Path) -> None:
+    if version is None:
+        raise UsageError(f"{source}: no readable schema_version; is this a sumnet-bench results file?")
     if version != SCHEMA_VERSION:
         raise UsageError(f"{source}: schema version {version}, this harness reads version {SCHEMA_VERSION}")
+
+
+def _check_columns(df: pd.DataFrame, source: Path) -> None:
+    missing = [c for c in (*KEY_COLUMNS, "status") if c not in df.columns or df[c].isna().all()]
+    if missing:
+        raise UsageError(f"{source}: results without the column(s) {', '.join(missing)}")
 
 
 def load_run(path: str | Path) -> LoadedRun:
@@ -254,9 +262,16 @@ def load_run(path: str | Path) -> LoadedRun:
             return read_pytest_benchmark(doc, source=path)
         if isinstance(doc, dict) and "rows" in doc:
             _check_schema(doc.get("schema_version"), path)
-            rows = [r["row"] for r in doc["rows"]]
-            samples = {r["key"]: r.get("samples", {}) for r in doc["rows"]}
-            return LoadedRun(str(path), frame(rows, doc.get("env", {})), doc.get("env", {}), samples)
+            try:
+                rows = [r["row"] for r in doc["rows"]]
+                samples = {r["key"]: r.get("samples", {}) for r in doc["rows"]}
+            except (KeyError, TypeError, AttributeError):
+                raise UsageError(
+                    f"{path}: a run.json whose rows are not {{key, row, samples}} objects"
+                ) from None
+            loaded = LoadedRun(str(path), frame(rows, doc.get("env", {})), doc.get("env", {}), samples)
+            _check_columns(loaded.frame, path)
+            return loaded
         raise UsageError(f"{path}: neither a run.json nor a pytest-benchmark JSON file")
     raise UsageError(f"{path}: expected a results folder, a .csv or a .json file")
 
@@ -268,7 +283,9 @@ def _load_csv_with_json(csv_path: Path, json_path: Path, source: Path) -> Loaded
         raise UsageError(f"{csv_path}: not a readable CSV ({err})") from None
     if "schema_version" not in df.columns or df.empty:
         raise UsageError(f"{csv_path}: not a sumnet-bench results.csv (no schema_version column or no rows)")
-    _check_schema(int(df["schema_version"].iloc[0]), csv_path)
+    version = df["schema_version"].iloc[0]
+    _check_schema(None if pd.isna(version) else int(version), csv_path)
+    _check_columns(df, csv_path)
     env: dict[str, object] = {
         c[len(ENV_PREFIX) :]: df[c].iloc[0] for c in df.columns if c.startswith(ENV_PREFIX)
     }
@@ -278,6 +295,6 @@ def _load_csv_with_json(csv_path: Path, json_path: Path, source: Path) -> Loaded
             doc = json.loads(json_path.read_text())
             samples = {r["key"]: r.get("samples", {}) for r in doc.get("rows", [])}
             env = doc.get("env", env)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # the CSV alone still compares, without raw samples
     return LoadedRun(str(source), df, env, samples)

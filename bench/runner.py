@@ -13,7 +13,6 @@ import argparse
 import math
 import os
 import resource
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +28,7 @@ from bench.results import RunWriter, make_run_dir, new_row
 from bench.selection import MODES, parse_devices, parse_modes, skip_reason
 from bench.stats import Summary
 from bench.workloads import InferencePlan, TrainMeasurement, TrainPlan, measure_inference, measure_training
-from sumnet.cli_args import UsageError, non_negative_int, positive_float, positive_int
+from sumnet.cli_args import UsageError, interrupt_on_sigterm, positive_float, positive_int, seed_int
 from sumnet.data import make_test_set
 from sumnet.model import OUTPUT_ACTIVATIONS, NetConfig
 from sumnet.train import TrainConfig
@@ -88,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", default=None, help="torch CPU threads, a comma list to sweep (default: torch's)"
     )
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="init and data seed (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="init and data seed (default 0)")
     parser.add_argument(
         "--steps", type=positive_int, default=None, help="training steps per run (preset: 3000)"
     )
@@ -133,15 +132,15 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     inference = preset.inference
     if args.batch_sizes is not None:
         inference = replace(inference, batch_sizes=tuple(_int_list(args.batch_sizes, "--batch-sizes")))
-    if args.threads:
-        threads = _int_list(args.threads, "--threads")
+    if args.threads is not None:
+        threads = sorted(set(_int_list(args.threads, "--threads")))
     elif preset.thread_sweep:
         threads = sorted({1, os.cpu_count() or 1})
     else:
         threads = [torch.get_num_threads()]
     return RunOptions(
         devices=parse_devices(args.device),
-        modes=parse_modes(args.mode) if args.mode else list(preset.modes),
+        modes=parse_modes(args.mode) if args.mode is not None else list(preset.modes),
         preset=args.preset,
         train=train,
         inference=inference,
@@ -287,6 +286,7 @@ def _run_config(writer: RunWriter, opts: RunOptions, device: str, mode: str, thr
             **base,
             workload="inference",
             batch_size=p.batch_size,
+            steps=p.calls,
             first_call_s=p.first_call_s,
             **_summary_columns("latency_ms", s),
             samples_per_s=p.batch_size / (s.median / 1e3),
@@ -338,15 +338,6 @@ def _configs(opts: RunOptions) -> list[tuple[str, str, int]]:
     return out
 
 
-def _interrupt_on_sigterm() -> None:
-    """Treat SIGTERM (a CI timeout, `timeout`) like Ctrl-C: stop measuring, keep and report the rows."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def run(opts: RunOptions) -> tuple[Path, RunWriter, bool]:
     """Run the matrix; returns (run folder, writer, interrupted)."""
     env = environment.collect()
@@ -374,7 +365,7 @@ def run(opts: RunOptions) -> tuple[Path, RunWriter, bool]:
 
 def main(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
-    _interrupt_on_sigterm()
+    interrupt_on_sigterm()
     started = time.perf_counter()
     run_dir, writer, interrupted = run(opts)
     df = writer.frame()

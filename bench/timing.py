@@ -44,13 +44,14 @@ def time_block(fn: Callable[[], object], device: torch.device | str, calls: int)
         raise ValueError(f"calls must be >= 1, got {calls}")
     device = torch.device(device)
     if clock_for(device) == "cuda-event":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        synchronize(device)
-        start.record()
-        for _ in range(calls):
-            fn()
-        end.record()
-        end.synchronize()
+        with torch.cuda.device(device):  # events go on this device's stream, also for cuda:N
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            synchronize(device)
+            start.record()
+            for _ in range(calls):
+                fn()
+            end.record()
+            end.synchronize()
         return start.elapsed_time(end) / 1e3 / calls
     synchronize(device)
     begin = time.perf_counter()

@@ -100,8 +100,8 @@ def train_once(trainer: Trainer, device: torch.device, plan: TrainPlan, test_set
         mae_curve[done] = mae[0]
         if steps_to_target is None and mae[0] < plan.target_mae:
             steps_to_target, time_to_target = done, run_s
-    if not step_s:  # too few steps for a warm-up block: keep what there is
-        step_s = [run_s / plan.steps]
+    if not step_s:  # too few steps for a warm-up block: every step after the first call
+        step_s = [(run_s - first_call_s) / (plan.steps - 1)] if plan.steps > 1 else [first_call_s]
     metrics = held_out()
     return RepeatResult(
         first_call_s=first_call_s,

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from sumnet.cli_args import OneLineArgumentParser, fail, non_negative_int, positive_float, positive_int
+from sumnet.cli_args import OneLineArgumentParser, fail, positive_float, positive_int, seed_int
 from sumnet.data import make_batch, make_generator, make_test_set
 from sumnet.device import resolve_device
 from sumnet.evaluate import DEFAULT_TARGET_MAE, evaluate, verdict
@@ -29,7 +29,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=positive_int, default=3000, help="batch updates (default 3000)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="rows per step (default 32)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED, help="init and data seed")
+    parser.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="init and data seed")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     parser.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS, default="relu")
     parser.add_argument("--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE)

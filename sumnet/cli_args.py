@@ -6,6 +6,7 @@ Bad input ends with one line on stderr and exit code 2, never a usage dump or a 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import NoReturn
 
@@ -52,6 +53,9 @@ def positive_float(text: str) -> float:
     return value
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     try:
@@ -61,3 +65,33 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, 0 to 2**63 - 1."""
+    value = non_negative_int(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be at most 2**63 - 1, got {value}")
+    return value
+
+
+def bounded_positive_int(maximum: int):
+    """argparse type factory: an integer from 1 to `maximum`."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum:,}, got {value:,}")
+        return value
+
+    parse.__name__ = f"integer_up_to_{maximum}"
+    return parse
+
+
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (a CI timeout, `timeout`) like Ctrl-C, so a command can keep and report its rows."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)

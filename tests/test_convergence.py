@@ -261,6 +261,7 @@ def test_figures_skipped_with_a_reason_without_matplotlib(tmp_path, monkeypatch)
         (["--output-activation", "tanh"], "unknown output activation 'tanh'"),
         (["--mode", "fast"], "unknown mode 'fast'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--seeds", "99999999999999999999"], "expected at most 100,000"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(flags, message, tmp_path, capsys):

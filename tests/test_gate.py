@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.__main__ import main as bench_main
@@ -212,6 +213,20 @@ def _wrong_schema_json(tmp_path):
     return make_run(tmp_path / "b", seed=1), tmp_path / "old.json"
 
 
+def _same_run(tmp_path):
+    base = make_run(tmp_path / "b", seed=1)
+    return base, base / "results.csv"
+
+
+def _different_lengths(tmp_path):
+    base, cur = make_run(tmp_path / "b", seed=1), make_run(tmp_path / "c", seed=2)
+    for run, steps in ((base, 3000), (cur, 200)):
+        frame = pd.read_csv(run / "results.csv")
+        frame.loc[frame["workload"] == "train", "steps"] = steps
+        frame.to_csv(run / "results.csv", index=False)
+    return base / "results.csv", cur / "results.csv"
+
+
 @pytest.mark.parametrize(
     ("build", "message"),
     [
@@ -220,6 +235,8 @@ def _wrong_schema_json(tmp_path):
         (_wrong_schema, "schema version 99"),
         (_wrong_schema_json, "schema version 99"),
         (_no_common, "no configuration in common"),
+        (_same_run, "the same run"),
+        (_different_lengths, "trained 3000 steps and the current run 200"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, build, message):

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -68,6 +69,21 @@ def test_load_run_errors(tmp_path):
     pd.DataFrame([{"schema_version": SCHEMA_VERSION + 1, "workload": "train"}]).to_csv(bad, index=False)
     with pytest.raises(UsageError, match="schema version"):
         load_run(bad)
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("a.csv", "schema_version,workload\nabc,train\n", "no readable schema_version"),
+        ("b.csv", "schema_version,workload\n1,train\n", "without the column(s) device"),
+        ("run.json", '{"schema_version": 1, "rows": [{"x": 1}]}', "rows are not"),
+        ("r2.json", '{"schema_version": 1, "rows": 3}', "rows are not"),
+    ],
+)
+def test_malformed_results_are_usage_errors(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_run(tmp_path / name)
 
 
 def test_make_run_dir_and_latest_link(tmp_path):

@@ -69,6 +69,9 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
         (["--threads", "0"], "--threads"),
         (["--batch-sizes", "1,x"], "--batch-sizes"),
         (["--out", "/proc/forbidden"], "cannot write"),
+        (["--mode", ""], "empty selection"),
+        (["--threads", ""], "--threads"),
+        (["--seed", str(2**64)], "at most 2**63 - 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message):
@@ -78,8 +81,10 @@ def test_bad_input_exits_2_with_one_line(args, message):
     assert "Traceback" not in proc.stderr
 
 
-def test_unknown_command_exits_2():
-    assert _cli("explode").returncode == 2
+@pytest.mark.parametrize("args", [["explode"], []])
+def test_unknown_or_missing_command_exits_2_with_one_line(args):
+    proc = _cli(*args)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
 
 
 def _options(tmp_path, modes="eager,compile"):
