@@ -33,6 +33,8 @@ from sumnet.data import make_test_set
 from sumnet.model import OUTPUT_ACTIVATIONS, NetConfig
 from sumnet.train import TrainConfig
 
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM) before it finished"
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -263,6 +265,11 @@ def _run_config(writer: RunWriter, opts: RunOptions, device: str, mode: str, thr
             )
         )
         progress.update(opts.train.repeats - repeats_done[0])
+    except KeyboardInterrupt:  # say which configuration was cut short, then stop the matrix
+        writer.add(
+            new_row(**base, workload="train", batch_size=opts.batch_size, status="failed", reason=INTERRUPTED)
+        )
+        raise
     if not opts.inference_enabled:
         return
     progress.set_description(f"{device} {mode} x{threads} inference")
@@ -272,6 +279,9 @@ def _run_config(writer: RunWriter, opts: RunOptions, device: str, mode: str, thr
         writer.add(new_row(**base, workload="inference", status="failed", reason=_first_line(err)))
         progress.update(1)
         return
+    except KeyboardInterrupt:
+        writer.add(new_row(**base, workload="inference", status="failed", reason=INTERRUPTED))
+        raise
     writer.settings["timed_s"] += sum(p.timed_s for p in points)
     for p in points:
         if p.latency_s is None:

@@ -134,7 +134,8 @@ def test_an_interrupted_run_keeps_its_rows(tmp_path, monkeypatch):
     run_dir, writer, interrupted = runner.run(_options(tmp_path, "eager,compile"))
     assert interrupted
     on_disk = pd.read_csv(run_dir / "results.csv")
-    assert list(on_disk["mode"]) == ["eager"] and on_disk["status"].iloc[0] == "ok"
+    assert list(on_disk["mode"]) == ["eager", "compile"]
+    assert list(on_disk["status"]) == ["ok", "failed"] and on_disk["reason"].iloc[1] == runner.INTERRUPTED
     assert json.loads((run_dir / "run.json").read_text())["rows"][0]["samples"]["step_ms"]
 
 
