@@ -48,6 +48,7 @@ def pytest_bench(session: nox.Session) -> None:
         "--benchmark-enable",
         "--benchmark-only",
         "--benchmark-autosave",
+        "--benchmark-save-data",  # raw rounds, so bench compare and gate can test significance
         *session.posargs,
     )
 
