@@ -40,6 +40,7 @@ from bench.timing import time_call
 from sumnet.cli_args import (
     UsageError,
     bounded_positive_int,
+    first_line,
     interrupt_on_sigterm,
     positive_float,
     positive_int,
@@ -567,7 +568,7 @@ def _study_one(
     try:
         result = study_config(config, settings, test_set)
     except RuntimeError as err:  # compile errors and CUDA out-of-memory are RuntimeErrors: they become a row
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err, type(err).__name__)
         print(f"{config.label}: failed: {first}", file=sys.stderr)
         writer.add(new_row(**base, status="failed", reason=first))
         return None

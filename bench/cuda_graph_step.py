@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch.nn import functional as F
 
+from sumnet.cli_args import first_line
 from sumnet.data import make_batch, make_generator
 from sumnet.model import Net, NetConfig
 from sumnet.train import TrainConfig, init_net, train_step
@@ -36,7 +37,7 @@ def make_capturable_adam(net: Net, lr: float) -> tuple[torch.optim.Adam, str]:
     try:
         return torch.optim.Adam(net.parameters(), lr=lr, capturable=True, fused=True), "fused Adam"
     except (RuntimeError, ValueError) as err:  # an older torch or a device without the fused kernel
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err, type(err).__name__)
         return torch.optim.Adam(net.parameters(), lr=lr, capturable=True), f"foreach Adam (fused: {reason})"
 
 

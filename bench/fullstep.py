@@ -30,6 +30,7 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn import functional as F
 
+from sumnet.cli_args import first_line
 from sumnet.data import HIGH, LOW, SCALE, make_generator
 from sumnet.model import Net, NetConfig
 from sumnet.train import TrainConfig, init_net
@@ -172,7 +173,7 @@ def compile_step(
         try:
             return _compiled_and_tried(attempt, args), how, failures
         except Exception as err:  # any compiler failure: fall back to the next way, and say why
-            message = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            message = first_line(err)[:200]
             failures.append(f"{how} failed ({type(err).__name__}: {message})")
     return torch.compile(flat, dynamic=False), "torch.compile", failures
 

@@ -45,10 +45,10 @@ def _py(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
+_CONFIG_COLUMNS = {"device": "device", "mode": "mode", "threads": "threads"}  # a training row's identity
+
 TRAIN_COLUMNS = {
-    "device": "device",
-    "mode": "mode",
-    "threads": "threads",
+    **_CONFIG_COLUMNS,
     "step_ms": "step ms (median)",
     "step_iqr_pct": "IQR %",
     "samples_per_s": "samples/s",
@@ -178,9 +178,7 @@ def render_run_report(
             markdown_table(
                 train,
                 {
-                    "device": "device",
-                    "mode": "mode",
-                    "threads": "threads",
+                    **_CONFIG_COLUMNS,
                     "steps_to_target": "steps to target",
                     "time_to_target_s": "time to target s",
                     "eval_s": "eval s (apart)",
@@ -196,9 +194,7 @@ def render_run_report(
             markdown_table(
                 train,
                 {
-                    "device": "device",
-                    "mode": "mode",
-                    "threads": "threads",
+                    **_CONFIG_COLUMNS,
                     "flops_per_step": "FLOPs/step",
                     "gflops_per_s": "GFLOP/s",
                     "utilization_pct": "% of FP32 peak",

@@ -28,8 +28,15 @@ from bench.results import RunWriter, make_run_dir, new_row
 from bench.selection import MODES, parse_devices, parse_modes, skip_reason
 from bench.stats import Summary
 from bench.workloads import InferencePlan, TrainMeasurement, TrainPlan, measure_inference, measure_training
-from sumnet.cli_args import UsageError, interrupt_on_sigterm, positive_float, positive_int, seed_int
-from sumnet.data import make_test_set
+from sumnet.cli_args import (
+    UsageError,
+    first_line,
+    interrupt_on_sigterm,
+    positive_float,
+    positive_int,
+    seed_int,
+)
+from sumnet.data import TestSet, make_test_set
 from sumnet.model import OUTPUT_ACTIVATIONS, NetConfig
 from sumnet.train import TrainConfig
 
@@ -162,8 +169,7 @@ def _peak_rss_bytes() -> int:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:300]
+    return f"{type(err).__name__}: {first_line(err)}".strip().rstrip(":")[:300]
 
 
 def _median(values: list[float]) -> float:
@@ -220,7 +226,9 @@ def train_row(base: dict, m: TrainMeasurement, plan: TrainPlan, batch_size: int)
     return row, samples
 
 
-def _run_config(writer: RunWriter, opts: RunOptions, device: str, mode: str, threads: int, progress) -> None:
+def _run_config(
+    writer: RunWriter, opts: RunOptions, test_set: TestSet, device: str, mode: str, threads: int, progress
+) -> None:
     """Measure one (device, mode, threads): a train row and one inference row per batch size."""
     net_config = NetConfig(output_activation=opts.output_activation)
     config = TrainConfig(batch_size=opts.batch_size, seed=opts.seed)
@@ -252,7 +260,7 @@ def _run_config(writer: RunWriter, opts: RunOptions, device: str, mode: str, thr
     try:
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        m = measure_training(make_trainer, dev, opts.train, make_test_set(), on_repeat=on_repeat)
+        m = measure_training(make_trainer, dev, opts.train, test_set, on_repeat=on_repeat)
         row, samples = train_row({**base, "batch_size": opts.batch_size}, m, opts.train, opts.batch_size)
         row["peak_mem_bytes"] = int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else None
         row["peak_rss_bytes"] = _peak_rss_bytes()
@@ -360,9 +368,10 @@ def run(opts: RunOptions) -> tuple[Path, RunWriter, bool]:
     progress = _progress(len(configs) * units, bool(opts.extra.get("progress", True)))
     default_threads = torch.get_num_threads()
     interrupted = False
+    test_set = make_test_set()  # the same held-out rows for every configuration
     try:
         for device, mode, threads in configs:
-            _run_config(writer, opts, device, mode, threads, progress)
+            _run_config(writer, opts, test_set, device, mode, threads, progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -24,10 +24,15 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
+def first_line(message: object, default: str = "") -> str:
+    """The first line of a message or exception text, or `default` when it is empty."""
+    lines = str(message).strip().splitlines()
+    return lines[0] if lines else default
+
+
 def fail(prog: str, message: str) -> NoReturn:
     """Print `prog: error: message` on stderr and exit 2."""
-    first_line = str(message).strip().splitlines()[0] if str(message).strip() else "bad input"
-    print(f"{prog}: error: {first_line}", file=sys.stderr)
+    print(f"{prog}: error: {first_line(message, 'bad input')}", file=sys.stderr)
     raise SystemExit(USAGE_ERROR)
 
 
