@@ -13,15 +13,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-from sumnet.cli_args import OneLineArgumentParser, UsageError, fail
+from bench.commands.session import EXIT_INTERRUPTED, interrupt_on_sigterm
+from bench.errors import UsageError
+from sumnet.cli_args import OneLineArgumentParser, fail
 
 # command -> module with add_arguments(parser) and main(args) -> exit code; imported on use,
 # so `run` does not pay for the imports of `compare`.
 COMMANDS = {
-    "run": "bench.runner",
-    "compare": "bench.compare",
-    "gate": "bench.gate",
-    "convergence": "bench.convergence",
+    "run": "bench.commands.run",
+    "compare": "bench.commands.compare",
+    "gate": "bench.commands.gate",
+    "convergence": "bench.commands.convergence",
 }
 
 
@@ -35,15 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         fail("python -m bench", f"unknown command {command!r}: choose from {', '.join(COMMANDS)}")
-    module = importlib.import_module(COMMANDS[command])
     prog = f"python -m bench {command}"
-    parser = OneLineArgumentParser(prog=prog, description=(module.__doc__ or "").splitlines()[0])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    interrupt_on_sigterm()  # from here on SIGTERM is a Ctrl-C: one line and exit 130, or a kept run
     try:
+        module = importlib.import_module(COMMANDS[command])
+        parser = OneLineArgumentParser(prog=prog, description=(module.__doc__ or "").splitlines()[0])
+        module.add_arguments(parser)
+        args = parser.parse_args(rest)
         return module.main(args)
     except UsageError as err:
         fail(prog, str(err))
+    except KeyboardInterrupt:  # before a run folder existed, or in a command that keeps nothing
+        print(f"{prog}: interrupted before anything was measured", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Each trial makes three quick eager CPU runs with `python -m bench run`: a baseline, a second run of
 the same code (the A/A pair), and a run with SUMNET_BENCH_SLOWDOWN=0.25, which makes every timed
 training step spin 25% longer (a real, known slowdown). The order of the three rotates from trial
-to trial so a drift of the machine over time favours none of them. Then, in process, bench.gate
+to trial so a drift of the machine over time favours none of them. Then, in process, bench.commands.gate
 compares (baseline, same) and (baseline, slowed):
 
 - A/A passed: the A/A pair raises no regression on the training step (the gate's default metric),
@@ -39,10 +39,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from bench.compare import config_key, raw_samples  # noqa: E402
-from bench.gate import DEFAULT_METRICS, gate  # noqa: E402
-from bench.results import LoadedRun, load_run  # noqa: E402
-from bench.significance import ALPHA, RegressionCheck, bootstrap_ratio_interval  # noqa: E402
+from bench.analysis.significance import ALPHA, RegressionCheck, bootstrap_ratio_interval  # noqa: E402
+from bench.commands.compare import config_key, raw_samples  # noqa: E402
+from bench.commands.gate import DEFAULT_METRICS, gate  # noqa: E402
+from bench.store.load import load_run  # noqa: E402
+from bench.store.run_folder import LoadedRun  # noqa: E402
 
 KINDS = ("base", "same", "slow")
 TRAIN_METRIC = "step_ms"

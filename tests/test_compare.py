@@ -1,6 +1,6 @@
-"""bench.compare and bench.pytest_json: three input kinds into one schema, and the table's content.
+"""bench.commands.compare and bench.store.pytest_json: three input kinds into one schema, and the table's content.
 
-Runs are built with the real writer (RunWriter, new_row) and synthetic samples from seeded RNGs.
+Runs are built with the real writer (RunWriter, records from tests/factories.py) and synthetic samples from seeded RNGs.
 """
 
 import json
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.compare import (
+from bench.commands.compare import (
     Reference,
     comparison_table,
     config_key,
@@ -26,9 +26,11 @@ from bench.compare import (
     raw_samples,
     render_markdown,
 )
-from bench.pytest_json import read_pytest_benchmark
-from bench.results import COLUMNS, RunWriter, load_run, new_row
-from sumnet.cli_args import UsageError
+from bench.errors import UsageError
+from bench.store.load import load_run
+from bench.store.pytest_json import read_pytest_benchmark
+from bench.store.run_folder import COLUMNS, RunWriter
+from tests.factories import record
 
 LAPTOP = {
     "host": "laptop",
@@ -54,7 +56,7 @@ def make_run(path: Path, env: dict, rows: list[tuple[dict, dict]]) -> Path:
     path.mkdir(parents=True)
     writer = RunWriter(path, env)
     for values, samples in rows:
-        writer.add(new_row(**values), samples)
+        writer.add(record(samples, **values))
     return path
 
 
@@ -310,7 +312,10 @@ def test_pytest_benchmark_reader_maps_stats_and_config():
     without = read_pytest_benchmark(
         _pytest_benchmark_doc([0.001] * 3, [0.0001] * 3, with_data=False), "b.json"
     )
-    assert without.samples == {"train/cpu/eager/32/2/relu": {}, "inference/cpu/eager/32/2/relu": {}}
+    assert {str(k): v for k, v in without.samples.items()} == {
+        "train/cpu/eager/32/2/relu": {},
+        "inference/cpu/eager/32/2/relu": {},
+    }
 
 
 def test_pytest_benchmark_without_extra_info_is_keyed_by_name():

@@ -4,8 +4,8 @@ the rewind that makes replay 1 equal eager step 1 is checked on the CPU too."""
 import pytest
 import torch
 
-from bench import cuda_graph_step
-from bench.cuda_graph_step import warm_up_and_rewind
+from bench.modes import cuda_graph_step
+from bench.modes.cuda_graph_step import warm_up_and_rewind
 from sumnet.data import make_batch, make_generator
 from sumnet.model import NetConfig
 from sumnet.train import TrainConfig, init_net, make_optimizer, train_step

@@ -1,18 +1,20 @@
+import copy
 import math
 
 import pytest
 
-from bench.derived import (
+from bench.analysis.derive import (
     CURVE_TOLERANCE,
     break_even_step,
     derive,
     forward_flops,
     loss_curve_deviation,
     peak_flops,
+    per_record,
     train_step_flops,
 )
-from bench.results import new_row, row_key
 from sumnet.model import NetConfig
+from tests.factories import record
 
 LAYERS = [(30, 60), (60, 60), (60, 1)]
 
@@ -46,41 +48,60 @@ def test_loss_curve_deviation_uses_a_floor_for_tiny_losses():
     assert math.isnan(loss_curve_deviation({}, ref))
 
 
-def _train_row(mode, step_ms, first_call_s):
-    return new_row(
+def _train(mode, step_ms, first_call_s, loss_curve=None):
+    samples = {"step_ms": [step_ms] * 3, **({"loss_curve": loss_curve} if loss_curve else {})}
+    return record(
+        samples,
         workload="train",
         device="cpu",
         mode=mode,
         batch_size=32,
         threads=2,
         output_activation="relu",
-        step_ms=step_ms,
         first_call_s=first_call_s,
     )
 
 
 def test_derive_fills_ratios_break_even_and_curve_flags():
-    rows = [
-        _train_row("eager", 0.4, 0.01),
-        _train_row("compile", 0.2, 10.0),
-        _train_row("numpy-reference", 0.1, 0.0),
+    records = [
+        _train("eager", 0.4, 0.01, {"100": 1.0, "200": 0.5}),
+        _train("compile", 0.2, 10.0, {"100": 1.0, "200": 0.5 * (1 + 2 * CURVE_TOLERANCE)}),
+        _train("numpy-reference", 0.1, 0.0),
     ]
-    samples = {
-        row_key(rows[0]): {"loss_curve": {"100": 1.0, "200": 0.5}},
-        row_key(rows[1]): {"loss_curve": {"100": 1.0, "200": 0.5 * (1 + 2 * CURVE_TOLERANCE)}},
-    }
-    derive(rows, samples, {"gpu_name": ""}, NetConfig())
-    eager, comp, floor = rows
+    before = copy.deepcopy(records)
+    derived = derive(records, {"gpu_name": ""}, NetConfig())
+    assert records == before  # pure: the records are not changed
+    eager, comp, floor = (derived[r.key] for r in records)
     assert floor["ratio_to_fastest"] == 1 and eager["ratio_to_fastest"] == pytest.approx(4)
-    assert comp["ratio_to_floor"] == pytest.approx(2)
+    assert comp["ratio_to_floor"] == pytest.approx(2) and comp["floor_mode"] == "numpy-reference"
     assert comp["break_even_step"] == math.ceil(1 + 9.99 / 2e-4)
     assert "curve-deviates" in comp["flags"]
     assert eager["flops_per_step"] == 933_120
     assert eager["achieved_flops_per_s"] == pytest.approx(933_120 / 0.4e-3)
-    assert eager["utilization"] is None  # CPU peak unknown: left out rather than guessed
+    assert "utilization" not in eager  # CPU peak unknown: left out rather than guessed
+
+
+def test_the_fastest_floor_is_the_floor():
+    records = [_train("eager", 0.4, 0.0), _train("numpy-reference", 0.1, 0.0)]
+    derived = derive(records, {}, NetConfig())
+    assert derived[records[0].key]["ratio_to_floor"] == pytest.approx(4)
 
 
 def test_derive_flags_impossible_times():
-    row = _train_row("eager", 1e-7, 0.0)
-    derive([row], {}, {}, NetConfig())
-    assert "below-floor" in row["flags"]
+    one = _train("eager", 1e-7, 0.0)
+    assert "below-floor" in derive([one], {}, NetConfig())[one.key]["flags"]
+
+
+def test_per_record_throughput_and_noise_flag():
+    calm = _train("eager", 0.5, 0.0)
+    assert per_record(calm) == {"samples_per_s": pytest.approx(32 / 0.5e-3)}
+    noisy = record(
+        {"step_ms": [1.0, 2.0, 3.0, 4.0, 5.0]},
+        workload="train",
+        device="cpu",
+        mode="eager",
+        batch_size=32,
+        threads=1,
+    )
+    assert per_record(noisy)["flags"] == "noisy"  # IQR 2 / median 3 > 10%
+    assert per_record(record(workload="train", device="cpu", mode="eager", status="failed")) == {}

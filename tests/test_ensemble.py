@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.ensemble import (
+from bench.measure.ensemble import (
     EnsembleNet,
     ensemble_step,
     init_ensemble,
@@ -113,7 +113,7 @@ def test_member_metrics_in_chunks_equal_one_pass(monkeypatch):
     ensemble = init_ensemble(NetConfig(output_activation="none"), [0, 1, 2, 3, 4])
     test_set = make_test_set(200)
     whole = member_metrics(ensemble, test_set.inputs, test_set.targets)
-    monkeypatch.setattr("bench.ensemble.EVAL_MEMBERS_PER_CHUNK", 2)  # chunks of 2, 2 and 1 members
+    monkeypatch.setattr("bench.measure.ensemble.EVAL_MEMBERS_PER_CHUNK", 2)  # chunks of 2, 2 and 1 members
     chunked = member_metrics(ensemble, test_set.inputs, test_set.targets)
     # a one-member chunk may take another matmul path: equal up to float rounding
     assert [m.mae for m in chunked] == pytest.approx([m.mae for m in whole], rel=1e-6)

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import figures
-from bench.figures import (
+from bench.analysis.crossover import crossover_batch_size, inference_crossover
+from bench.records import ConfigKey
+from bench.render import figures
+from bench.render.figures import (
     FILE_NAMES,
     FigureSet,
-    crossover_batch_size,
-    inference_crossover,
     plot_compare_ratios,
     plot_inference,
     plot_run_split,
@@ -28,7 +28,14 @@ from bench.figures import (
     write_compare_figures,
     write_run_figures,
 )
-from bench.results import frame, new_row, row_key
+from bench.store.run_folder import read_rows
+from tests.factories import row as new_row
+
+
+def frame(rows: list[dict], env: dict | None = None) -> pd.DataFrame:
+    """A results frame from hand-written rows (the environment lives in run.json, not the frame)."""
+    return read_rows(rows)
+
 
 pytest.importorskip("matplotlib")
 from matplotlib.collections import PathCollection  # noqa: E402
@@ -144,7 +151,7 @@ EAGER_SAMPLES = [0.48, 0.5, 0.52, 0.6]
 
 def _samples(df: pd.DataFrame) -> dict[str, dict]:
     eager = df[(df["workload"] == "train") & (df["mode"] == "eager") & (df["device"] == "cpu")].iloc[0]
-    return {row_key(eager): {"step_ms": EAGER_SAMPLES}}
+    return {ConfigKey.from_row(eager): {"step_ms": EAGER_SAMPLES}}
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -392,7 +399,7 @@ def test_figures_leave_pyplot_and_the_backend_alone(tmp_path):
     """In a fresh interpreter: no pyplot import, the backend unchanged, nothing left registered."""
     code = (
         "import sys, matplotlib; matplotlib.use('svg'); import tests.test_figures as t;"
-        "from bench.figures import write_run_figures as w; df = t._run_frame();"
+        "from bench.render.figures import write_run_figures as w; df = t._run_frame();"
         "r = w(df, t._samples(df), sys.argv[1], t.ENV); assert len(r.paths) == 3, r;"
         "assert 'matplotlib.pyplot' not in sys.modules; assert matplotlib.get_backend() == 'svg'"
     )

@@ -4,8 +4,8 @@ within float tolerances; the compiled trainer learns what eager learns from the 
 import pytest
 import torch
 
-from bench import fullstep
-from bench.fullstep import AdamState, adam_update_, flat_step_function, flat_tensors, make_step_function
+from bench.modes import fullstep
+from bench.modes.fullstep import AdamState, adam_update_, flat_step_function, flat_tensors, make_step_function
 from sumnet.data import HIGH, LOW, make_batch, make_generator
 from sumnet.model import NetConfig
 from sumnet.train import TrainConfig, init_net, make_optimizer, train_step

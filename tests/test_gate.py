@@ -1,4 +1,4 @@
-"""bench.gate: passes A/A pairs, fails real slowdowns and lost convergence, exits 2 on bad input.
+"""bench.commands.gate: passes A/A pairs, fails real slowdowns and lost convergence, exits 2 on bad input.
 
 Runs are results folders written with RunWriter from seeded synthetic samples.
 """
@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.gate import ConvergenceCheck, env_mismatch
-from bench.results import RunWriter, new_row
+from bench.commands.gate import ConvergenceCheck, env_mismatch
+from bench.store.run_folder import RunWriter
+from tests.factories import record
 
 ENV = {
     "host": "ci-runner",
@@ -38,14 +39,13 @@ def make_run(
     writer = RunWriter(path, dict(env))
     steps = list(slow_train * 0.5 * rng.lognormal(0, 0.05, 29))
     writer.add(
-        new_row(**TRAIN, step_ms=float(np.median(steps)), converged=converged, mae=mae, verdict="MAE ..."),
-        {"step_ms": steps},
+        record({"step_ms": steps}, **TRAIN, converged=converged, mae=mae, verdict="MAE ..."),
     )
     for batch, ms in ((1, 0.05), (1024, 0.4)):
         lat = list(slow_infer * ms * rng.lognormal(0, 0.08, 7))
-        writer.add(new_row(**infer_key(batch), latency_ms=float(np.median(lat))), {"latency_ms": lat})
+        writer.add(record({"latency_ms": lat}, **infer_key(batch)))
     for values in extra:
-        writer.add(new_row(**values))
+        writer.add(record(**values))
     return path
 
 
@@ -109,9 +109,7 @@ def test_the_threshold_and_metrics_are_honoured(tmp_path, capsys):
 def test_a_ratio_above_the_limit_without_significance_passes(tmp_path, capsys):
     def run(path, samples):
         path.mkdir()
-        RunWriter(path, dict(ENV)).add(
-            new_row(**TRAIN, step_ms=float(np.median(samples))), {"step_ms": samples}
-        )
+        RunWriter(path, dict(ENV)).add(record({"step_ms": samples}, **TRAIN))
         return path
 
     base = run(tmp_path / "b", [1.0, 2.0, 3.0, 4.0, 5.0])
@@ -119,10 +117,8 @@ def test_a_ratio_above_the_limit_without_significance_passes(tmp_path, capsys):
     code, out, _ = gate(capsys, base, cur)
     assert code == 0 and "above limit, not significant" in out
     noisy = run(tmp_path / "n", [1.0, 2.0, 3.0, 4.0, 5.0])
-    RunWriter(noisy, dict(ENV)).add(
-        new_row(**TRAIN, step_ms=3.0, flags="noisy"), {"step_ms": [1.0, 2.0, 3.0, 4.0, 5.0]}
-    )
-    assert "no significant difference (noisy: current)" in gate(capsys, base, noisy)[1]
+    RunWriter(noisy, dict(ENV)).add(record({"step_ms": [1.0, 2.0, 3.0, 4.0, 5.0]}, **TRAIN, flags="noisy"))
+    assert "no significant difference (noisy: baseline, current)" in gate(capsys, base, noisy)[1]
 
 
 def test_mae_tolerance_is_the_stated_one():
@@ -180,9 +176,7 @@ def _no_common(tmp_path):
     base = make_run(tmp_path / "b", seed=1)
     other = tmp_path / "c"
     other.mkdir()
-    RunWriter(other, dict(ENV)).add(
-        new_row(**dict(TRAIN, batch_size=64), step_ms=1.0), {"step_ms": [1.0] * 5}
-    )
+    RunWriter(other, dict(ENV)).add(record({"step_ms": [1.0] * 5}, **dict(TRAIN, batch_size=64)))
     return base, other
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench import numpy_reference
-from bench.numpy_reference import NumpyDataStep, NumpyNet, _flush_to_zero_active
+from bench.modes import numpy_reference
+from bench.modes.numpy_reference import NumpyDataStep, NumpyNet, _flush_to_zero_active
 from sumnet.data import make_batch, make_generator, make_test_set
 from sumnet.evaluate import metrics_from_predictions
 from sumnet.model import NetConfig

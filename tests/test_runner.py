@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import runner
 from bench.__main__ import main as bench_main
-from bench.results import load_run
+from bench.commands import run as runner
+from bench.commands.session import INTERRUPTED, signals_ignored
+from bench.records import ConfigKey
+from bench.store.load import load_run
 
 TINY = [
     "--steps",
@@ -35,6 +37,7 @@ def _cli(*args, cwd=None):
 
 
 def test_cli_smoke_run_writes_every_output(tmp_path):
+    """One real end-to-end subprocess run; the rest of the CLI is tested in-process."""
     proc = _cli("run", "--device", "auto", "--mode", "eager", "--out", str(tmp_path), "--no-figures", *TINY)
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "latest"
@@ -46,7 +49,7 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
     assert train.step_ms > 0 and train.run_s > 0 and train.first_call_s > 0
     assert train.samples_per_s == pytest.approx(32 / (train.step_ms / 1e3))
     assert train.flops_per_step == 933_120
-    assert len(run.samples["train/cpu/eager/32/" + str(int(train.threads)) + "/relu"]["run_s"]) == 2
+    assert len(run.samples[ConfigKey("train", "cpu", "eager", 32, int(train.threads), "relu")]["run_s"]) == 2
     inference = df[(df.workload == "inference") & (df.device == "cpu")]
     assert sorted(inference.batch_size) == [1, 64] and (inference.latency_ms > 0).all()
     report = (run_dir / "report.md").read_text()
@@ -69,22 +72,59 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
         (["--threads", "0"], "--threads"),
         (["--batch-sizes", "1,x"], "--batch-sizes"),
         (["--out", "/proc/forbidden"], "cannot write"),
+        (["--out", ""], "--out is empty"),
         (["--mode", ""], "empty selection"),
         (["--threads", ""], "--threads"),
         (["--seed", str(2**64)], "at most 2**63 - 1"),
+        (["--device", "cpu", "--mode", "cudagraph"], "--mode cudagraph cannot run on cpu"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(args, message):
-    proc = _cli("run", *args)
-    assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_input_exits_2_with_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["run", *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_an_explicit_absent_device_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["run", "--device", "cuda", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        exc.value.code == 2
+        and len(err) == 1
+        and err[0].startswith("python -m bench run: error: --device cuda:")
+    )
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("value", ["abc", "inf", "nan", "-1", "1e9"])
+def test_a_bad_slowdown_variable_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch, value):
+    monkeypatch.setenv("SUMNET_BENCH_SLOWDOWN", value)
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["run", "--device", "cpu", "--mode", "eager", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "SUMNET_BENCH_SLOWDOWN must be a number" in err[0]
+
+
+def test_an_interrupt_before_the_run_folder_exists_is_one_line(tmp_path, capsys, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bench.commands.session.environment.collect", interrupted)
+    assert bench_main(["run", "--device", "cpu", "--mode", "eager", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["python -m bench run: interrupted before anything was measured"]
 
 
 @pytest.mark.parametrize("args", [["explode"], []])
-def test_unknown_or_missing_command_exits_2_with_one_line(args):
-    proc = _cli(*args)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+def test_unknown_or_missing_command_exits_2_with_one_line(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_main(args)
+    captured = capsys.readouterr()
+    assert exc.value.code == 2 and len(captured.err.strip().splitlines()) == 1 and captured.out == ""
 
 
 def _options(tmp_path, modes="eager,compile"):
@@ -114,8 +154,9 @@ def test_a_failing_configuration_is_recorded_and_the_rest_runs(tmp_path, monkeyp
         return real(mode, *a, **k)
 
     monkeypatch.setattr(runner, "build_trainer", flaky)
-    run_dir, writer, interrupted = runner.run(_options(tmp_path, "compile,eager"))
-    df = writer.frame()
+    session = runner.run(_options(tmp_path, "compile,eager"))
+    interrupted = session.interrupted
+    df = session.writer.frame()
     failed = df[df["mode"] == "compile"].iloc[0]
     assert failed.status == "failed" and failed.reason == "RuntimeError: simulated compiler crash"
     assert df[df["mode"] == "eager"].iloc[0].status == "ok"
@@ -131,12 +172,13 @@ def test_an_interrupted_run_keeps_its_rows(tmp_path, monkeypatch):
         return real(mode, *a, **k)
 
     monkeypatch.setattr(runner, "build_trainer", interrupt_second)
-    run_dir, writer, interrupted = runner.run(_options(tmp_path, "eager,compile"))
-    assert interrupted
+    session = runner.run(_options(tmp_path, "eager,compile"))
+    run_dir = session.run_dir
+    assert session.interrupted
     on_disk = pd.read_csv(run_dir / "results.csv")
     assert list(on_disk["mode"]) == ["eager", "compile"]
-    assert list(on_disk["status"]) == ["ok", "failed"] and on_disk["reason"].iloc[1] == runner.INTERRUPTED
-    assert json.loads((run_dir / "run.json").read_text())["rows"][0]["samples"]["step_ms"]
+    assert list(on_disk["status"]) == ["ok", "failed"] and on_disk["reason"].iloc[1] == INTERRUPTED
+    assert json.loads((run_dir / "run.json").read_text())["records"][0]["samples"]["step_ms"]
 
 
 def test_main_returns_130_and_writes_report_when_interrupted(tmp_path, monkeypatch, capsys):
@@ -182,3 +224,53 @@ def test_default_preset_sweeps_cpu_threads_and_threads_flag_overrides(monkeypatc
     assert runner.options_from_args(parser.parse_args(["--threads", "3"])).threads == [3]
     quick = runner.options_from_args(parser.parse_args(["--preset", "quick"]))
     assert quick.threads == [torch.get_num_threads()]
+
+
+def test_each_thread_count_labels_its_own_rows_and_notes_reach_the_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUMNET_BENCH_SLOWDOWN", "0.01")
+    args = [
+        "run",
+        "--device",
+        "cpu",
+        "--mode",
+        "eager,numpy-reference",
+        "--threads",
+        "1,2",
+        "--out",
+        str(tmp_path),
+    ]
+    args += [
+        "--steps",
+        "200",
+        "--repeats",
+        "1",
+        "--no-inference",
+        "--no-figures",
+        "--no-progress",
+        "--target-mae",
+        "1",
+    ]
+    assert bench_main(args) == 0
+    run_dir = (tmp_path / "latest").resolve()
+    df = pd.read_csv(run_dir / "results.csv")
+    assert sorted(df["threads"]) == [1, 1, 2, 2] and not any(c.startswith("env_") for c in df.columns)
+    doc = json.loads((run_dir / "run.json").read_text())
+    assert "threads" not in doc["env"] and doc["env"]["default_threads"] >= 1
+    assert [r["key"]["threads"] for r in doc["records"]] == [1, 2, 1, 2]
+    eager_notes = doc["records"][0]["notes"]
+    assert any("torch.optim.Adam" in n for n in eager_notes)
+    assert any("SUMNET_BENCH_SLOWDOWN=0.01: steps deliberately slowed" in n for n in eager_notes)
+    assert "deliberately slowed" in df["notes"].iloc[0]
+    report = (run_dir / "report.md").read_text()
+    assert "## Notes of the modes" in report and "NumPy float32" in report and "deliberately slowed" in report
+    assert "`numpy-reference`" in report  # the floor column names its floor
+
+
+def test_a_second_interrupt_cannot_cut_the_report_short():
+    import os
+    import signal
+
+    with signals_ignored():
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: no KeyboardInterrupt inside the block
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from bench.selection import MODES, parse_devices, parse_modes, skip_reason
-from sumnet.cli_args import UsageError
+from bench.errors import UsageError
+from bench.modes import MODES
+from bench.modes.selection import parse_devices, parse_modes, skip_reason
 from sumnet.device import resolve_device, unavailable_reason
 
 

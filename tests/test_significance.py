@@ -1,4 +1,4 @@
-"""bench.significance: bootstrap interval, U test, verdicts and the regression rule.
+"""bench.analysis.significance: bootstrap interval, U test, verdicts and the regression rule.
 
 Checked against hand-computed cases, against scipy's own bootstrap, and on synthetic runs with
 known distributions: A/A pairs must pass and a real 25% slowdown must be caught.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.significance import (
+from bench.analysis.significance import (
     FASTER,
     NO_DIFFERENCE,
     SLOWER,

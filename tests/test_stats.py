@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import NOISY_IQR_RATIO, Summary, quantile, trimmed_mean, wilson_interval
+from bench.analysis.stats import NOISY_IQR_RATIO, Summary, quantile, trimmed_mean, wilson_interval
 
 
 def test_quantile_matches_numpy_type_7():

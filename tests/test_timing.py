@@ -3,8 +3,8 @@ import time
 import pytest
 import torch
 
-from bench.stats import Summary
-from bench.timing import calls_for_duration, clock_for, time_block, time_blocks, time_call
+from bench.analysis.stats import Summary
+from bench.measure.timing import calls_for_duration, clock_for, time_block, time_blocks, time_call
 
 
 def _spin(seconds: float):

@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from bench.modes import Trainer
-from bench.workloads import TrainPlan, _block_sizes, train_once
+from bench.measure.workloads import TrainPlan, _block_sizes, train_once
+from bench.modes.base import Trainer
 from sumnet.data import make_test_set
 
 

@@ -1,0 +1,102 @@
+"""Where the GPU's inference throughput overtakes the CPU's: the best mode of each, compared on
+the batch sizes both measured.
+
+    python -c "from bench.store.load import load_run; from bench.analysis.crossover import inference_crossover; print(inference_crossover(load_run('results/latest').frame))"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.frames import numeric, ok_rows
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where the best GPU mode starts to beat the best CPU mode in inference throughput."""
+
+    batch_size: int | None  # None: the GPU never wins at the largest common batch sizes
+    cpu_mode: str
+    gpu_device: str
+    gpu_mode: str
+
+    def describe(self) -> str:
+        who = f"{self.gpu_device} · {self.gpu_mode} vs cpu · {self.cpu_mode}"
+        if self.batch_size is None:
+            return f"GPU never beats CPU here ({who})"
+        return f"GPU beats CPU from batch {self.batch_size} ({who})"
+
+
+def crossover_batch_size(cpu: Mapping[int, float], gpu: Mapping[int, float]) -> int | None:
+    """The smallest batch size from which the GPU's throughput beats the CPU's for good.
+
+    `cpu` and `gpu` map batch size -> samples/s. Only batch sizes measured on both (with finite
+    values) count. Returns the smallest such size s where the GPU is faster at s and at every larger
+    common size; None when the GPU loses at the largest common size or no size is common.
+    """
+    common = sorted(
+        b for b in set(cpu) & set(gpu) if math.isfinite(float(cpu[b])) and math.isfinite(float(gpu[b]))
+    )
+    found: int | None = None
+    for b in reversed(common):
+        if not float(gpu[b]) > float(cpu[b]):
+            break
+        found = int(b)
+    return found
+
+
+def is_gpu(device: str) -> bool:
+    return str(device).split(":")[0] == "cuda"
+
+
+def _best_mode(curves: Mapping[str, Mapping[int, float]]) -> str:
+    """The mode with the highest geometric-mean throughput over the batch sizes every mode measured.
+
+    Comparing on common sizes keeps a mode measured only at large batches from winning by that alone;
+    with no common size, each mode's own sizes are used.
+    """
+    common = set.intersection(*(set(c) for c in curves.values()))
+
+    def score(mode: str) -> tuple[float, int]:
+        curve = curves[mode]
+        sizes = common or set(curve)
+        values = [curve[b] for b in sizes if curve[b] > 0]
+        return (float(np.mean(np.log(values))) if values else -math.inf, len(curve))
+
+    return max(sorted(curves), key=score)
+
+
+def inference_curves(df: pd.DataFrame) -> dict[tuple[str, str], dict[int, float]]:
+    """(device, mode) -> {batch_size: samples_per_s} for ok inference rows with a positive throughput."""
+    rows = ok_rows(df, "inference")
+    rows["_b"] = numeric(rows, "batch_size")
+    rows["_s"] = numeric(rows, "samples_per_s")
+    rows = rows[np.isfinite(rows["_b"]) & (rows["_s"] > 0)]
+    curves: dict[tuple[str, str], dict[int, float]] = {}
+    for (device, mode), group in rows.groupby(["device", "mode"], sort=True):
+        # several rows at one batch size (e.g. thread counts): the best one stands for the mode
+        curve = group.groupby("_b")["_s"].max()
+        curves[(str(device), str(mode))] = {int(b): float(s) for b, s in curve.items()}
+    return curves
+
+
+def inference_crossover(df: pd.DataFrame) -> Crossover | None:
+    """The crossover between the best cpu mode and the best GPU mode; None unless both devices ran."""
+    curves = inference_curves(df)
+    cpu = {m: c for (d, m), c in curves.items() if d == "cpu"}
+    gpu_devices = sorted({d for d, _ in curves if is_gpu(d)})
+    if not cpu or not gpu_devices:
+        return None
+    gpu = {m: c for (d, m), c in curves.items() if d == gpu_devices[0]}
+    cpu_mode, gpu_mode = _best_mode(cpu), _best_mode(gpu)
+    return Crossover(
+        batch_size=crossover_batch_size(cpu[cpu_mode], gpu[gpu_mode]),
+        cpu_mode=cpu_mode,
+        gpu_device=gpu_devices[0],
+        gpu_mode=gpu_mode,
+    )

@@ -1,0 +1,194 @@
+"""Columns derived from measured rows: FLOPs and utilisation, ratios to the fastest mode and to
+the fastest hand-written floor, compile break-even, loss-curve agreement with eager. Computed once
+per run, from the records; pure functions that return values and change nothing.
+
+    python -c "from bench.analysis.derive import train_step_flops; print(train_step_flops())"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.analysis.stats import NOISY_IQR_RATIO
+from bench.modes import FLOOR_MODES
+from bench.records import ConfigKey, Record, timing_metric_for
+from sumnet.data import make_batch, make_generator
+from sumnet.model import NetConfig
+from sumnet.train import init_net, make_optimizer, train_step
+
+# Dense FP32 (non-tensor-core) peak FLOP/s from NVIDIA's datasheets, SXM parts. The harness runs
+# in FP32 with TF32 off (torch's default), so this is the relevant ceiling. Unknown devices get no
+# utilisation rather than a guess.
+PEAK_FP32_FLOPS = {
+    "H200": 67e12,
+    "H100 PCIe": 51e12,
+    "H100": 67e12,
+    "A100": 19.5e12,
+    "L4": 30.3e12,
+    "A10G": 31.2e12,
+}
+CURVE_TOLERANCE = 0.05  # loss curves of a mode and eager may differ by 5% (relative) before a flag
+CURVE_FLOOR = 1e-3  # losses below this are compared in absolute terms (relative error of ~0 is noise)
+MIN_STEP_S = 1e-6  # nothing launches a training step in under a microsecond: such a time is an error
+
+
+def peak_flops(gpu_name: str) -> float | None:
+    """The FP32 peak of a known GPU (longest matching name wins), else None."""
+    matches = [k for k in PEAK_FP32_FLOPS if k.lower() in (gpu_name or "").lower()]
+    return PEAK_FP32_FLOPS[max(matches, key=len)] if matches else None
+
+
+def train_step_flops(net_config: NetConfig = NetConfig(), batch_size: int = 32) -> int:
+    """FLOPs of one training step (forward + backward matmuls), counted by torch's FlopCounterMode."""
+    net = init_net(net_config, 0)
+    optimizer = make_optimizer(net)
+    x, y = make_batch(batch_size, make_generator(0), net_config.input_size)
+    with FlopCounterMode(display=False) as counter:
+        train_step(net, optimizer, x, y)
+    return int(counter.get_total_flops())
+
+
+def forward_flops(net_config: NetConfig = NetConfig(), batch_size: int = 1) -> int:
+    """FLOPs of one forward pass over `batch_size` rows, counted on the meta device (no compute)."""
+    net = init_net(net_config, 0).to("meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.empty(batch_size, net_config.input_size, device="meta"))
+    return int(counter.get_total_flops())
+
+
+def loss_curve_deviation(curve: Mapping[object, float], reference: Mapping[object, float]) -> float:
+    """Largest relative deviation of `curve` from `reference` over their common steps.
+
+    Where the reference loss is below CURVE_FLOOR the difference is divided by CURVE_FLOOR instead,
+    so late, near-zero losses do not turn rounding noise into huge relative errors.
+    """
+    common = {str(k) for k in curve} & {str(k) for k in reference}
+    if not common:
+        return math.nan
+    a = {str(k): float(v) for k, v in curve.items()}
+    b = {str(k): float(v) for k, v in reference.items()}
+    return max(abs(a[k] - b[k]) / max(abs(b[k]), CURVE_FLOOR) for k in common)
+
+
+def break_even_step(first_s: float, step_s: float, base_first_s: float, base_step_s: float) -> float:
+    """Steps after which a run costing `first_s + (n-1) step_s` beats the baseline's; inf if never.
+
+    1 when the mode is no slower from the first call on.
+    """
+    extra = first_s - base_first_s
+    if extra <= 0 and step_s <= base_step_s:
+        return 1.0
+    saving = base_step_s - step_s
+    if saving <= 0:
+        return math.inf
+    return float(math.ceil(1 + extra / saving))
+
+
+def _median_time_s(record: Record, measured: Mapping[str, object]) -> float:
+    """The record's median step or latency in seconds: from its samples, else as measured (a
+    pytest-benchmark file saved without data); NaN when untimed."""
+    summary = record.timing
+    if summary is not None:
+        return summary.median / 1e3
+    metric = timing_metric_for(record.key.workload)
+    value = measured.get(metric)
+    return float(value) / 1e3 if isinstance(value, (int, float)) else math.nan
+
+
+def _relative_iqr(record: Record) -> float:
+    summary = record.timing
+    if summary is not None:
+        return summary.relative_iqr
+    metric = timing_metric_for(record.key.workload)
+    median, iqr = record.measured.get(metric), record.measured.get(f"{metric}_iqr")
+    if isinstance(median, (int, float)) and isinstance(iqr, (int, float)) and median > 0:
+        return iqr / median
+    return math.nan
+
+
+def per_record(record: Record) -> dict[str, object]:
+    """Values derived from one record alone: throughput and the noise flag."""
+    if not record.ok:
+        return {}
+    out: dict[str, object] = {}
+    seconds = _median_time_s(record, record.measured)
+    rows = (record.key.batch_size or 0) * record.key.world_size
+    if rows > 0 and seconds > 0:
+        out["samples_per_s"] = rows / seconds
+    flags = [f for f in str(record.measured.get("flags") or "").split(";") if f]
+    if _relative_iqr(record) > NOISY_IQR_RATIO and "noisy" not in flags:
+        flags.insert(0, "noisy")
+    if flags:
+        out["flags"] = ";".join(flags)
+    return out
+
+
+def _with_flag(flags: str, flag: str) -> str:
+    present = [f for f in flags.split(";") if f]
+    return ";".join(present if flag in present else [*present, flag])
+
+
+def derive(
+    records: Sequence[Record], env: Mapping[str, object], net_config: NetConfig
+) -> dict[ConfigKey, dict[str, object]]:
+    """The across-records values of every ok train and inference record, computed once:
+    FLOPs, FLOP/s and utilisation, the below-floor and curve-deviates flags, ratios to the
+    fastest mode and to the fastest floor, compile break-even, loss-curve deviation from eager.
+    Pure: returns {key: {column: value}} and changes nothing."""
+    peak = peak_flops(str(env.get("gpu_name", "")))
+    out: dict[ConfigKey, dict[str, object]] = {}
+    seconds = {r.key: _median_time_s(r, r.measured) for r in records if r.ok}
+    flop_cache: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = record.key
+        if not record.ok or key.workload not in ("train", "inference") or not key.batch_size:
+            continue
+        kind, bs = key.workload, key.batch_size
+        if (kind, bs) not in flop_cache:
+            flop_cache[kind, bs] = (
+                train_step_flops(net_config, bs) if kind == "train" else forward_flops(net_config, bs)
+            )
+        flops, s = flop_cache[kind, bs], seconds[key]
+        values: dict[str, object] = {"flops_per_step": flops}
+        values["achieved_flops_per_s"] = flops / s if s > 0 else math.nan
+        device_peak = peak if key.device.startswith("cuda") else None
+        if device_peak:
+            values["utilization"] = values["achieved_flops_per_s"] / device_peak
+        flags = str(per_record(record).get("flags", ""))
+        if s < MIN_STEP_S or (device_peak and flops / device_peak > s):
+            flags = _with_flag(flags, "below-floor")
+        values["flags"] = flags
+        out[key] = values
+
+    train = [r for r in records if r.ok and r.key.workload == "train" and seconds[r.key] == seconds[r.key]]
+    for record in train:
+        key, values = record.key, out.setdefault(record.key, {})
+        peers = [r for r in train if (r.key.device, r.key.threads) == (key.device, key.threads)]
+        values["ratio_to_fastest"] = seconds[key] / min(seconds[r.key] for r in peers)
+        floors = [r for r in peers if r.key.mode in FLOOR_MODES]
+        if floors:
+            floor = min(floors, key=lambda r: seconds[r.key])
+            values["ratio_to_floor"] = seconds[key] / seconds[floor.key]
+            values["floor_mode"] = floor.key.mode
+        eager = [r for r in peers if r.key.mode == "eager"]
+        if eager and key.mode != "eager":
+            base = eager[0]
+            values["break_even_step"] = break_even_step(
+                float(record.measured.get("first_call_s") or 0.0),
+                seconds[key],
+                float(base.measured.get("first_call_s") or 0.0),
+                seconds[base.key],
+            )
+            # the floors draw their batches from other generators: their curves are not comparable
+            curve = {} if key.mode in FLOOR_MODES else record.samples.get("loss_curve") or {}
+            ref = base.samples.get("loss_curve") or {}
+            if curve and ref:
+                deviation = loss_curve_deviation(curve, ref)  # type: ignore[arg-type]
+                values["loss_curve_max_rel_dev"] = deviation
+                if deviation > CURVE_TOLERANCE:
+                    values["flags"] = _with_flag(str(values.get("flags", "")), "curve-deviates")
+    return out

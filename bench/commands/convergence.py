@@ -1,0 +1,165 @@
+"""Convergence study: how often, how fast, and whether every device and mode learns the same.
+
+Trains many seeds of the article's Net per device, mode and output activation (together, as one
+batched ensemble, unless --no-ensemble), evaluates each on the same held-out set every K steps,
+and reports the convergence rate with its 95% Wilson interval, steps- and seconds-to-target
+(median and MLPerf-style trimmed mean), final accuracy, each never-converged seed with why, and
+a paired test on step counts between configurations.
+
+    python -m bench convergence                        # CPU, eager, relu and none, 32 seeds x 3000 steps
+    python -m bench convergence --seeds 8 --steps 500 --device cpu,cuda --mode eager,compile
+    nox -s convergence -- --seeds 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from bench.analysis.convergence_stats import comparisons, study_key, summarize
+from bench.commands.session import INTERRUPTED, Session, open_session
+from bench.errors import UsageError, describe
+from bench.measure.convergence_study import (
+    DEFAULT_EVAL_EVERY,
+    DEFAULT_SEEDS,
+    SUPPORTED_MODES,
+    ConfigResult,
+    StudyConfig,
+    StudySettings,
+    study_config,
+)
+from bench.modes.selection import parse_devices, parse_modes, require_runnable, skip_reason
+from bench.records import Record
+from bench.render.convergence_plots import write_figures
+from bench.render.convergence_report import render_report, summary_table
+from bench.store.run_folder import atomic_write
+from sumnet.cli_args import bounded_positive_int, positive_float, positive_int
+from sumnet.data import TestSet, make_test_set
+from sumnet.evaluate import DEFAULT_TARGET_MAE
+from sumnet.model import OUTPUT_ACTIVATIONS
+
+MAX_SEEDS = 100_000  # far beyond any useful study; keeps a typo from allocating an absurd ensemble
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=bounded_positive_int(MAX_SEEDS),
+        default=DEFAULT_SEEDS,
+        help="seeds 0..N-1 (default 32)",
+    )
+    parser.add_argument("--device", default="cpu", help="comma-separated devices, or auto (default cpu)")
+    parser.add_argument("--mode", default="eager", help="comma-separated: eager, compile (default eager)")
+    parser.add_argument("--output-activation", default="relu,none", help="relu (the article), none, or both")
+    parser.add_argument("--steps", type=positive_int, default=3000, help="training steps per seed")
+    parser.add_argument(
+        "--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE, help="converged below this"
+    )
+    parser.add_argument(
+        "--eval-every", type=positive_int, default=DEFAULT_EVAL_EVERY, help="steps between evaluations"
+    )
+    parser.add_argument("--no-ensemble", action="store_true", help="train the seeds one after another")
+    parser.add_argument("--out", default="results", help="parent folder of the run folder (default results)")
+    parser.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
+
+
+def parse_activations(text: str) -> list[str]:
+    items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if not items:
+        raise UsageError("empty --output-activation: give relu, none or relu,none")
+    for item in items:
+        if item not in OUTPUT_ACTIVATIONS:
+            raise UsageError(
+                f"unknown output activation {item!r}: choose from {', '.join(OUTPUT_ACTIVATIONS)}"
+            )
+    return items
+
+
+MAX_STEPS = 10_000_000  # a study longer than this is a typo
+
+
+def main(args: argparse.Namespace) -> int:
+    devices, modes = parse_devices(args.device), parse_modes(args.mode)
+    require_runnable(devices, modes, args.device, args.mode)
+    unsupported = [m for m in modes if m not in SUPPORTED_MODES]
+    if unsupported:
+        raise UsageError(
+            f"--mode {unsupported[0]}: the convergence study trains in {', '.join(SUPPORTED_MODES)} only"
+        )
+    if args.steps > MAX_STEPS:
+        raise UsageError(f"--steps {args.steps:,}: at most {MAX_STEPS:,}")
+    activations = parse_activations(args.output_activation)
+    settings = StudySettings(
+        seeds=tuple(range(args.seeds)),
+        steps=args.steps,
+        target_mae=args.target_mae,
+        eval_every=args.eval_every,
+        ensemble=not args.no_ensemble,
+    )
+    # its own `latest`, so `results/latest` stays the last `bench run` (the gate's example)
+    session = open_session(
+        args.out, {**vars(args), "seeds": list(settings.seeds)}, latest="latest-convergence"
+    )
+    test_set = make_test_set()
+    results: list[ConfigResult] = []
+    labelled: dict[str, dict[str, object]] = {}
+
+    def measure(config: StudyConfig) -> None:
+        done = _study_one(config, settings, test_set, session)
+        if done is not None:
+            results.append(done)
+            labelled[done.config.label] = session.writer.records[-1].samples
+
+    configs = [StudyConfig(d, m, a) for d in devices for m in modes for a in activations]
+    session.loop(configs, measure)
+    compared = comparisons(results, settings.target_mae)
+
+    def render() -> str:
+        figures: dict[str, str] = {}
+        skipped = "--no-figures given" if args.no_figures else None
+        if not args.no_figures:
+            figures, skipped = write_figures(session.run_dir, labelled)
+            if skipped:
+                print(f"figures skipped: {skipped}")
+        report = render_report(session.writer, results, settings, compared, figures, skipped)
+        atomic_write(session.run_dir / "report.md", report)
+        lines = [summary_table(session.writer), *(f"{c.b} vs {c.a}: {c.conclusion}" for c in compared)]
+        return "\n".join(lines)
+
+    return session.finish(render)
+
+
+def _study_one(
+    config: StudyConfig, settings: StudySettings, test_set: TestSet, session: Session
+) -> ConfigResult | None:
+    """Train and record one configuration; a skipped or failed one becomes a record with its reason."""
+    writer = session.writer
+    key = study_key(config, settings)
+    reason = skip_reason(config.device, config.mode)
+    if reason is not None:
+        print(f"{config.label}: skipped: {reason}", file=sys.stderr)
+        writer.add(Record(key, status="skipped", reason=reason, seed=settings.seeds[0], steps=settings.steps))
+        return None
+    how = "one ensemble" if settings.ensemble else "one after another"
+    print(f"{config.label}: {len(settings.seeds)} seeds x {settings.steps} steps, {how} ...", file=sys.stderr)
+    if config.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(config.device)
+    try:
+        result = study_config(config, settings, test_set)
+    except KeyboardInterrupt:
+        writer.add(
+            Record(key, status="failed", reason=INTERRUPTED, seed=settings.seeds[0], steps=settings.steps)
+        )
+        raise
+    except Exception as err:  # compile errors, CUDA out-of-memory: recorded, the study goes on
+        print(f"{config.label}: failed: {describe(err)}", file=sys.stderr)
+        writer.add(
+            Record(key, status="failed", reason=describe(err), seed=settings.seeds[0], steps=settings.steps)
+        )
+        return None
+    record = summarize(result, settings)
+    writer.add(record)
+    print(f"{config.label}: {record.measured['verdict']}; training {result.run_s:.1f} s", file=sys.stderr)
+    return result

@@ -1,0 +1,133 @@
+"""What machine and software a result came from; every result row carries it.
+
+python -m bench.measure.environment        # prints this machine's environment as JSON
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import torch
+
+from bench import HARNESS_VERSION
+
+# Fields that must agree for a timing comparison to mean "the code changed" rather than
+# "the machine changed" (pyperf's _CHECKED_METADATA idea).
+MUST_MATCH = ("cpu_model", "gpu_name", "torch_version", "cuda_version")
+# Fields worth showing when runs from different machines are put side by side.
+SHOWN_WHEN_DIFFERENT = MUST_MATCH + (
+    "host",
+    "cpu_cores",
+    "default_threads",
+    "driver_version",
+    "python_version",
+)
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _run(cmd: list[str]) -> str:
+    """stdout of `cmd` stripped, or "" when it is missing or fails (metadata is best effort)."""
+    if shutil.which(cmd[0]) is None:
+        return ""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=_REPO).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _git() -> tuple[str, bool | None]:
+    commit = _run(["git", "rev-parse", "--short=12", "HEAD"])
+    if not commit:
+        return "", None
+    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
+    return commit, dirty
+
+
+def _command_line() -> str:
+    """The command as the user typed it, `python -m bench ...` for the module entry point."""
+    if sys.argv and sys.argv[0].endswith("__main__.py"):
+        return " ".join(["python -m " + Path(sys.argv[0]).parent.name, *sys.argv[1:]])
+    return " ".join(sys.argv)
+
+
+def _inductor_cache() -> tuple[str, bool]:
+    """torch.compile's on-disk cache and whether it held anything: first-call times depend on it."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        path = Path(cache_dir())
+    except (ImportError, AttributeError, OSError):
+        path = Path(
+            os.environ.get("TORCHINDUCTOR_CACHE_DIR", f"/tmp/torchinductor_{os.environ.get('USER', 'root')}")
+        )
+    try:
+        return str(path), path.is_dir() and any(path.iterdir())
+    except OSError:
+        return str(path), False
+
+
+def collect() -> dict[str, object]:
+    """The run-level environment as a flat dict of JSON-friendly values. The threads a record ran
+    with are on the record (its ConfigKey); `default_threads` is torch's default here."""
+    cuda = torch.cuda.is_available()
+    commit, dirty = _git()
+    cache_path, cache_warm = _inductor_cache()
+    return {
+        "host": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()}",
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "default_threads": torch.get_num_threads(),
+        "gpu_name": torch.cuda.get_device_name(0) if cuda else "",
+        "gpu_count": torch.cuda.device_count() if cuda else 0,
+        "driver_version": _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+        .split("\n")[0]
+        .strip()
+        if cuda
+        else "",
+        "cuda_version": torch.version.cuda or "",
+        "torch_version": torch.__version__,
+        "numpy_version": numpy.__version__,
+        "python_version": platform.python_version(),
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "inductor_cache_dir": cache_path,
+        "inductor_cache_warm": cache_warm,  # compiled graphs may be loaded, not built: shorter first calls
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "harness_version": HARNESS_VERSION,
+        "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "argv": _command_line(),
+    }
+
+
+def differing_fields(
+    envs: list[dict[str, object]], fields: tuple[str, ...] = SHOWN_WHEN_DIFFERENT
+) -> list[str]:
+    """The fields among `fields` whose values are not the same in every env."""
+    return [f for f in fields if len({str(env.get(f, "")) for env in envs}) > 1]
+
+
+if __name__ == "__main__":
+    print(json.dumps(collect(), indent=2))

@@ -1,0 +1,199 @@
+"""The two measured workloads: a training run (timed per block, evaluated between blocks) and
+an inference sweep over batch sizes. They return raw samples; nothing here renders.
+
+    python -c "from bench.measure.workloads import *; from bench.modes import build_trainer; print(measure_training(lambda: build_trainer('eager', 'cpu'), 'cpu', TrainPlan(steps=300, repeats=1)).summary())"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from bench.analysis.stats import Summary
+from bench.measure.timing import calls_for_duration, time_block, time_blocks, time_call
+from bench.modes.base import Trainer
+from sumnet.data import TestSet, make_batch, make_generator, make_test_set
+from sumnet.evaluate import DEFAULT_TARGET_MAE, Metrics, Verdict, metrics_from_predictions, verdict
+
+INFERENCE_SEED = 99  # the inference inputs' own seed
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    steps: int = 3000  # steps per training run (the article's 3000)
+    repeats: int = 3  # training runs, each from a fresh model with the same seed
+    block_steps: int = 100  # steps per timed block; the held-out MAE is evaluated between blocks
+    target_mae: float = DEFAULT_TARGET_MAE
+    warmup_blocks: int = 1  # blocks after the first call kept out of the steady-state samples
+
+
+@dataclass
+class RepeatResult:
+    first_call_s: float  # the first step alone, synced: compilation and warm-up
+    run_s: float  # all timed steps (evaluation excluded)
+    eval_s: float  # time spent evaluating between blocks
+    step_s: list[float]  # steady-state seconds per step, one sample per block
+    loss_curve: dict[int, float]  # step -> loss at each block end
+    mae_curve: dict[int, float]  # step -> held-out MAE at each block end
+    steps_to_target: int | None
+    time_to_target_s: float | None
+    metrics: Metrics
+    verdict: Verdict
+
+
+@dataclass
+class TrainMeasurement:
+    repeats: list[RepeatResult] = field(default_factory=list)
+
+    @property
+    def timed_s(self) -> float:
+        """Seconds inside timed regions: training and evaluation of every repeat."""
+        return sum(r.run_s + r.eval_s for r in self.repeats)
+
+    @property
+    def step_ms(self) -> list[float]:
+        """Steady-state step samples of every repeat, pooled, in milliseconds."""
+        return [s * 1e3 for r in self.repeats for s in r.step_s]
+
+    def summary(self) -> Summary:
+        return Summary.of(self.step_ms)
+
+
+def _block_sizes(steps: int, block: int) -> list[int]:
+    """Steps per block after the first call, so blocks end on multiples of `block` (and at `steps`)."""
+    sizes, done = [], 1
+    while done < steps:
+        end = min(steps, (done // block + 1) * block)
+        sizes.append(end - done)
+        done = end
+    return sizes
+
+
+def train_once(trainer: Trainer, device: torch.device, plan: TrainPlan, test_set: TestSet) -> RepeatResult:
+    """One training run of `plan.steps` steps; the held-out set must already be on `device`."""
+    last: list[object] = [None]
+
+    def step() -> None:
+        last[0] = trainer.step()
+
+    def held_out() -> Metrics:
+        return metrics_from_predictions(trainer.predict(test_set.inputs), test_set.targets)
+
+    first_call_s = time_call(step, device)
+    run_s, eval_s, done = first_call_s, 0.0, 1
+    step_s: list[float] = []
+    loss_curve: dict[int, float] = {}
+    mae_curve: dict[int, float] = {}
+    steps_to_target, time_to_target = None, None
+    for index, size in enumerate(_block_sizes(plan.steps, plan.block_steps)):
+        per_step = time_block(step, device, size)
+        run_s += per_step * size
+        done += size
+        if index >= plan.warmup_blocks:
+            step_s.append(per_step)
+        loss_curve[done] = float(last[0])
+        mae = [math.nan]
+        eval_s += time_call(lambda: mae.__setitem__(0, held_out().mae), device)  # noqa: B023
+        mae_curve[done] = mae[0]
+        if steps_to_target is None and mae[0] < plan.target_mae:
+            steps_to_target, time_to_target = done, run_s
+    if not step_s:  # too few steps for a warm-up block: every step after the first call
+        step_s = [(run_s - first_call_s) / (plan.steps - 1)] if plan.steps > 1 else [first_call_s]
+    metrics = held_out()
+    return RepeatResult(
+        first_call_s=first_call_s,
+        run_s=run_s,
+        eval_s=eval_s,
+        step_s=step_s,
+        loss_curve=loss_curve,
+        mae_curve=mae_curve,
+        steps_to_target=steps_to_target,
+        time_to_target_s=time_to_target,
+        metrics=metrics,
+        verdict=verdict(metrics, plan.target_mae),
+    )
+
+
+def measure_training(
+    make_trainer: Callable[[], Trainer],
+    device: torch.device | str,
+    plan: TrainPlan,
+    test_set: TestSet | None = None,
+    on_repeat: Callable[[int], None] | None = None,
+) -> TrainMeasurement:
+    """`plan.repeats` training runs, each with a fresh Trainer from `make_trainer`."""
+    device = torch.device(device)
+    test_set = (test_set or make_test_set()).to(device)
+    result = TrainMeasurement()
+    for r in range(plan.repeats):
+        result.repeats.append(train_once(make_trainer(), device, plan, test_set))
+        if on_repeat is not None:
+            on_repeat(r)
+    return result
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int | None:
+    """Peak bytes allocated by torch on a CUDA device since the last reset; None elsewhere."""
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    batch_sizes: Sequence[int] = (1, 32, 1024, 16384, 131072)
+    blocks: int = 15  # latency samples per batch size
+    block_seconds: float = 0.02  # target duration of one block (calls per block derived from it)
+    warmup_calls: int = 3
+
+
+@dataclass
+class InferencePoint:
+    batch_size: int
+    first_call_s: float  # first forward on this shape: compilation or graph capture included
+    latency_s: list[float] | None  # seconds per forward, one sample per block
+    skipped: str | None = None  # why this batch size was not measured (e.g. out of memory)
+    peak_mem_bytes: int | None = None  # CUDA only: torch.cuda.max_memory_allocated for this batch size
+    calls: int = 0  # forwards per block
+
+    @property
+    def timed_s(self) -> float:
+        """Seconds spent inside timed regions for this point (first call and blocks)."""
+        return (self.first_call_s if self.first_call_s == self.first_call_s else 0.0) + sum(
+            self.latency_s or []
+        ) * self.calls
+
+
+def measure_inference(
+    trainer: Trainer,
+    device: torch.device | str,
+    plan: InferencePlan,
+    on_point: Callable[[int], None] | None = None,
+) -> list[InferencePoint]:
+    """Latency samples of the trainer's forward for each batch size, inputs pre-built on the device."""
+    device = torch.device(device)
+    generator = make_generator(INFERENCE_SEED, device)
+    points = []
+    for batch_size in plan.batch_sizes:
+        try:
+            reset_peak_memory(device)
+            x = make_batch(batch_size, generator)[0]
+            run = trainer.inference(x)
+            first = time_call(run, device)
+            calls = calls_for_duration(run, device, plan.block_seconds)
+            samples = time_blocks(run, device, plan.blocks, calls, warmup=plan.warmup_calls)
+            points.append(
+                InferencePoint(batch_size, first, samples, peak_mem_bytes=peak_memory(device), calls=calls)
+            )
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            points.append(InferencePoint(batch_size, math.nan, None, "out of GPU memory: batch size trimmed"))
+        if on_point is not None:
+            on_point(batch_size)
+    return points

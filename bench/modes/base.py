@@ -1,0 +1,57 @@
+"""What every mode builds: a Trainer (step, predict, inference, notes) and the helpers they share.
+
+python -c "from bench.modes import build_trainer; t = build_trainer('eager', 'cpu'); print(t.step())"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Trainer:
+    """One configuration, ready to time.
+
+    step: one article iteration (fresh batch + update); returns the loss (a device tensor or float).
+    predict: eval-mode forward without gradients, for held-out metrics; (N, 30) -> (N, 1) tensor.
+    inference: given an input batch already on the device, a zero-argument callable that runs
+        this mode's forward on it under torch.inference_mode (what the inference sweep times).
+    notes: what ran and why (which Adam, a fallback taken); they reach run.json and report.md.
+    """
+
+    step: Callable[[], torch.Tensor | float]
+    predict: Callable[[torch.Tensor], torch.Tensor]
+    inference: Callable[[torch.Tensor], Callable[[], object]]
+    notes: list[str] = field(default_factory=list)
+
+
+def eval_predict(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`predict` for a torch Net: eval mode, no gradients, training mode restored."""
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        was_training = net.training
+        net.eval()
+        out = net(x)
+        net.train(was_training)
+        return out
+
+    return predict
+
+
+def inference_runner(
+    model: Callable[[torch.Tensor], torch.Tensor],
+) -> Callable[[torch.Tensor], Callable[[], object]]:
+    """`inference` for a torch model: the forward on a fixed input under torch.inference_mode."""
+
+    def make(x: torch.Tensor) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode():
+                return model(x)
+
+        return run
+
+    return make

@@ -1,0 +1,209 @@
+"""`compile-fullstep`: forward, backward and the Adam update compiled as one function.
+
+The step is written functionally: the gradients come from `torch.func.grad_and_value` over
+`torch.func.functional_call` on a dict of parameters, and Adam is written with torch ops on
+(params, exp_avg, exp_avg_sq, step), matching `torch.optim.Adam`'s defaults (betas 0.9/0.999,
+eps 1e-8, bias correction, no weight decay) op for op. The whole step is traced once into one
+aten graph (`make_fx`: forward, backward and Adam together) and compiled by inductor
+(`torch._inductor.compile`, its entry for graphs captured without dynamo), with the C++ wrapper
+on the CPU. Calling it skips dynamo's frame evaluation and guards, which at this Net's size cost
+as much as the arithmetic: 2-core CPU, 1 thread, min of 20-step blocks: 112 us through
+torch.compile(fullgraph=True), 64 us through the traced graph, 54 us with the C++ wrapper.
+If tracing or compiling fails, torch.compile(fullgraph=True) and then torch.compile take over
+(Trainer.notes says which ran, and why the others did not).
+
+State is updated in place (54 us; returning new tensors and rebinding them: 62-68 us), in the
+tensors the eager Net holds, so predict and inference see the trained weights. The step counter
+is a tensor. The batch is drawn eagerly from the mode's own generator into a preallocated int64
+buffer (one `torch.randint(..., out=)`: the values `sumnet.data.make_batch` draws); the scaling to
+[0, 1] and the row-sum target happen inside the compiled graph.
+
+    python -c "import torch; from bench.modes.fullstep import build_trainer; from sumnet import NetConfig, TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.nn import functional as F
+
+from bench.errors import first_line
+from bench.modes.base import Trainer, eval_predict, inference_runner
+from sumnet.data import HIGH, LOW, SCALE, make_generator
+from sumnet.model import Net, NetConfig
+from sumnet.train import TrainConfig, init_net
+
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass
+class AdamState:
+    """Adam's state for a dict of parameters; `step` is a float32 0-dim tensor, as torch.optim.Adam's.
+
+    A tensor, not an int, so the compiled step does not recompile as it counts. Not float64: inductor
+    treats a 0-dim float64 CPU input as a scalar and drops in-place updates to it (torch 2.13).
+    """
+
+    exp_avg: Params
+    exp_avg_sq: Params
+    step: torch.Tensor
+
+    @classmethod
+    def zeros_like(cls, params: Params) -> AdamState:
+        device = next(iter(params.values())).device
+        return cls(
+            exp_avg={k: torch.zeros_like(p) for k, p in params.items()},
+            exp_avg_sq={k: torch.zeros_like(p) for k, p in params.items()},
+            step=torch.zeros((), dtype=torch.float32, device=device),
+        )
+
+
+def adam_update_(params: Params, grads: Params, state: AdamState, lr: float) -> None:
+    """torch.optim.Adam's single-tensor update, in place, with the step count held in a tensor.
+
+    Bias corrections are computed in float64 from the step tensor, as torch's single-tensor Adam
+    (its CPU default) computes them in Python floats from `step.item()`; each enters the float32
+    update as one rounded scalar, as torch's scalar arguments do: run eagerly on the CPU, the
+    result is torch.optim.Adam's to the last bit.
+    """
+    state.step.add_(1)
+    step = state.step.to(torch.float64)
+    bias_correction1 = 1 - BETA1**step
+    bias_correction2_sqrt = (1 - BETA2**step).sqrt()
+    step_size = lr / bias_correction1
+    for name, param in params.items():
+        grad, exp_avg, exp_avg_sq = grads[name], state.exp_avg[name], state.exp_avg_sq[name]
+        exp_avg.lerp_(grad, 1 - BETA1)
+        exp_avg_sq.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt.to(param.dtype)).add_(EPS)
+        # addcdiv_(m, denom, value=-step_size), whose CPU kernel computes (value * m) / denom
+        param.sub_(step_size.to(param.dtype) * exp_avg / denom)
+
+
+def make_step_function(net: Net, lr: float) -> Callable[..., torch.Tensor]:
+    """step(params, state, ints) -> loss: scale the batch, forward, MSE, grads, Adam; all functional.
+
+    `ints` is the (B, input_size) int64 draw; params and state are updated in place.
+    """
+
+    def loss_fn(params: Params, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(torch.func.functional_call(net, params, (inputs,)), targets)
+
+    grad_and_loss = torch.func.grad_and_value(loss_fn)
+
+    def step(params: Params, state: AdamState, ints: torch.Tensor) -> torch.Tensor:
+        inputs = ints.to(torch.float32) / SCALE  # as sumnet.data.make_batch
+        targets = inputs.sum(dim=1, keepdim=True)
+        grads, loss = grad_and_loss(params, inputs, targets)
+        with torch.no_grad():
+            adam_update_(params, grads, state, lr)
+        return loss.detach()
+
+    return step
+
+
+def flat_step_function(names: list[str], step: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """step over flat tensors: (ints, *params, *exp_avg, *exp_avg_sq, step_count) -> loss, in `names` order.
+
+    A flat signature is what an FX graph takes; the dict form is what reads well.
+    """
+    n = len(names)
+
+    def flat(ints: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+        params = dict(zip(names, tensors[:n]))
+        state = AdamState(
+            dict(zip(names, tensors[n : 2 * n])), dict(zip(names, tensors[2 * n : 3 * n])), tensors[-1]
+        )
+        return step(params, state, ints)
+
+    return flat
+
+
+def flat_tensors(params: Params, state: AdamState) -> list[torch.Tensor]:
+    """The persistent tensors in flat_step_function's order (after the batch)."""
+    return [*params.values(), *state.exp_avg.values(), *state.exp_avg_sq.values(), state.step]
+
+
+def _graph_compile(flat: Callable[..., torch.Tensor], args: list[torch.Tensor], cpp_wrapper: bool):
+    """Trace `flat` to one aten graph (make_fx, fake tensors: nothing runs) and compile it with inductor.
+
+    No dynamo at run time: calling the result costs no frame evaluation or guard checks, which
+    at this Net's size are as long as the arithmetic (about 60 us of a 115 us step on a 2-core CPU).
+    """
+    from torch._inductor import compile as inductor_compile
+
+    graph = make_fx(flat, tracing_mode="fake")(*args)
+    options = {"cpp_wrapper": True} if cpp_wrapper else None  # C++ calls the kernels, not Python
+    return inductor_compile(graph, args, options=options)
+
+
+def _compiled_and_tried(
+    compile_fn: Callable[[], Callable[..., torch.Tensor]], args: list[torch.Tensor]
+) -> Callable[..., torch.Tensor]:
+    """compile_fn(), run once on copies of `args`: torch.compile compiles (and can fail) only when
+    called, and a run on copies finds that out without touching the training state."""
+    compiled = compile_fn()
+    compiled(*[a.clone() for a in args])
+    return compiled
+
+
+def compile_step(
+    flat: Callable[..., torch.Tensor], args: list[torch.Tensor], device: torch.device
+) -> tuple[Callable[..., torch.Tensor], str, list[str]]:
+    """Compile the whole step; returns (function of *args, how it was compiled, failures on the way).
+
+    Tries, in order: the traced graph through inductor with a C++ wrapper (CPU), the traced graph
+    with inductor's Python wrapper, then torch.compile(fullgraph=True), then torch.compile (which
+    cannot fail to compile: dynamo runs what it cannot capture eagerly). Each way must also run
+    once, on copies of the arguments, before it is taken.
+    """
+    attempts: list[tuple[str, Callable[[], Callable[..., torch.Tensor]]]] = []
+    if device.type == "cpu":
+        attempts.append(("make_fx + inductor (cpp_wrapper)", lambda: _graph_compile(flat, args, True)))
+    attempts += [
+        ("make_fx + inductor", lambda: _graph_compile(flat, args, False)),
+        ("torch.compile(fullgraph=True)", lambda: torch.compile(flat, fullgraph=True, dynamic=False)),
+    ]
+    failures = []
+    for how, attempt in attempts:
+        try:
+            return _compiled_and_tried(attempt, args), how, failures
+        except Exception as err:  # any compiler failure: fall back to the next way, and say why
+            message = first_line(err)[:200]
+            failures.append(f"{how} failed ({type(err).__name__}: {message})")
+    return torch.compile(flat, dynamic=False), "torch.compile", failures
+
+
+def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
+    """The compile-fullstep Trainer: initial weights from init_net(net_config, config.seed).
+
+    Compilation happens in the first step() call, so the harness's first-call time includes it.
+    """
+
+    device = torch.device(device)
+    net = init_net(net_config, config.seed, device)
+    # Detached aliases of the Net's parameters: the compiled step updates them in place, so the
+    # eager Net (used by predict and inference) always holds the current weights.
+    params = {name: p.detach() for name, p in net.named_parameters()}
+    state = AdamState.zeros_like(params)
+    generator = make_generator(config.seed, device)
+    ints = torch.empty((config.batch_size, net_config.input_size), dtype=torch.int64, device=device)
+    args = [ints, *flat_tensors(params, state)]
+    flat = flat_step_function(list(params), make_step_function(net, config.lr))
+    notes: list[str] = []
+    compiled: list[Callable[..., torch.Tensor]] = []
+
+    def step() -> torch.Tensor:
+        torch.randint(LOW, HIGH + 1, ints.shape, generator=generator, out=ints)  # make_batch's draw
+        if not compiled:
+            fn, how, failures = compile_step(flat, args, device)
+            compiled.append(fn)
+            notes.extend([*failures, f"{how}: grad_and_value + functional Adam (torch.optim.Adam defaults)"])
+        return compiled[0](*args)
+
+    return Trainer(step=step, predict=eval_predict(net), inference=inference_runner(net), notes=notes)

@@ -1,0 +1,243 @@
+"""`numpy-reference`: the article's step written with NumPy alone, the floor a hand-written loop reaches.
+
+Same Net (Linear+ReLU layers, optional output ReLU), same data distribution (integers 0..100 / 100,
+target the row sum, a fresh batch per step from a NumPy Generator seeded with the config's seed),
+MSE loss and Adam with PyTorch's defaults, all in float32. The initial weights are init_net's.
+
+Why it is fast: every buffer is allocated once, every NumPy call writes with `out=`, the bias of each
+layer is folded into its weight matrix (a ones column on the activations), so one matmul gives
+`x @ W.T + b` forward and `dW` and `db` together backward, and Adam runs once over one flat buffer
+that holds every parameter (its gradients live in a second flat buffer of the same layout).
+
+    python -c "from bench.modes.numpy_reference import build_trainer; import torch; t = build_trainer(torch.device('cpu'), __import__('sumnet').NetConfig(), __import__('sumnet').TrainConfig()); print([float(t.step()) for _ in range(3)])"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from bench.modes.base import Trainer
+from sumnet.data import HIGH, LOW, SCALE
+from sumnet.model import Net, NetConfig
+from sumnet.train import TrainConfig, init_net
+
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
+F32 = np.float32
+
+
+def _layers(net: Net) -> list[torch.nn.Linear]:
+    return [*net.hidden, net.out]
+
+
+class NumpyNet:
+    """The Net's parameters and Adam state in flat float32 buffers, plus a training step on them.
+
+    Layer l is stored as an augmented matrix M_l of shape (in + 1, out): rows 0..in-1 hold W.T,
+    the last row holds b, so that `[a, 1] @ M_l == a @ W.T + b`. `params`, `grads`, `exp_avg` and
+    `exp_avg_sq` are flat buffers; `weights[l]` and `weight_grads[l]` are views into them.
+    """
+
+    def __init__(self, net: Net, batch_size: int, lr: float) -> None:
+        config: NetConfig = net.config
+        self.relu_out = config.output_activation == "relu"
+        self.batch_size = batch_size
+        self.lr = lr
+        self.input_size = config.input_size
+        shapes = [(layer.in_features + 1, layer.out_features) for layer in _layers(net)]
+        sizes = [a * b for a, b in shapes]
+        offsets = np.cumsum([0, *sizes])
+        self.params = np.empty(offsets[-1], dtype=F32)
+        self.grads = np.zeros_like(self.params)
+        self.exp_avg = np.zeros_like(self.params)
+        self.exp_avg_sq = np.zeros_like(self.params)
+        self._tmp = np.empty_like(self.params)  # Adam's scratch
+        self._tmp2 = np.empty_like(self.params)
+        self.steps_done = 0
+        self.weights = [self.params[a:b].reshape(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
+        self.weight_grads = [self.grads[a:b].reshape(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
+        with torch.no_grad():
+            for m, layer in zip(self.weights, _layers(net)):
+                m[:-1] = layer.weight.detach().cpu().numpy().T
+                m[-1] = layer.bias.detach().cpu().numpy()
+        # Activations with a ones column: acts[0] is the input batch, acts[l] the output of hidden layer l.
+        self.acts = self._activation_buffers(batch_size)
+        self.inputs = self.acts[0][:, :-1]  # (B, input_size) view the data is drawn into
+        self.targets = np.empty((batch_size, 1), dtype=F32)
+        self.out = np.empty((batch_size, 1), dtype=F32)
+        self._diff = np.empty((batch_size, 1), dtype=F32)
+        # Gradients w.r.t. each hidden layer's pre-activation, (B, width).
+        self._dpre = [np.empty((batch_size, m.shape[1]), dtype=F32) for m in self.weights[:-1]]
+        # Views the backward pass reads, made once: np.dot wants them ready, and views cost a call each.
+        self._acts_t = [a.T for a in self.acts]  # [a, 1].T, (in + 1, B)
+        self._weights_t = [m[:-1].T for m in self.weights]  # W, (out, in)
+        self._hidden = [a[:, :-1] for a in self.acts]  # activations without the ones column
+        self._row_sum = np.ones((self.acts[0].shape[1], 1), dtype=F32)
+        self._row_sum[-1] = 0.0  # [x, 1] @ [1, ..., 1, 0].T is the row sum of x
+
+    def _activation_buffers(self, rows: int) -> list[np.ndarray]:
+        widths = [m.shape[0] for m in self.weights]  # in + 1 of each layer
+        acts = [np.empty((rows, w), dtype=F32) for w in widths]
+        for a in acts:
+            a[:, -1] = 1.0
+        return acts
+
+    # --- forward -----------------------------------------------------------------------------
+    def forward_into(self, acts: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+        """Forward pass on acts[0][:, :-1] (already filled); writes every activation and `out`."""
+        for m, a, a_next in zip(self.weights, acts, acts[1:]):
+            hidden = a_next[:, :-1]
+            np.matmul(a, m, out=hidden)  # (B, in+1) @ (in+1, width) = a @ W.T + b
+            np.maximum(a_next, 0.0, out=a_next)  # ReLU; the ones column stays 1
+        np.matmul(acts[-1], self.weights[-1], out=out)  # (B, 60+1) @ (61, 1)
+        if self.relu_out:
+            np.maximum(out, 0.0, out=out)
+        return out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Forward on any number of rows (allocates; not the timed training path)."""
+        acts = self._activation_buffers(len(x))
+        acts[0][:, :-1] = x
+        return self.forward_into(acts, np.empty((len(x), 1), dtype=F32))
+
+    # --- one training step ---------------------------------------------------------------------
+    def train_on_buffers(self) -> float:
+        """One step on the batch already in `inputs`/`targets`: forward, MSE, backward, Adam."""
+        acts, weights, grads = self.acts, self.weights, self.weight_grads
+        out = self.forward_into(acts, self.out)
+        diff = np.subtract(out, self.targets, out=self._diff)  # (B, 1)
+        flat = diff.reshape(-1)
+        loss = float(np.dot(flat, flat)) / self.batch_size
+        # d loss / d out = 2 (out - y) / B; the output ReLU passes it only where out > 0.
+        diff *= F32(2.0 / self.batch_size)
+        if self.relu_out:
+            np.multiply(diff, out > 0.0, out=diff)
+        delta = diff  # gradient w.r.t. the current layer's pre-activation, (B, width)
+        for layer in range(len(weights) - 1, -1, -1):
+            np.dot(self._acts_t[layer], delta, out=grads[layer])  # dW.T and db in one: [a, 1].T @ delta
+            if layer == 0:
+                break
+            below = self._dpre[layer - 1]
+            np.dot(delta, self._weights_t[layer], out=below)  # back through W: (B, out) @ (out, in)
+            np.multiply(below, self._hidden[layer] > 0.0, out=below)  # ReLU: a > 0 exactly where pre > 0
+            delta = below
+        self._adam()
+        return loss
+
+    def _adam(self) -> None:
+        """torch.optim.Adam's update (single-tensor, no weight decay), over the flat buffer at once."""
+        self.steps_done += 1
+        t = self.steps_done
+        g, m, v, tmp, tmp2 = self.grads, self.exp_avg, self.exp_avg_sq, self._tmp, self._tmp2
+        # exp_avg.lerp_(grad, 1 - beta1): m + w (g - m), as torch computes it for w < 0.5
+        np.subtract(g, m, out=tmp)
+        tmp *= F32(1.0 - BETA1)
+        m += tmp
+        # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        np.multiply(g, g, out=tmp)
+        tmp *= F32(1.0 - BETA2)
+        v *= F32(BETA2)
+        v += tmp
+        step_size = self.lr / (1.0 - BETA1**t)
+        bias_correction2_sqrt = (1.0 - BETA2**t) ** 0.5
+        # denom = sqrt(v) / sqrt(bc2) + eps; param -= step_size * m / denom
+        np.sqrt(v, out=tmp)
+        np.divide(tmp, F32(bias_correction2_sqrt), out=tmp)
+        tmp += F32(EPS)
+        np.divide(m, tmp, out=tmp2)
+        tmp2 *= F32(step_size)
+        self.params -= tmp2
+
+    def train_on(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One step on a given batch (for tests against torch): copies it into the buffers."""
+        self.inputs[...] = x
+        self.targets[...] = y
+        return self.train_on_buffers()
+
+    def layer_parameters(self) -> list[np.ndarray]:
+        """(weight (out, in), bias (out,)) of each layer, as torch's Net orders its parameters."""
+        result = []
+        for m in self.weights:
+            result += [np.ascontiguousarray(m[:-1].T), m[-1].copy()]
+        return result
+
+
+_TINY, _TINY_FACTOR = F32(1e-30), F32(1e-10)  # their product, 1e-40, is subnormal in float32
+
+
+def _flush_to_zero_active() -> bool:
+    """Whether this thread flushes subnormal float32 results to zero (a product that would be one)."""
+    return float(_TINY * _TINY_FACTOR) == 0.0
+
+
+class NumpyDataStep:
+    """A fresh batch from a NumPy Generator each step, then one training step on it.
+
+    With `flush_denormals`, the step runs with flush-to-zero on (set and restored around it, via
+    torch.set_flush_denormal since NumPy has no such switch): Adam's exp_avg of parameters whose
+    gradient is exactly 0 (dead ReLU units) decays into float32 subnormals, and arithmetic on those
+    doubled this step's time late in the article's training (117 vs 62 us at step 2000 on 2 cores).
+    Flushing changes only values below 1.2e-38.
+    """
+
+    def __init__(self, model: NumpyNet, seed: int, flush_denormals: bool = True) -> None:
+        self.model = model
+        self.flush_denormals = flush_denormals
+        self.rng = np.random.default_rng(seed)
+        self._shape = (model.batch_size, model.input_size)
+
+    def __call__(self) -> float:
+        model = self.model
+        ints = self.rng.integers(LOW, HIGH + 1, size=self._shape)
+        np.divide(ints, F32(SCALE), out=model.inputs)
+        np.dot(model.acts[0], model._row_sum, out=model.targets)  # row sums, one BLAS call
+        if not self.flush_denormals or _flush_to_zero_active():
+            return model.train_on_buffers()
+        torch.set_flush_denormal(True)
+        try:
+            return model.train_on_buffers()
+        finally:
+            torch.set_flush_denormal(False)
+
+
+def _predict(model: NumpyNet) -> Callable[[torch.Tensor], torch.Tensor]:
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        out = model.predict(x.detach().cpu().numpy().astype(F32, copy=False))
+        return torch.from_numpy(out).to(x.device)
+
+    return predict
+
+
+def _inference(model: NumpyNet) -> Callable[[torch.Tensor], Callable[[], object]]:
+    def make(x: torch.Tensor) -> Callable[[], object]:
+        acts = model._activation_buffers(len(x))
+        acts[0][:, :-1] = x.detach().cpu().numpy()
+        out = np.empty((len(x), 1), dtype=F32)
+
+        def run() -> object:
+            with torch.inference_mode():  # nothing of torch runs; kept for the interface's contract
+                return model.forward_into(acts, out)
+
+        return run
+
+    return make
+
+
+def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
+    """The numpy-reference Trainer (CPU only): initial weights from init_net(net_config, config.seed)."""
+
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"numpy-reference runs on the CPU only, not {device}")
+    model = NumpyNet(init_net(net_config, config.seed, "cpu"), config.batch_size, config.lr)
+    return Trainer(
+        step=NumpyDataStep(model, config.seed),
+        predict=_predict(model),
+        inference=_inference(model),
+        notes=[
+            "NumPy float32, batches from numpy.random.default_rng(seed): same distribution as torch, other draws",
+            "biases folded into augmented weight matrices; Adam over one flat buffer",
+            "flush-to-zero on during each step (subnormal exp_avg of dead units doubled late steps)",
+        ],
+    )

@@ -1,0 +1,439 @@
+"""PNG figures for a run's and a comparison's report: what the tables say, at a glance.
+
+Four figures, each drawn by a pure `_*_figure(...) -> Figure` builder (tests read its lines and
+bars) and saved by a `plot_*` function:
+
+- inference_throughput.png: samples/s against batch size, log-log, one line per device and mode,
+  the batch size from which the GPU beats the CPU marked;
+- train_step_time.png: median step time per device and mode as bars, the raw samples on top;
+- train_run_split.png: whole-run time split into the first call (compile, warm-up) and the rest;
+- compare_ratios.png: each configuration's ratio to the reference with its confidence interval.
+
+Figures are drawn with matplotlib's `Figure` and the Agg canvas directly, never through pyplot, so
+the caller's backend and open figures are left alone and nothing stays registered after saving.
+matplotlib is optional: without it `write_run_figures` and `write_compare_figures` return a
+FigureSet that says why the figures were skipped.
+
+    python -c "from bench.store.load import load_run; from bench.render.figures import write_run_figures as w; r = load_run('results/latest'); print(w(r.frame, r.samples, 'results/latest', r.env))"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.crossover import inference_crossover, inference_curves, is_gpu
+from bench.analysis.frames import numeric, ok_rows
+from bench.modes import MODES
+from bench.records import ConfigKey
+from bench.store.run_folder import KEY_COLUMNS
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DPI = 110
+SIZE_IN = (8.0, 4.5)
+# A log axis once the values span more than this factor; below it a linear axis reads more easily.
+STEP_LOG_SPAN = 30.0
+RATIO_LOG_SPAN = 10.0
+
+FILE_NAMES = {
+    "inference": "inference_throughput.png",
+    "train_steps": "train_step_time.png",
+    "run_split": "train_run_split.png",
+    "compare": "compare_ratios.png",
+}
+
+# Okabe-Ito colours: distinguishable with colour-blindness, readable on the opaque white background
+# that keeps the PNGs legible in GitHub's dark theme too. One colour per mode, the same in every figure.
+_PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999999")
+_MODE_COLOURS = {mode: _PALETTE[i % len(_PALETTE)] for i, mode in enumerate(MODES)}
+_SUBTITLE_COLOUR = "#444444"
+_TEXT_COLOUR = "#222222"
+
+
+@dataclass(frozen=True)
+class FigureSet:
+    """The figures written: name (a FILE_NAMES key) -> PNG path, only figures that had data."""
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    skipped: str | None = None  # why no figure was written (matplotlib missing, no data), else None
+
+
+def matplotlib_missing() -> str | None:
+    """Why figures cannot be drawn here (e.g. "matplotlib is not installed"), or None when they can."""
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except ImportError as err:
+        if err.name is not None and err.name.split(".")[0] == "matplotlib":
+            return "matplotlib is not installed"
+        return f"matplotlib cannot be imported: {err}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# pure helpers
+
+
+def subtitle_for(env: Mapping) -> str:
+    """ "host · cpu_model · gpu_name · torch X" from an environment dict; missing fields left out.
+
+    A known-empty gpu_name reads "no GPU", so a CPU-only figure says so.
+    """
+    parts = [str(env.get("host") or ""), str(env.get("cpu_model") or "")]
+    if "gpu_name" in env:
+        parts.append(str(env.get("gpu_name") or "no GPU"))
+    if env.get("torch_version"):
+        parts.append(f"torch {env['torch_version']}")
+    return " · ".join(p for p in parts if p)
+
+
+def _labels(rows: pd.DataFrame) -> list[str]:
+    """ "device · mode", plus the other key columns that vary among `rows` (batch size, threads, ...)."""
+    extra = [
+        c
+        for c in KEY_COLUMNS
+        if c not in ("workload", "device", "mode") and c in rows.columns and rows[c].nunique(dropna=False) > 1
+    ]
+    names = {"batch_size": "batch", "threads": "threads", "output_activation": "out"}
+    labels = []
+    for _, row in rows.iterrows():
+        parts = [str(row.get("device", "")), str(row.get("mode", ""))]
+        parts += [f"{names.get(c, c)} {row[c]}" for c in extra]
+        labels.append(" · ".join(parts))
+    return labels
+
+
+def _colour(mode: str) -> str:
+    if mode in _MODE_COLOURS:
+        return _MODE_COLOURS[mode]
+    return _PALETTE[sum(map(ord, mode)) % len(_PALETTE)]  # stable across runs, unlike hash()
+
+
+# ---------------------------------------------------------------------------------------------------
+# figure builders: pure, return the Figure so tests can read its artists
+
+
+def _new_figure(title: str, subtitle: str) -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=SIZE_IN, dpi=DPI, facecolor="white", layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_facecolor("white")
+    fig.suptitle(title, fontsize=12, fontweight="bold", color=_TEXT_COLOUR)
+    ax.set_title(subtitle, fontsize=8, color=_SUBTITLE_COLOUR)
+    ax.grid(True, which="major", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    return fig, ax
+
+
+def _empty_note(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=_SUBTITLE_COLOUR)
+
+
+def _inference_figure(df: pd.DataFrame, subtitle: str) -> Figure:
+    """Log-log samples/s against batch size, one line per device and mode, the crossover marked."""
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = _new_figure("Inference throughput against batch size", subtitle)
+    curves = inference_curves(df)
+    for (device, mode), curve in curves.items():
+        sizes = sorted(curve)
+        gpu = is_gpu(device)
+        ax.plot(
+            sizes,
+            [curve[b] for b in sizes],
+            label=f"{device} · {mode}",
+            color=_colour(mode),
+            linestyle="--" if gpu else "-",
+            marker="s" if gpu else "o",
+            markersize=4,
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (rows per forward, log scale)")
+    ax.set_ylabel("throughput (samples/s, log scale)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    crossing = inference_crossover(df)
+    if crossing is not None and crossing.batch_size is not None:
+        line = ax.axvline(crossing.batch_size, color=_TEXT_COLOUR, linestyle=":", linewidth=1.2)
+        line.set_gid("crossover")
+        line.set_label(f"crossover: batch {crossing.batch_size}")
+        # the note sits on the side of the line with more room, so it stays inside the axes
+        sizes = [b for curve in curves.values() for b in curve]
+        middle = math.sqrt(min(sizes) * max(sizes))
+        right_half = crossing.batch_size > middle
+        ax.annotate(
+            crossing.describe(),
+            xy=(crossing.batch_size, 0.97),
+            xycoords=("data", "axes fraction"),
+            xytext=(-4 if right_half else 4, 0),
+            textcoords="offset points",
+            ha="right" if right_half else "left",
+            va="top",
+            fontsize=8,
+            color=_TEXT_COLOUR,
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "#bbbbbb"},
+        )
+    elif crossing is not None:
+        ax.text(0.01, 0.97, crossing.describe(), transform=ax.transAxes, va="top", fontsize=8)
+    if not curves:
+        _empty_note(ax, "no inference rows measured")
+    elif len(ax.get_legend_handles_labels()[0]) > 1:
+        ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
+    return fig
+
+
+def _train_step_figure(
+    df: pd.DataFrame, samples: Mapping[ConfigKey, Mapping] | None, subtitle: str
+) -> Figure:
+    """Median step time per device and mode as bars; raw samples as a strip, else IQR whiskers."""
+    fig, ax = _new_figure("Training step time per device and mode", subtitle)
+    rows = ok_rows(df, "train")
+    rows["_median"] = numeric(rows, "step_ms")
+    rows["_iqr"] = numeric(rows, "step_ms_iqr")
+    rows = rows[rows["_median"] > 0]
+    samples = samples or {}
+    labels = _labels(rows)
+    values: list[float] = []
+    ticks: list[str] = []  # "device · mode" and the median under it
+    drew_points = drew_whiskers = False
+    for i, (label, (_, row)) in enumerate(zip(labels, rows.iterrows())):
+        median = float(row["_median"])
+        colour = _colour(str(row.get("mode", "")))
+        ax.bar(i, median, width=0.6, color=colour, alpha=0.45, edgecolor=colour, gid=f"bar:{label}")
+        values.append(median)
+        raw = [
+            float(v) for v in (samples.get(ConfigKey.from_row(row)) or {}).get("step_ms", []) if v is not None
+        ]
+        raw = [v for v in raw if math.isfinite(v) and v > 0]
+        if raw:
+            # evenly spread across the bar, not random, so the figure is the same on every run
+            xs = i + np.linspace(-0.2, 0.2, len(raw)) if len(raw) > 1 else np.array([float(i)])
+            points = ax.scatter(xs, raw, s=10, color=colour, edgecolor=_TEXT_COLOUR, linewidth=0.3, zorder=3)
+            points.set_gid(f"samples:{label}")
+            values += raw
+            drew_points = True
+        elif math.isfinite(row["_iqr"]):
+            half = float(row["_iqr"]) / 2
+            ax.errorbar(
+                i,
+                median,
+                yerr=half,
+                fmt="none",
+                ecolor=_TEXT_COLOUR,
+                capsize=4,
+                zorder=3,
+                label=f"_iqr:{label}",
+            )
+            values += [median - half, median + half]
+            drew_whiskers = True
+        noisy = " · noisy" if "noisy" in str(row.get("flags") or "") else ""
+        ticks.append(f"{label}\n{median:.3g} ms{noisy}")
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > STEP_LOG_SPAN:
+        ax.set_yscale("log")
+        ax.set_ylabel("step time (ms, log scale)")
+    else:
+        ax.set_ylabel("step time (ms)")
+    many = len(ticks) > 4
+    ax.set_xticks(
+        range(len(ticks)), ticks, rotation=25 if many else 0, ha="right" if many else "center", fontsize=8
+    )
+    ax.set_xlabel("device · mode")
+    if rows.empty:
+        _empty_note(ax, "no training rows measured")
+    else:
+        _train_step_legend(ax, drew_points, drew_whiskers)
+    return fig
+
+
+def _train_step_legend(ax: Axes, drew_points: bool, drew_whiskers: bool) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor="#bbbbbb", edgecolor="#777777", label="median step time")]
+    if drew_points:
+        handles.append(
+            Line2D([], [], marker="o", linestyle="none", color="#777777", label="raw samples (block means)")
+        )
+    if drew_whiskers:
+        handles.append(Line2D([], [], color=_TEXT_COLOUR, label="IQR, centred on the median"))
+    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.9)
+
+
+def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
+    """Per train row, a stacked bar: first call (compile, warm-up) then the rest of the run."""
+    fig, ax = _new_figure("Whole training run: first call (compile, warm-up) against the rest", subtitle)
+    rows = ok_rows(df, "train")
+    rows["_run"] = numeric(rows, "run_s")
+    rows["_first"] = numeric(rows, "first_call_s")
+    rows = rows[np.isfinite(rows["_run"]) & np.isfinite(rows["_first"]) & (rows["_run"] > 0)]
+    labels = _labels(rows)
+    first = rows["_first"].clip(lower=0).to_numpy()
+    rest = (rows["_run"] - rows["_first"]).clip(lower=0).to_numpy()
+    positions = np.arange(len(labels))
+    if len(labels):
+        ax.barh(positions, first, color="#D55E00", label="first call (compile, warm-up)", gid="first_call")
+        ax.barh(
+            positions, rest, left=first, color="#0072B2", label="rest of the run (steady state)", gid="rest"
+        )
+        for y, f, r in zip(positions, first, rest):
+            share = f / (f + r) if f + r > 0 else 0.0
+            ax.annotate(
+                f"{f + r:.3g} s ({share:.0%} first call)",
+                (f + r, y),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
+        ax.set_xlim(0, float((first + rest).max()) * 1.3)
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    else:
+        _empty_note(ax, "no training rows with run and first-call times")
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.invert_yaxis()  # first row on top, as in the table
+    ax.set_xlabel("training time (s), evaluation excluded")
+    return fig
+
+
+def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
+    """Each configuration's ratio to the reference, CI as horizontal error bars, a line at 1."""
+    fig, ax = _new_figure("Ratio to the reference, with confidence interval", subtitle)
+    ratio = numeric(table, "ratio")
+    keep = ratio > 0
+    labels = [str(v) for v in table.loc[keep, "label"]] if "label" in table.columns else []
+    ratio = ratio[keep].to_numpy()
+    low = numeric(table, "ci_low")[keep].to_numpy()
+    high = numeric(table, "ci_high")[keep].to_numpy()
+    # a missing bound draws no whisker on that side
+    below = np.where(np.isfinite(low), np.clip(ratio - low, 0, None), 0.0)
+    above = np.where(np.isfinite(high), np.clip(high - ratio, 0, None), 0.0)
+    positions = np.arange(len(ratio))
+    reference = ax.axvline(1.0, color=_TEXT_COLOUR, linewidth=1.0, linestyle="--", label="reference (1×)")
+    reference.set_gid("reference")
+    if len(ratio):
+        ax.errorbar(
+            ratio,
+            positions,
+            xerr=[below, above],
+            fmt="o",
+            color="#0072B2",
+            ecolor="#0072B2",
+            capsize=4,
+            label="ratio, with its confidence interval",
+        )
+        span = [v for v in (*ratio, *(ratio - below), *(ratio + above), 1.0) if v > 0]
+        if max(span) / min(span) > RATIO_LOG_SPAN:
+            ax.set_xscale("log")
+            xlabel += ", log scale"
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    else:
+        _empty_note(ax, "no ratios to show")
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.set_ylim(-0.7, max(len(ratio), 1) - 0.3)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# saving
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Render `fig` to a PNG with the Agg canvas (no pyplot, no global backend change), then drop it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI, facecolor="white")
+    fig.clear()  # nothing refers to the figure after this; freed without pyplot's close()
+    return path
+
+
+def plot_inference(df: pd.DataFrame, path: str | Path, subtitle: str) -> Path:
+    """inference_throughput.png from inference rows (device, mode, batch_size, samples_per_s, status)."""
+    return _save(_inference_figure(df, subtitle), path)
+
+
+def plot_train_steps(
+    df: pd.DataFrame, samples: Mapping[ConfigKey, Mapping] | None, path: str | Path, subtitle: str
+) -> Path:
+    """train_step_time.png from train rows (step_ms, step_ms_iqr) and raw samples keyed by ConfigKey."""
+    return _save(_train_step_figure(df, samples, subtitle), path)
+
+
+def plot_run_split(df: pd.DataFrame, path: str | Path, subtitle: str) -> Path:
+    """train_run_split.png from train rows (first_call_s, run_s), in seconds."""
+    return _save(_run_split_figure(df, subtitle), path)
+
+
+def plot_compare_ratios(
+    table: pd.DataFrame, path: str | Path, subtitle: str, xlabel: str = "ratio to the reference (×)"
+) -> Path:
+    """compare_ratios.png from a table with columns label, ratio, ci_low, ci_high (dimensionless)."""
+    return _save(_compare_figure(table, subtitle, xlabel), path)
+
+
+def _subtitle(env_or_subtitle: Mapping | str | None) -> str:
+    if isinstance(env_or_subtitle, str):
+        return env_or_subtitle
+    return subtitle_for(env_or_subtitle or {})
+
+
+def write_run_figures(
+    df: pd.DataFrame,
+    samples: Mapping[ConfigKey, Mapping] | None,
+    out_dir: str | Path,
+    env: Mapping | str | None,
+) -> FigureSet:
+    """The run figures that have data, written into `out_dir`; skipped with a reason otherwise.
+
+    `df` is the run's results frame (all workloads), `samples` the raw samples per ConfigKey, `env`
+    the environment dict (or a ready subtitle).
+    """
+    missing = matplotlib_missing()
+    if missing is not None:
+        return FigureSet(skipped=missing)
+    out_dir = Path(out_dir)
+    subtitle = _subtitle(env)
+    paths: dict[str, Path] = {}
+    if inference_curves(df):
+        paths["inference"] = plot_inference(df, out_dir / FILE_NAMES["inference"], subtitle)
+    train = ok_rows(df, "train")
+    if (numeric(train, "step_ms") > 0).any():
+        paths["train_steps"] = plot_train_steps(df, samples, out_dir / FILE_NAMES["train_steps"], subtitle)
+    if ((numeric(train, "run_s") > 0) & np.isfinite(numeric(train, "first_call_s"))).any():
+        paths["run_split"] = plot_run_split(df, out_dir / FILE_NAMES["run_split"], subtitle)
+    if not paths:
+        return FigureSet(skipped="no measured (status ok) inference or training rows to draw")
+    return FigureSet(paths=paths)
+
+
+def write_compare_figures(
+    table: pd.DataFrame,
+    out_dir: str | Path,
+    env_or_subtitle: Mapping | str | None,
+    xlabel: str = "ratio to the reference (×)",
+) -> FigureSet:
+    """compare_ratios.png in `out_dir` when `table` has a positive ratio; skipped with a reason otherwise."""
+    missing = matplotlib_missing()
+    if missing is not None:
+        return FigureSet(skipped=missing)
+    if not (numeric(table, "ratio") > 0).any():
+        return FigureSet(skipped="no ratios to draw")
+    path = plot_compare_ratios(
+        table, Path(out_dir) / FILE_NAMES["compare"], _subtitle(env_or_subtitle), xlabel
+    )
+    return FigureSet(paths={"compare": path})

@@ -1,0 +1,288 @@
+"""Rendering: DataFrames to markdown tables (tabulate) and the run's report.md.
+
+Measuring code returns data; this module alone turns it into text.
+
+    python -c "from bench.store.load import load_run; from bench.render.report import summary_markdown; print(summary_markdown(load_run('results/latest').frame))"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench.analysis.crossover import inference_crossover
+from bench.analysis.frames import ok_rows
+from bench.records import Record
+
+
+def fmt(value: object, digits: int = 3) -> str:
+    """A compact cell: empty for missing, yes/no for booleans, `digits` significant figures."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 10**digits:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}" if abs(value) >= 1e-3 else f"{value:.2e}"
+    return str(value)
+
+
+def markdown_table(df: pd.DataFrame, columns: Mapping[str, str], digits: int = 3) -> str:
+    """A GitHub markdown table of `df`'s `columns` (name -> header), cells formatted with fmt()."""
+    present = {c: h for c, h in columns.items() if c in df.columns}
+    body = [[fmt(_py(v), digits) for v in row] for row in df[list(present)].itertuples(index=False)]
+    return tabulate(body, headers=list(present.values()), tablefmt="github", disable_numparse=True)
+
+
+def _py(value: object) -> object:
+    """numpy scalars to Python ones so fmt() sees bool and float."""
+    return value.item() if hasattr(value, "item") else value
+
+
+_CONFIG_COLUMNS = {"device": "device", "mode": "mode", "threads": "threads"}  # a training row's identity
+
+TRAIN_COLUMNS = {
+    **_CONFIG_COLUMNS,
+    "step_ms": "step ms (median)",
+    "step_iqr_pct": "IQR %",
+    "samples_per_s": "samples/s",
+    "first_call_s": "first call s",
+    "run_s": "3000-step run s",
+    "speedup_vs_cpu_eager": "speed-up vs CPU eager",
+    "ratio_to_floor": "x floor",
+    "break_even_step": "break-even step",
+    "mae": "held-out MAE",
+    "converged": "converged",
+    "flags": "flags",
+}
+
+
+def train_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Training rows with the presentation columns: IQR as % of median, speed-up against CPU eager."""
+    train = ok_rows(df, "train")
+    if train.empty:
+        return train
+    train["step_iqr_pct"] = 100 * train["step_ms_iqr"] / train["step_ms"]
+    train["gflops_per_s"] = train["achieved_flops_per_s"] / 1e9
+    train["utilization_pct"] = 100 * train["utilization"]
+    train["peak_mem_mib"] = train["peak_mem_bytes"] / 2**20
+    train["peak_rss_mib"] = train["peak_rss_bytes"] / 2**20
+    cpu_eager = train[(train["device"] == "cpu") & (train["mode"] == "eager")]
+    if not cpu_eager.empty:
+        # against CPU eager at the same thread count where there is one, else the first
+        base = {int(t): v for t, v in zip(cpu_eager["threads"], cpu_eager["step_ms"])}
+        first = cpu_eager["step_ms"].iloc[0]
+        train["speedup_vs_cpu_eager"] = [
+            base.get(int(t), first) / ms for t, ms in zip(train["threads"], train["step_ms"])
+        ]
+    return train
+
+
+def summary_markdown(df: pd.DataFrame) -> str:
+    """The training summary table: device x mode, step time, run time, samples/s, speed-up, verdict."""
+    return _summary_table(train_summary(df))
+
+
+def _summary_table(train: pd.DataFrame) -> str:
+    if train.empty:
+        return "(no training rows measured)"
+    cols = dict(TRAIN_COLUMNS)
+    if train["steps"].nunique() == 1:
+        cols["run_s"] = f"{int(train['steps'].iloc[0])}-step run s"
+    return markdown_table(train, cols)
+
+
+def crossover_sentence(df: pd.DataFrame) -> str:
+    """Where the GPU's inference throughput overtakes the CPU's, from the best mode of each."""
+    inf = ok_rows(df, "inference")
+    has_gpu = any(str(d).startswith("cuda") for d in inf["device"])
+    if inf.empty or "cpu" not in set(inf["device"]) or not has_gpu:
+        return (
+            "Both a CPU and a CUDA device are needed to name the batch size where the GPU overtakes the CPU."
+        )
+    crossover = inference_crossover(df)
+    if crossover is None:
+        return "The GPU does not beat the CPU at any measured batch size (best mode of each)."
+    return f"**{crossover.describe()}.**"
+
+
+def _env_line(env: Mapping[str, object]) -> str:
+    gpu = (
+        f", GPU {env.get('gpu_name')} (driver {env.get('driver_version')}, CUDA {env.get('cuda_version')})"
+        if env.get("gpu_name")
+        else ", no GPU"
+    )
+    dirty = " (dirty tree)" if env.get("git_dirty") else ""
+    cache = "warm" if str(env.get("inductor_cache_warm")) == "True" else "cold"
+    return (
+        f"Host `{env.get('host')}`: {env.get('cpu_model')}, {env.get('cpu_cores')} cores{gpu}; "
+        f"torch {env.get('torch_version')}, numpy {env.get('numpy_version')}, Python {env.get('python_version')}; "
+        f"commit {env.get('git_commit') or 'unknown'}{dirty}; torch.compile cache {cache} at start "
+        f"(first calls of compiled modes depend on it); {env.get('timestamp_utc')}."
+    )
+
+
+def _overhead_sentence(settings: Mapping[str, object]) -> str:
+    wall, timed = settings.get("wall_s"), settings.get("timed_s")
+    if not wall or timed is None:
+        return ""
+    outside = max(0.0, float(wall) - float(timed))
+    return (
+        f"The run took {float(wall):.0f} s, {float(timed):.0f} s of it inside timed regions; the harness's own work "
+        f"(building models, figures, writing files) took {outside:.1f} s ({outside / float(wall):.0%})."
+    )
+
+
+def _figure_link(figures: object, name: str, caption: str) -> str:
+    paths = getattr(figures, "paths", {}) or {}
+    return f"\n![{caption}]({paths[name].name})\n" if name in paths else ""
+
+
+def _notes_section(records: Sequence[Record]) -> list[str]:
+    """Each configuration's notes (which Adam ran, a fallback taken, a deliberate slowdown), once per
+    distinct set, so the reason behind a number is in the report."""
+    seen: dict[tuple[str, ...], list[str]] = {}
+    for r in records:
+        if r.notes:
+            label = f"{r.key.device} · {r.key.mode}" + (
+                f" · {r.key.threads} threads" if r.key.threads else ""
+            )
+            seen.setdefault(tuple(r.notes), [])
+            if label not in seen[tuple(r.notes)]:
+                seen[tuple(r.notes)].append(label)
+    if not seen:
+        return []
+    out = ["## Notes of the modes", ""]
+    for notes, labels in seen.items():
+        out.append(f"- **{', '.join(labels)}**: " + "; ".join(notes))
+    return [*out, ""]
+
+
+def _floor_sentence(train: pd.DataFrame) -> str:
+    floors = sorted({str(m) for m in train.get("floor_mode", pd.Series(dtype=str)) if m})
+    if not floors:
+        return ""
+    return f"The floor column (`x floor`) divides by the fastest hand-written floor of each device and thread count: {', '.join(f'`{f}`' for f in floors)}."
+
+
+def render_run_report(
+    df: pd.DataFrame,
+    env: Mapping[str, object],
+    settings: Mapping[str, object],
+    figures: object,
+    records: Sequence[Record] = (),
+) -> str:
+    """report.md of one `bench run`: summary, time to accuracy, hardware use, inference, skipped rows, notes."""
+    train = train_summary(df)
+    out = [
+        "# sumnet-bench report",
+        "",
+        _env_line(env),
+        "",
+        f"Preset `{settings.get('preset')}`, seed {settings.get('seed')}, command `{env.get('argv')}`. "
+        + _overhead_sentence(settings)
+        + ' A *step* is one batch update (the article\'s "epoch"). '
+        "Times are medians of raw block samples; first call includes compilation; run time excludes evaluation.",
+        "",
+        *(
+            [
+                "**Interrupted** (Ctrl-C or SIGTERM): the configurations below were measured before it; the one cut short is listed as failed.",
+                "",
+            ]
+            if settings.get("interrupted")
+            else []
+        ),
+        "## Training",
+        "",
+        _summary_table(train),
+        "",
+        _floor_sentence(train),
+        _figure_link(figures, "train_steps", "Training step time per device and mode"),
+        _figure_link(figures, "run_split", "Whole-run time: first call vs steady state"),
+    ]
+    if not train.empty:
+        out += [
+            "### Time to accuracy and learning",
+            "",
+            markdown_table(
+                train,
+                {
+                    **_CONFIG_COLUMNS,
+                    "steps_to_target": "steps to target",
+                    "time_to_target_s": "time to target s",
+                    "eval_s": "eval s (apart)",
+                    "final_loss": "final loss",
+                    "exact_accuracy": "exact-sum acc.",
+                    "loss_curve_max_rel_dev": "loss-curve dev. vs eager",
+                    "verdict": "verdict",
+                },
+            ),
+            "",
+            "### Hardware use",
+            "",
+            markdown_table(
+                train,
+                {
+                    **_CONFIG_COLUMNS,
+                    "flops_per_step": "FLOPs/step",
+                    "gflops_per_s": "GFLOP/s",
+                    "utilization_pct": "% of FP32 peak",
+                    "ratio_to_fastest": "x fastest",
+                    "ratio_to_floor": "x floor",
+                    "floor_mode": "floor",
+                    "peak_mem_mib": "peak GPU MiB",
+                    "peak_rss_mib": "peak RSS MiB",
+                },
+            ),
+            "",
+        ]
+    inf = ok_rows(df, "inference")
+    if not inf.empty:
+        inf["config"] = inf["device"].astype(str) + " " + inf["mode"].astype(str)
+        pivot = inf.pivot_table(index="batch_size", columns="config", values="samples_per_s", aggfunc="first")
+        pivot = pivot.reset_index()
+        out += [
+            "## Inference throughput (samples/s)",
+            "",
+            markdown_table(pivot, {c: str(c) if c != "batch_size" else "batch size" for c in pivot.columns}),
+            "",
+            crossover_sentence(df),
+            _figure_link(figures, "inference", "Inference throughput against batch size"),
+        ]
+    bad = df[df["status"] != "ok"].drop_duplicates(subset=["device", "mode", "threads", "status", "reason"])
+    if not bad.empty:
+        out += [
+            "## Skipped and failed",
+            "",
+            markdown_table(
+                bad,
+                {
+                    "device": "device",
+                    "mode": "mode",
+                    "workload": "workload",
+                    "status": "status",
+                    "reason": "reason",
+                },
+            ),
+            "",
+        ]
+    out += _notes_section(records)
+    skipped_figs = getattr(figures, "skipped", None)
+    if skipped_figs:
+        out += [f"Figures skipped: {skipped_figs}.", ""]
+    out += [
+        "Flags: `noisy` = IQR over 10% of the median; `below-floor` = faster than the device can be; "
+        "`curve-deviates` = loss curve over 5% from eager's at the same seed.",
+        "",
+    ]
+    return "\n".join(out)

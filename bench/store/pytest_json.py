@@ -1,0 +1,127 @@
+"""Read a pytest-benchmark JSON file (`pytest --benchmark-json=FILE`) into the results schema.
+
+Each benchmark becomes one row. Its configuration comes from `extra_info` (the project's suite sets
+workload, device, mode, batch_size, threads and output_activation), else from `params`; a benchmark
+with neither is keyed by its name. pytest-benchmark times one call, so the time per call lands in
+`step_ms` for the train workload and in `latency_ms` for every other one; `stats.data` (seconds per
+call, present unless the file was written without data) becomes the raw samples in milliseconds.
+
+    python -c "import sys; from bench.store.load import load_run; print(load_run(sys.argv[1]).frame)" bench.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.records import ConfigKey, Record, timing_metric_for
+from bench.store.run_folder import LoadedRun, frame
+
+# machine_info keys taken as they are when a suite adds them (e.g. through the
+# pytest_benchmark_update_machine_info hook with bench.measure.environment.collect()).
+_ENV_FIELDS = (
+    "host",
+    "os",
+    "cpu_model",
+    "cpu_cores",
+    "threads",
+    "gpu_name",
+    "gpu_count",
+    "driver_version",
+    "cuda_version",
+    "torch_version",
+    "numpy_version",
+    "python_version",
+    "git_commit",
+    "git_dirty",
+    "harness_version",
+)
+
+
+def metric_for(workload: str) -> str:
+    """The schema column a pytest-benchmark time per call goes to: step_ms for training, else latency_ms."""
+    return timing_metric_for(workload)
+
+
+def _env(doc: dict, source: Path) -> dict[str, object]:
+    machine = doc.get("machine_info") or {}
+    cpu = machine.get("cpu") or {}
+    commit = doc.get("commit_info") or {}
+    env: dict[str, object] = {k: machine[k] for k in _ENV_FIELDS if k in machine}
+    derived = {
+        "host": machine.get("node"),
+        "os": " ".join(str(machine[k]) for k in ("system", "release") if machine.get(k)) or None,
+        "cpu_model": cpu.get("brand_raw") or machine.get("processor") or None,
+        "cpu_cores": cpu.get("count"),
+        "python_version": machine.get("python_version"),
+        "git_commit": commit.get("id"),
+        "git_dirty": commit.get("dirty"),
+        "timestamp_utc": doc.get("datetime"),
+    }
+    for name, value in derived.items():
+        if value is not None and name not in env:
+            env[name] = value
+    env["source_format"] = f"pytest-benchmark {doc.get('version', '?')} ({source.name})"
+    return env
+
+
+def _key(bench: dict) -> ConfigKey:
+    """The configuration: extra_info first, then params, else the benchmark's name as workload."""
+    extra, params = bench.get("extra_info") or {}, bench.get("params") or {}
+    config = {c: extra.get(c, params.get(c)) for c in ConfigKey.columns()}
+    if not config["workload"]:
+        config["workload"] = bench.get("name") or bench.get("fullname") or "?"
+    try:
+        return ConfigKey.from_row(config)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"benchmark {bench.get('name')!r}: a batch_size, threads or world_size that is not a number"
+        ) from None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _record(bench: dict, source: Path) -> Record:
+    key = _key(bench)
+    stats = bench.get("stats") or {}
+    name = bench.get("fullname") or bench.get("name") or "?"
+    median = _number(stats.get("median"))
+    if median is None or median < 0:
+        raise UsageError(f"{source}: benchmark {name} has no stats.median (or a negative one)")
+    metric = metric_for(key.workload)
+    # Our suite times a block of calls per round and says how many in extra_info: per call, like the harness.
+    to_ms = 1e3 / max(1, int((bench.get("extra_info") or {}).get("calls_per_round", 1)))
+    try:
+        data_ms = [float(v) * to_ms for v in stats.get("data") or []]
+    except (TypeError, ValueError):
+        raise UsageError(f"{source}: benchmark {name} has raw data that are not numbers") from None
+    measured: dict[str, object] = {}
+    if not data_ms:  # saved without data: the file's own summary is all there is
+        measured[metric] = median * to_ms
+        for stat in ("min", "iqr"):
+            value = _number(stats.get(stat))
+            if value is not None:
+                measured[f"{metric}_{stat}"] = value * to_ms
+    return Record(key=key, measured=measured, samples={metric: data_ms} if data_ms else {})
+
+
+def is_pytest_benchmark(doc: object) -> bool:
+    return isinstance(doc, dict) and "benchmarks" in doc
+
+
+def read_pytest_benchmark(doc: dict, source: str | Path) -> LoadedRun:
+    """A pytest-benchmark JSON document as a LoadedRun in the results schema."""
+    source = Path(source)
+    benchmarks = doc.get("benchmarks")
+    if not isinstance(benchmarks, list) or not benchmarks or not all(isinstance(b, dict) for b in benchmarks):
+        raise UsageError(f"{source}: a pytest-benchmark file without benchmarks")
+    records: list[Record] = []
+    for bench in benchmarks:
+        record = _record(bench, source)
+        if any(r.key == record.key for r in records):
+            raise UsageError(f"{source}: two benchmarks map to the same configuration {record.key}")
+        records.append(record)
+    env = _env(doc, source)
+    return LoadedRun(str(source), frame(records), env, {r.key: r.samples for r in records})

@@ -1,0 +1,139 @@
+"""The layout's rules: no import cycle, no late import of our own modules, the layers' direction.
+
+Every module of bench/ and sumnet/ is imported on its own: one interpreter loads the third-party
+libraries once, then forks a child per module with none of ours loaded, so a cycle that only a
+particular import order hides shows up. The import graph is read from the source (ast).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bench", "sumnet")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _ours(name: str) -> bool:
+    return name.split(".")[0] in PACKAGES
+
+
+def _imports(path: Path) -> tuple[set[str], list[str]]:
+    """(modules of ours imported at module level, ours imported inside a function)."""
+    tree = ast.parse(path.read_text())
+    top, late = set(), []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        names = [n for n in names if _ours(n) and n in MODULES]
+        if not names:
+            continue
+        if node in tree.body or any(
+            node in getattr(b, "body", []) for b in tree.body if isinstance(b, ast.If)
+        ):
+            top.update(names)
+        else:
+            late.extend(names)
+    return top, late
+
+
+GRAPH = {name: _imports(path)[0] for name, path in MODULES.items()}
+
+
+# Late imports allowed, each for an optional third-party dependency (never to dodge a cycle).
+OPTIONAL = {"bench.modes.fused": {"bench.modes", "bench.modes.fused_kernel"}}  # fused_kernel imports triton
+
+
+def test_no_module_imports_one_of_ours_late():
+    late = {name: set(_imports(path)[1]) - OPTIONAL.get(name, set()) for name, path in MODULES.items()}
+    assert {k: sorted(v) for k, v in late.items() if v} == {}
+
+
+def test_the_import_graph_has_no_cycle():
+    state: dict[str, int] = {}
+
+    def visit(name: str, stack: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(GRAPH.get(name, ())):
+            dep_pkg = dep if dep in GRAPH else dep.rsplit(".", 1)[0]
+            if dep_pkg == name or name.startswith(dep_pkg + "."):
+                continue  # a package's own submodules, or a module importing its parent package
+            if state.get(dep_pkg) == 1:
+                pytest.fail("import cycle: " + " -> ".join([*stack, name, dep_pkg]))
+            if dep_pkg not in state:
+                visit(dep_pkg, [*stack, name])
+        state[name] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [])
+
+
+def _layer_violations(source_prefixes: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{name} imports {dep}"
+        for name, deps in GRAPH.items()
+        if name.startswith(source_prefixes)
+        for dep in deps
+        if dep.startswith(forbidden)
+    ]
+
+
+def test_the_layers_point_one_way():
+    assert _layer_violations(("sumnet",), ("bench",)) == []  # the article's code never needs the harness
+    below = ("bench.analysis", "bench.measure", "bench.modes", "bench.store", "bench.records", "bench.errors")
+    assert _layer_violations(below, ("bench.commands", "bench.render")) == []
+    assert _layer_violations(("bench.render",), ("bench.commands",)) == []
+
+
+def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
+    script = textwrap.dedent(
+        """
+        import os, sys, traceback
+        import numpy, pandas, scipy.stats, torch, tqdm, tabulate  # third-party, loaded once
+        failures = []
+        for name in sys.argv[1:]:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    __import__(name)
+                except BaseException:
+                    traceback.print_exc()
+                    os._exit(1)
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                failures.append(name)
+        print("FAILED", *failures) if failures else print("ALL OK")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *sorted(MODULES)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+    )
+    assert proc.stdout.strip() == "ALL OK", proc.stdout + proc.stderr[-3000:]
