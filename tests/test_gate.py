@@ -274,3 +274,35 @@ def test_gate_reads_pytest_benchmark_json(tmp_path, capsys):
     assert gate(capsys, paths[0], paths[1])[0] == 0
     code, out, _ = gate(capsys, paths[0], paths[2])
     assert code == 1 and "train/cpu/eager/32/2/relu step_ms" in out
+
+
+def _edit_csv(run: Path, edit) -> Path:
+    df = pd.read_csv(run / "results.csv", dtype=object, keep_default_na=False)
+    edit(df)
+    df.to_csv(run / "results.csv", index=False)
+    (run / "run.json").unlink()  # the CSV alone, as a user might hand it over
+    return run
+
+
+def test_a_configuration_missing_now_fails_unless_allowed(tmp_path, capsys):
+    base = make_run(tmp_path / "b", seed=1)
+    cur = _edit_csv(make_run(tmp_path / "c", seed=2), lambda df: df.drop(df.index[-1], inplace=True))
+    code, out, _ = gate(capsys, base, cur)
+    assert code == 1 and "measured in the baseline, absent now" in out
+    assert bench_main(["gate", "--baseline", str(base), "--current", str(cur), "--allow-missing"]) == 0
+
+
+@pytest.mark.parametrize(
+    "value, message", [("fast", "step_ms is 'fast', not a number"), ("-5", "step_ms is -5, a negative time")]
+)
+def test_unreadable_or_negative_times_are_bad_input(tmp_path, capsys, value, message):
+    base = make_run(tmp_path / "b", seed=1)
+
+    def edit(df):
+        df.loc[df["workload"] == "train", "step_ms"] = value
+
+    cur = _edit_csv(make_run(tmp_path / "c", seed=2), edit)
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["gate", "--baseline", str(base), "--current", str(cur)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and message in err[0]

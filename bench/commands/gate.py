@@ -174,6 +174,7 @@ def gate(
     metrics: Sequence[str] = DEFAULT_METRICS,
     allow_env_mismatch: bool = False,
     convergence: ConvergenceCheck = ConvergenceCheck(),
+    allow_missing: bool = False,
 ) -> GateResult:
     """Compare every configuration of `current` with `baseline`; UsageError on input that cannot be gated."""
     differ, unknown = env_mismatch(baseline.env, current.env)
@@ -196,7 +197,11 @@ def gate(
         b_status, c_status = _status(b_row), _status(c_row)
         if b_status != "ok" or c_status != "ok":
             note = "listed, not compared"
-            if b_status == "ok" and c_status == "failed":
+            if b_status == "ok" and c_row is None:
+                note = "measured in the baseline, absent now"
+                if not allow_missing:
+                    failures.append(f"{key}: {note} (pass --allow-missing if that is intended)")
+            elif b_status == "ok" and c_status == "failed":
                 note = f"ran in the baseline, fails now: {c_row.get('reason') or 'no reason recorded'}"
                 failures.append(f"{key}: {note}")
             elif c_row is not None and c_status != "ok" and c_row.get("reason"):
@@ -206,7 +211,10 @@ def gate(
             skipped.append({"config": key, "baseline": b_status, "current": c_status, "note": note})
             continue
         for metric in metrics:
-            if math.isnan(number(b_row.get(metric))) or math.isnan(number(c_row.get(metric))):
+            if math.isnan(number(b_row.get(metric))):
+                continue
+            if math.isnan(number(c_row.get(metric))):
+                failures.append(f"{key} {metric}: measured in the baseline, not in the current run")
                 continue
             result = _compare_metric(baseline, current, b_row, c_row, metric, check)
             failure = check.failure(result)
@@ -410,6 +418,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gate runs from machines that differ in CPU, GPU, torch or CUDA version",
     )
     parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="pass although configurations measured in the baseline are absent from the current run",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="also write the markdown report to this file (for CI to post)"
     )
 
@@ -425,7 +438,15 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--baseline and --current are the same run ({args.current}): nothing to gate")
     baseline, current = load_run(args.baseline), load_run(args.current)
     convergence = ConvergenceCheck()
-    result = gate(baseline, current, args.max_slowdown, args.metric, args.allow_env_mismatch, convergence)
+    result = gate(
+        baseline,
+        current,
+        args.max_slowdown,
+        args.metric,
+        args.allow_env_mismatch,
+        convergence,
+        args.allow_missing,
+    )
     markdown = render_markdown(result, baseline, current, args.max_slowdown, convergence, args.metric)
     if args.out is not None:
         try:

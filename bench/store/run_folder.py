@@ -414,6 +414,7 @@ def load_csv_with_json(csv_path: Path, json_path: Path, source: Path) -> LoadedR
         check_schema(version if version != "" else None, csv_path)
     check_columns(df, csv_path)
     _check_complete(csv_path)
+    _check_values(csv_path, df)
     env: dict[str, object] = {}
     samples: dict[ConfigKey, dict[str, object]] = {}
     if json_path.exists():
@@ -421,6 +422,28 @@ def load_csv_with_json(csv_path: Path, json_path: Path, source: Path) -> LoadedR
         if isinstance(doc, dict):
             _, env, samples = from_run_json(doc, json_path)
     return LoadedRun(str(source), df, env, samples)
+
+
+TIME_COLUMNS = tuple(c for c in COLUMNS if c.endswith(("_ms", "_s")) or "_ms_" in c)
+
+
+def _check_values(csv_path: Path, df: pd.DataFrame) -> None:
+    """Refuse time cells that are text or negative: a timing that cannot be read is not a pass."""
+    raw = pd.read_csv(csv_path, dtype=object, keep_default_na=False)
+    for column in (c for c in TIME_COLUMNS if c in raw.columns):
+        text = raw[column].astype(str).str.strip()
+        unreadable = (text != "") & df[column].isna() & ~text.str.lower().isin(["nan", "inf"])
+        if unreadable.any():
+            line = int(unreadable.idxmax()) + 2
+            raise UsageError(
+                f"{csv_path}: line {line}: {column} is {text[unreadable].iloc[0]!r}, not a number"
+            )
+        negative = df[column] < 0
+        if negative.any():
+            line = int(negative.idxmax()) + 2
+            raise UsageError(
+                f"{csv_path}: line {line}: {column} is {df[column][negative].iloc[0]:g}, a negative time"
+            )
 
 
 def _check_complete(csv_path: Path) -> None:
