@@ -4,6 +4,9 @@
     python -m bench compare RUN RUN             # put runs side by side with intervals
     python -m bench gate --baseline RUN --current RUN
     python -m bench convergence --seeds 32      # how often and how fast each config learns
+    python -m bench ddp --nproc 1,2             # DistributedDataParallel through torchrun
+    python -m bench history trend               # the results history: series and changepoints
+    python -m bench dashboard --out DIR         # a static page of the history
 
 Bad input exits 2 with one line on stderr.
 """
@@ -24,6 +27,9 @@ COMMANDS = {
     "compare": "bench.commands.compare",
     "gate": "bench.commands.gate",
     "convergence": "bench.commands.convergence",
+    "ddp": "bench.commands.ddp",
+    "history": "bench.commands.history",
+    "dashboard": "bench.commands.dashboard",
 }
 
 

@@ -29,6 +29,9 @@ def timing_metric_for(workload: str) -> str:
 
 
 STATUSES = ("ok", "skipped", "failed")
+# Environment fields that must agree for a timing comparison to mean "the code changed" rather than
+# "the machine changed" (pyperf's _CHECKED_METADATA idea); the history's machine fingerprint.
+MUST_MATCH = ("cpu_model", "gpu_name", "torch_version", "cuda_version")
 
 
 def _int_or_none(value: object) -> int | None:

@@ -2,17 +2,17 @@ import time
 
 import pytest
 
-from bench.measure.workloads import TrainPlan, _block_sizes, train_once
+from bench.measure.workloads import TrainPlan, block_sizes, train_once
 from bench.modes.base import Trainer
 from sumnet.data import make_test_set
 
 
 def test_blocks_end_on_evaluation_steps():
-    sizes = _block_sizes(3000, 100)
+    sizes = block_sizes(3000, 100)
     assert sum(sizes) == 2999  # the first call is step 1
     assert sizes[0] == 99 and set(sizes[1:]) == {100} and len(sizes) == 30
-    assert _block_sizes(250, 100) == [99, 100, 50]
-    assert _block_sizes(1, 100) == []
+    assert block_sizes(250, 100) == [99, 100, 50]
+    assert block_sizes(1, 100) == []
 
 
 def _fake_trainer(first_s: float, step_s: float) -> Trainer:

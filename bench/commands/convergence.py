@@ -19,7 +19,7 @@ import sys
 import torch
 
 from bench.analysis.convergence_stats import comparisons, study_key, summarize
-from bench.commands.session import INTERRUPTED, Session, open_session
+from bench.commands.session import INTERRUPTED, Session, add_history_arguments, open_session
 from bench.errors import UsageError, describe
 from bench.measure.convergence_study import (
     DEFAULT_EVAL_EVERY,
@@ -63,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ensemble", action="store_true", help="train the seeds one after another")
     parser.add_argument("--out", default="results", help="parent folder of the run folder (default results)")
     parser.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
+    add_history_arguments(parser)
 
 
 def parse_activations(text: str) -> list[str]:

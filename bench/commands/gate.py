@@ -32,11 +32,14 @@ from bench.analysis.significance import (
     compare_values,
 )
 from bench.errors import UsageError
+from bench.history.cli import gate_history
+from bench.history.gate import DEFAULT_WINDOW
 from bench.measure.environment import MUST_MATCH
 from bench.records import ConfigKey
 from bench.render.report import fmt, markdown_table
 from bench.store.load import load_run
 from bench.store.run_folder import LoadedRun
+from sumnet.cli_args import positive_int
 
 METRICS = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # times: lower is better
 # The training step only, by default: inference rows are 7 blocks of 10 ms, and on a 2-core machine
@@ -396,7 +399,21 @@ def parse_check(text: str) -> RegressionCheck:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--baseline", required=True, help="the stored run to compare against (folder, CSV or JSON)"
+        "--baseline", default=None, help="the stored run to compare against (folder, CSV or JSON)"
+    )
+    parser.add_argument(
+        "--history",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DB",
+        help="compare with the recent comparable runs in the history instead (default DB results/history.db)",
+    )
+    parser.add_argument(
+        "--window",
+        type=positive_int,
+        default=DEFAULT_WINDOW,
+        help=f"history runs pooled (default {DEFAULT_WINDOW})",
     )
     parser.add_argument("--current", required=True, help="the run under test")
     parser.add_argument(
@@ -434,6 +451,14 @@ def _run_identity(path: str | Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.history is not None:
+        if args.baseline is not None:
+            raise UsageError("give --baseline RUN or --history [DB], not both")
+        if args.max_slowdown.statistic != "median":
+            raise UsageError("--history gates the median; give --max-slowdown as a plain percentage")
+        return gate_history(args.history or None, args.current, args.window, args.max_slowdown.max_slowdown)
+    if args.baseline is None:
+        raise UsageError("give --baseline RUN (a stored run) or --history [DB] (the recent comparable runs)")
     if _run_identity(args.baseline) == _run_identity(args.current):
         raise UsageError(f"--baseline and --current are the same run ({args.current}): nothing to gate")
     baseline, current = load_run(args.baseline), load_run(args.current)

@@ -23,7 +23,14 @@ from tqdm import tqdm
 
 from bench.analysis.derive import derive
 from bench.analysis.stats import Summary
-from bench.commands.session import INTERRUPTED, Session, open_session, signals_ignored
+from bench.commands.session import (
+    INTERRUPTED,
+    Session,
+    add_history_arguments,
+    history_target,
+    open_session,
+    signals_ignored,
+)
 from bench.errors import UsageError, describe
 from bench.measure.workloads import (
     InferencePlan,
@@ -118,6 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-inference", action="store_true", help="skip the inference sweep")
     parser.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_history_arguments(parser)
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -170,7 +178,10 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         out=Path(args.out),
         figures=not args.no_figures,
         inference_enabled=not args.no_inference,
-        extra={"progress": not args.no_progress},
+        extra={
+            "progress": not args.no_progress,
+            "history": history_target(args.out, args.db, args.no_history),
+        },
     )
 
 
@@ -331,7 +342,8 @@ def run(opts: RunOptions) -> Session:
     """Run the matrix into a new run folder, then derive once; the session says if it was interrupted."""
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
     settings["timed_s"] = 0.0  # seconds inside timed regions, to state the harness's own overhead
-    session = open_session(opts.out, settings)
+    settings.pop("extra", None)
+    session = open_session(opts.out, settings, history=opts.extra.get("history"))
     writer = session.writer
     configs = _configs(opts)
     units = opts.train.repeats + (1 if opts.inference_enabled else 0)

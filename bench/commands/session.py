@@ -8,6 +8,7 @@ report is still written, with the signals ignored while it is, and the command e
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -16,6 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.errors import UsageError
+from bench.history.db import DB_ENV
+from bench.history.ingest import record_run
 from bench.measure import environment
 from bench.store.run_folder import RunWriter, make_run_dir
 
@@ -48,6 +52,7 @@ class Session:
     """One run folder being filled: its writer, the wall clock, whether it was interrupted."""
 
     writer: RunWriter
+    history: str | None = None  # where the finished run is recorded (a SQLite path or URL); None: not
     started: float = field(default_factory=time.perf_counter)
     interrupted: bool = False
 
@@ -74,13 +79,48 @@ class Session:
         print(summary)
         prefix = "INTERRUPTED: partial " if self.interrupted else ""
         print(f"\n{prefix}results in {self.run_dir}/ (report.md, results.csv, run.json)")
+        if self.history is not None:
+            with signals_ignored():
+                self._record_history()
         return EXIT_INTERRUPTED if self.interrupted else 0
 
+    def _record_history(self) -> None:
+        """Store the finished run in the history; a history that cannot be written is a warning,
+        never a lost run (the run folder is complete already)."""
+        try:
+            entry = record_run(self.run_dir, self.history)
+        except UsageError as err:
+            print(f"note: the history was not updated: {err}", file=sys.stderr)
+            return
+        print(f"history: {'added' if entry.added else 'already held'} run {entry.run_id} in {self.history}")
 
-def open_session(out: str | Path, settings: dict[str, object], latest: str = "latest") -> Session:
+
+def add_history_arguments(parser) -> None:
+    """--db and --no-history, for every command that writes a run folder."""
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help=f"results history: a SQLite file or postgresql+psycopg:// URL (default ${DB_ENV}, else OUT/history.db)",
+    )
+    parser.add_argument("--no-history", action="store_true", help="do not record this run in the history")
+
+
+def history_target(out: str | Path, db: str | None, no_history: bool) -> str | None:
+    """Where a finished run is recorded: --db, else $SUMNET_BENCH_HISTORY_DB, else OUT/history.db."""
+    if no_history:
+        return None
+    if db is not None:
+        return db
+    return os.environ.get(DB_ENV) or str(Path(out) / "history.db")
+
+
+def open_session(
+    out: str | Path, settings: dict[str, object], latest: str = "latest", history: str | None = None
+) -> Session:
     """Collect the environment, make the run folder (pointing `out/<latest>` at it) and its writer."""
     env = environment.collect()
     run_dir, latest_note = make_run_dir(out, str(env["host"]), latest)
     if latest_note:
         print(f"note: {latest_note}", file=sys.stderr)
-    return Session(RunWriter(run_dir, env, dict(settings)))
+    return Session(RunWriter(run_dir, env, dict(settings)), history)

@@ -19,10 +19,8 @@ import numpy
 import torch
 
 from bench import HARNESS_VERSION
+from bench.records import MUST_MATCH
 
-# Fields that must agree for a timing comparison to mean "the code changed" rather than
-# "the machine changed" (pyperf's _CHECKED_METADATA idea).
-MUST_MATCH = ("cpu_model", "gpu_name", "torch_version", "cuda_version")
 # Fields worth showing when runs from different machines are put side by side.
 SHOWN_WHEN_DIFFERENT = MUST_MATCH + (
     "host",

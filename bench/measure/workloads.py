@@ -62,7 +62,7 @@ class TrainMeasurement:
         return Summary.of(self.step_ms)
 
 
-def _block_sizes(steps: int, block: int) -> list[int]:
+def block_sizes(steps: int, block: int) -> list[int]:
     """Steps per block after the first call, so blocks end on multiples of `block` (and at `steps`)."""
     sizes, done = [], 1
     while done < steps:
@@ -88,7 +88,7 @@ def train_once(trainer: Trainer, device: torch.device, plan: TrainPlan, test_set
     loss_curve: dict[int, float] = {}
     mae_curve: dict[int, float] = {}
     steps_to_target, time_to_target = None, None
-    for index, size in enumerate(_block_sizes(plan.steps, plan.block_steps)):
+    for index, size in enumerate(block_sizes(plan.steps, plan.block_steps)):
         per_step = time_block(step, device, size)
         run_s += per_step * size
         done += size

@@ -122,7 +122,7 @@ def _colour(mode: str) -> str:
 # figure builders: pure, return the Figure so tests can read its artists
 
 
-def _new_figure(title: str, subtitle: str) -> tuple[Figure, Axes]:
+def new_figure(title: str, subtitle: str) -> tuple[Figure, Axes]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=SIZE_IN, dpi=DPI, facecolor="white", layout="constrained")
@@ -143,7 +143,7 @@ def _inference_figure(df: pd.DataFrame, subtitle: str) -> Figure:
     """Log-log samples/s against batch size, one line per device and mode, the crossover marked."""
     from matplotlib.ticker import FuncFormatter
 
-    fig, ax = _new_figure("Inference throughput against batch size", subtitle)
+    fig, ax = new_figure("Inference throughput against batch size", subtitle)
     curves = inference_curves(df)
     for (device, mode), curve in curves.items():
         sizes = sorted(curve)
@@ -196,7 +196,7 @@ def _train_step_figure(
     df: pd.DataFrame, samples: Mapping[ConfigKey, Mapping] | None, subtitle: str
 ) -> Figure:
     """Median step time per device and mode as bars; raw samples as a strip, else IQR whiskers."""
-    fig, ax = _new_figure("Training step time per device and mode", subtitle)
+    fig, ax = new_figure("Training step time per device and mode", subtitle)
     rows = ok_rows(df, "train")
     rows["_median"] = numeric(rows, "step_ms")
     rows["_iqr"] = numeric(rows, "step_ms_iqr")
@@ -272,7 +272,7 @@ def _train_step_legend(ax: Axes, drew_points: bool, drew_whiskers: bool) -> None
 
 def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
     """Per train row, a stacked bar: first call (compile, warm-up) then the rest of the run."""
-    fig, ax = _new_figure("Whole training run: first call (compile, warm-up) against the rest", subtitle)
+    fig, ax = new_figure("Whole training run: first call (compile, warm-up) against the rest", subtitle)
     rows = ok_rows(df, "train")
     rows["_run"] = numeric(rows, "run_s")
     rows["_first"] = numeric(rows, "first_call_s")
@@ -308,7 +308,7 @@ def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
 
 def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
     """Each configuration's ratio to the reference, CI as horizontal error bars, a line at 1."""
-    fig, ax = _new_figure("Ratio to the reference, with confidence interval", subtitle)
+    fig, ax = new_figure("Ratio to the reference, with confidence interval", subtitle)
     ratio = numeric(table, "ratio")
     keep = ratio > 0
     labels = [str(v) for v in table.loc[keep, "label"]] if "label" in table.columns else []
@@ -350,7 +350,7 @@ def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
 # saving
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     """Render `fig` to a PNG with the Agg canvas (no pyplot, no global backend change), then drop it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -364,26 +364,26 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def plot_inference(df: pd.DataFrame, path: str | Path, subtitle: str) -> Path:
     """inference_throughput.png from inference rows (device, mode, batch_size, samples_per_s, status)."""
-    return _save(_inference_figure(df, subtitle), path)
+    return save_figure(_inference_figure(df, subtitle), path)
 
 
 def plot_train_steps(
     df: pd.DataFrame, samples: Mapping[ConfigKey, Mapping] | None, path: str | Path, subtitle: str
 ) -> Path:
     """train_step_time.png from train rows (step_ms, step_ms_iqr) and raw samples keyed by ConfigKey."""
-    return _save(_train_step_figure(df, samples, subtitle), path)
+    return save_figure(_train_step_figure(df, samples, subtitle), path)
 
 
 def plot_run_split(df: pd.DataFrame, path: str | Path, subtitle: str) -> Path:
     """train_run_split.png from train rows (first_call_s, run_s), in seconds."""
-    return _save(_run_split_figure(df, subtitle), path)
+    return save_figure(_run_split_figure(df, subtitle), path)
 
 
 def plot_compare_ratios(
     table: pd.DataFrame, path: str | Path, subtitle: str, xlabel: str = "ratio to the reference (×)"
 ) -> Path:
     """compare_ratios.png from a table with columns label, ratio, ci_low, ci_high (dimensionless)."""
-    return _save(_compare_figure(table, subtitle, xlabel), path)
+    return save_figure(_compare_figure(table, subtitle, xlabel), path)
 
 
 def _subtitle(env_or_subtitle: Mapping | str | None) -> str:

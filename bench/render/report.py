@@ -116,7 +116,7 @@ def crossover_sentence(df: pd.DataFrame) -> str:
     return f"**{crossover.describe()}.**"
 
 
-def _env_line(env: Mapping[str, object]) -> str:
+def env_line(env: Mapping[str, object]) -> str:
     gpu = (
         f", GPU {env.get('gpu_name')} (driver {env.get('driver_version')}, CUDA {env.get('cuda_version')})"
         if env.get("gpu_name")
@@ -187,7 +187,7 @@ def render_run_report(
     out = [
         "# sumnet-bench report",
         "",
-        _env_line(env),
+        env_line(env),
         "",
         f"Preset `{settings.get('preset')}`, seed {settings.get('seed')}, command `{env.get('argv')}`. "
         + _overhead_sentence(settings)

@@ -1,0 +1,173 @@
+"""`python -m bench ddp`: the article's Net and step under DistributedDataParallel, through torchrun.
+
+    python -m bench ddp --nproc 1,2 --device cpu                 # gloo, weak scaling: 32 rows per rank
+    python -m bench ddp --nproc 1,2,4 --device cuda --backend nccl --scaling strong
+    nox -s ddp -- --nproc 1,2 --device cpu
+
+Each world size is one torchrun launch (bench.ddp.launch); a rank that dies or never joins ends
+its launch within the stated timeouts with a failed row naming the rank, and the other world sizes
+still run. Writes results/<host>-<UTC time>/ (results.csv, run.json, report.md with the scaling
+table and figure) and points results/latest-ddp at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench.analysis.derive import derive
+from bench.commands.session import (
+    INTERRUPTED,
+    add_history_arguments,
+    history_target,
+    open_session,
+    signals_ignored,
+)
+from bench.ddp.launch import DDPResult, run_ddp, scaling_efficiency
+from bench.ddp.plan import BACKENDS, SCALINGS
+from bench.errors import UsageError
+from bench.records import ConfigKey, Record
+from bench.render.ddp_report import render_ddp_report, scaling_table
+from bench.store.run_folder import atomic_write
+from sumnet.cli_args import positive_float, positive_int, seed_int
+from sumnet.model import NetConfig
+
+MAX_WORLD_SIZE = 1024
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nproc", default="1,2", help="world sizes to run, comma list (default 1,2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--backend", default=None, help=f"{' or '.join(BACKENDS)} (default gloo on cpu, nccl on cuda)"
+    )
+    parser.add_argument(
+        "--scaling", default="weak", help="weak (32 rows per rank) or strong (32 rows in all)"
+    )
+    parser.add_argument("--steps", type=positive_int, default=3000, help="training steps (default 3000)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="init and data seed (default 0)")
+    parser.add_argument("--threads-per-rank", type=positive_int, default=1, help="torch threads per rank")
+    parser.add_argument(
+        "--timeout", type=positive_float, default=600.0, help="seconds per launch (default 600)"
+    )
+    parser.add_argument("--out", default="results", help="parent folder of the run folder (default results)")
+    parser.add_argument("--no-figures", action="store_true", help="write no PNG figure")
+    add_history_arguments(parser)
+
+
+def _world_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_WORLD_SIZE:
+        raise UsageError(
+            f"--nproc must be a comma list of world sizes from 1 to {MAX_WORLD_SIZE}, got {text!r}"
+        )
+    return sorted(set(sizes))
+
+
+def ddp_record(result: DDPResult, batch_size: int, backend: str) -> Record:
+    """One world size's record: the slowest rank's step samples (every rank waits for it)."""
+    key = ConfigKey(
+        "ddp", result.device, "eager", batch_size, result.threads_per_rank, "relu", result.world_size, backend
+    )
+    if not result.ok:
+        return Record(key, status="failed", reason=result.reason, seed=result.seed, steps=result.steps)
+    slowest = result.slowest_rank
+    measured = dict(
+        first_call_s=result.first_call_s,
+        run_s=result.run_s,
+        steps_to_target=result.steps_to_target,
+        time_to_target_s=result.time_to_target_s,
+        final_loss=result.loss_curve[max(result.loss_curve)] if result.loss_curve else None,
+        mae=result.final_mae,
+        converged=result.converged,
+        verdict=result.verdict,
+        slowest_rank_step_ms=result.slowest_step_ms,
+        allreduce_share=result.allreduce_share,
+    )
+    notes = [
+        f"{result.scaling} scaling: {result.per_rank_batch} rows per rank, {result.global_batch} in all",
+        f"all-reduce timed by {result.allreduce_method}",
+        f"loss curve: {result.loss_curve_method}",
+        f"step samples of the slowest rank ({slowest}); rank 0's median {result.rank0_step_ms:.4g} ms",
+    ]
+    samples = {
+        "step_ms": list(result.step_ms[slowest]),
+        "rank_step_ms": result.step_ms,
+        "allreduce_ms": result.allreduce_ms,
+        "loss_curve": result.loss_curve,
+        "mae_curve": result.mae_curve,
+    }
+    return Record(key, notes=notes, seed=result.seed, steps=result.steps, measured=measured, samples=samples)
+
+
+def main(args: argparse.Namespace) -> int:
+    sizes = _world_sizes(args.nproc)
+    if args.scaling not in SCALINGS:
+        raise UsageError(f"--scaling must be one of {', '.join(SCALINGS)}, got {args.scaling!r}")
+    history = history_target(args.out, args.db, args.no_history)
+    session = open_session(args.out, vars(args), latest="latest-ddp", history=history)
+    writer = session.writer
+    results: dict[int, DDPResult] = {}
+
+    def measure(world_size: int) -> None:
+        print(f"ddp: world size {world_size} ({args.device}) ...", file=sys.stderr)
+        try:
+            result = run_ddp(
+                world_size,
+                args.device,
+                args.backend,
+                args.scaling,
+                args.steps,
+                args.seed,
+                args.threads_per_rank,
+                args.timeout,
+            )
+        except ValueError as err:  # a setup that cannot run (nccl on cpu, strong scaling that doesn't divide)
+            raise UsageError(str(err)) from None
+        except KeyboardInterrupt:
+            key = ConfigKey(
+                "ddp",
+                args.device,
+                "eager",
+                None,
+                args.threads_per_rank,
+                "relu",
+                world_size,
+                args.backend or "",
+            )
+            writer.add(Record(key, status="failed", reason=INTERRUPTED))
+            raise
+        assert result is not None  # one node: this launch holds global rank 0
+        results[world_size] = result
+        backend = result.backend
+        writer.add(ddp_record(result, result.per_rank_batch, backend))
+        print(
+            f"ddp: world size {world_size}: {result.status} {result.reason or result.verdict}",
+            file=sys.stderr,
+        )
+
+    session.loop(sizes, measure)
+    with signals_ignored():
+        derived = derive(writer.records, writer.env, NetConfig())
+        one = results.get(1)
+        for record in writer.records:
+            result = results.get(record.key.world_size)
+            if one is not None and one.ok and result is not None and result.ok:
+                derived.setdefault(record.key, {})["scaling_efficiency"] = scaling_efficiency(result, one)
+        writer.derived = derived
+        writer.flush()
+
+    def render() -> str:
+        df = writer.frame()
+        writer.settings["wall_s"] = time.perf_counter() - session.started
+        atomic_write(
+            session.run_dir / "report.md",
+            render_ddp_report(df, writer.env, writer.settings, session.run_dir, not args.no_figures),
+        )
+        return scaling_table(df)
+
+    return session.finish(render)

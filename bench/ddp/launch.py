@@ -1,0 +1,399 @@
+"""Start torchrun on the DDP worker, stop it within a stated timeout, and read rank 0's result.
+
+One node: `torchrun --standalone`. Several nodes: one torchrun per node, c10d rendezvous on
+`rdzv_endpoint` (see docs/multinode.md). A run ends in one of two ways: rank 0's JSON becomes an
+ok `DDPResult`, or a failed `DDPResult` says which rank failed and why, from torchrun's error
+summary ("Root Cause (first observed failure)"). Four limits keep a lost rank from hanging a run:
+
+- `join_timeout_s` (several nodes): every node must join the rendezvous within it;
+- `init_timeout_s`: torch.distributed's timeout for joining the group and for every collective;
+- torchrun `--max-restarts 0`: the first rank that exits ends the run, its peers are stopped;
+- `timeout_s`: the whole torchrun process group gets SIGTERM, then SIGKILL after TERMINATE_GRACE_S.
+
+    python -c "from bench.ddp.launch import run_ddp; r = run_ddp(2, steps=300, timeout_s=120); print(r.status, r.slowest_step_ms, r.samples_per_s)"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.ddp.plan import DDPPlan, check_devices, resolve_backend
+
+DEFAULT_JOIN_TIMEOUT_S = 60.0  # rendezvous: how long a node waits for the others (several nodes)
+TERMINATE_GRACE_S = 10.0  # after SIGTERM at timeout_s, torchrun and its workers get this long before SIGKILL
+LOG_TAIL_CHARS = 4000  # torchrun output kept on a failed result
+_REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DDPResult:
+    """One DDP configuration's outcome; statistics are derived from the raw samples on demand."""
+
+    world_size: int
+    backend: str
+    scaling: str  # weak | strong
+    device: str  # cpu | cuda
+    status: str  # ok | failed
+    reason: str = ""  # failed: which rank and why, one line
+    nnodes: int = 1
+    steps: int = 0
+    seed: int = 0
+    threads_per_rank: int = 1
+    per_rank_batch: int = 0  # rows each rank draws per step
+    step_ms: list[list[float]] = field(default_factory=list)  # [rank][block]: ms per step, steady state
+    allreduce_ms: list[list[float]] = field(default_factory=list)  # [rank][block]: ms of all-reduce per step
+    allreduce_method: str = ""
+    first_call_s: float | None = None  # rank 0's first step alone (DDP's first-iteration work included)
+    run_s: float | None = None  # rank 0's timed seconds for all steps (evaluation excluded)
+    loss_curve: dict[int, float] = field(default_factory=dict)  # step -> training loss
+    loss_curve_method: str = ""
+    mae_curve: dict[int, float] = field(default_factory=dict)  # step -> held-out MAE (rank 0)
+    steps_to_target: int | None = None
+    time_to_target_s: float | None = None  # rank 0's timed seconds until the MAE first met the target
+    final_mae: float | None = None
+    converged: bool | None = None
+    verdict: str = ""
+    hosts: list[str] = field(default_factory=list)  # [rank]: the host name that ran it
+    nodes: list[int] = field(default_factory=list)  # [rank]: its node's index (torchrun's group rank)
+    wall_s: float = 0.0  # the launcher's whole torchrun time: start-up, rendezvous, training, teardown
+    log_tail: str = ""  # the end of torchrun's output (failed runs)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def global_batch(self) -> int:
+        return self.per_rank_batch * self.world_size
+
+    @property
+    def rank_step_ms(self) -> list[float]:
+        """Median ms per step of each rank."""
+        return [statistics.median(samples) for samples in self.step_ms]
+
+    @property
+    def rank0_step_ms(self) -> float:
+        return self.rank_step_ms[0]
+
+    @property
+    def slowest_rank(self) -> int:
+        medians = self.rank_step_ms
+        return medians.index(max(medians))
+
+    @property
+    def slowest_step_ms(self) -> float:
+        """The slowest rank's median: every rank waits for it at each all-reduce."""
+        return max(self.rank_step_ms)
+
+    @property
+    def samples_per_s(self) -> float:
+        """Training rows per second over all ranks, at the slowest rank's pace."""
+        return self.global_batch / (self.slowest_step_ms / 1e3)
+
+    @property
+    def allreduce_share(self) -> float:
+        """Rank 0's median all-reduce ms over its median step ms (0 to 1); nan without samples."""
+        if not self.allreduce_ms or not self.allreduce_ms[0]:
+            return math.nan  # a run too short for a steady-state block
+        return statistics.median(self.allreduce_ms[0]) / self.rank0_step_ms
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, object], wall_s: float = 0.0) -> DDPResult:
+        """The result of the JSON file the worker's rank 0 wrote."""
+        plan = doc["plan"]
+        ranks = doc["ranks"]
+        metrics = doc["final_metrics"]
+        return cls(
+            world_size=int(doc["world_size"]),  # type: ignore[arg-type]
+            backend=plan["backend"],  # type: ignore[index]
+            scaling=plan["scaling"],  # type: ignore[index]
+            device=plan["device"],  # type: ignore[index]
+            status="ok",
+            nnodes=int(doc["nnodes"]),  # type: ignore[arg-type]
+            steps=plan["steps"],  # type: ignore[index]
+            seed=plan["seed"],  # type: ignore[index]
+            threads_per_rank=plan["threads_per_rank"],  # type: ignore[index]
+            per_rank_batch=int(doc["per_rank_batch"]),  # type: ignore[arg-type]
+            step_ms=[list(r["step_ms"]) for r in ranks],  # type: ignore[union-attr]
+            allreduce_ms=[list(r["allreduce_ms"]) for r in ranks],  # type: ignore[union-attr]
+            allreduce_method=str(doc["allreduce_method"]),
+            first_call_s=ranks[0]["first_call_s"],  # type: ignore[index]
+            run_s=ranks[0]["run_s"],  # type: ignore[index]
+            loss_curve={int(s): v for s, v in doc["loss_curve"].items()},  # type: ignore[union-attr]
+            loss_curve_method=str(doc["loss_curve_method"]),
+            mae_curve={int(s): v for s, v in doc["mae_curve"].items()},  # type: ignore[union-attr]
+            steps_to_target=doc["steps_to_target"],  # type: ignore[arg-type]
+            time_to_target_s=doc["time_to_target_s"],  # type: ignore[arg-type]
+            final_mae=metrics["mae"],  # type: ignore[index]
+            converged=bool(doc["converged"]),
+            verdict=str(doc["verdict"]),
+            hosts=[r["host"] for r in ranks],  # type: ignore[index]
+            nodes=[r["node"] for r in ranks],  # type: ignore[index]
+            wall_s=wall_s,
+        )
+
+
+def scaling_efficiency(result: DDPResult, one_process: DDPResult) -> float:
+    """samples/s at world size W over W times samples/s of one process (1.0: perfect scaling).
+
+    For weak scaling this is t1 / tW; for strong scaling (same global batch) it is t1 / (W * tW).
+    """
+    return result.samples_per_s / (result.world_size * one_process.samples_per_s)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (bind to port 0), for a rendezvous endpoint."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(
+    plan: DDPPlan,
+    nproc_per_node: int,
+    out: Path,
+    *,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str | None = None,
+    join_timeout_s: float = DEFAULT_JOIN_TIMEOUT_S,
+) -> list[str]:
+    """torchrun's command line for one node: standalone for one node, c10d rendezvous for several.
+
+    With c10d the rendezvous assigns global ranks, so global rank 0 (the one that writes `out`)
+    may be on any node; `node_rank` 0 names the node at `rdzv_endpoint`, which hosts the store.
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc_per_node)]
+    cmd += ["--max-restarts", "0"]  # a failed rank ends the run: no elastic restart
+    if nnodes == 1:
+        cmd += ["--standalone"]
+    else:
+        if not rdzv_endpoint:
+            raise ValueError("several nodes need rdzv_endpoint HOST:PORT (the node_rank 0 machine)")
+        run_id = rdzv_id or "sumnet-ddp-" + re.sub(r"[^A-Za-z0-9]+", "-", rdzv_endpoint)
+        conf = f"join_timeout={join_timeout_s:g},is_host={'true' if node_rank == 0 else 'false'}"
+        cmd += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint]
+        cmd += ["--rdzv-id", run_id, "--rdzv-conf", conf]
+    return cmd + ["-m", "bench.ddp.worker", *plan.worker_args(), "--out", str(out)]
+
+
+_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):\s*\n(?P<block>.*?)(?:\n=+|\Z)", re.S)
+_FIELD = re.compile(r"^\s*(?P<name>time|host|rank|exitcode|error_file|traceback)\s*:\s*(?P<value>.*)$", re.M)
+_EXCEPTION_LINE = re.compile(
+    r"^\s*(?:[\w.]+\.)?(?P<type>\w*(?:Error|Exception|Timeout|Interrupt))\s*(?::\s*(?P<msg>.*))?$"
+)
+
+
+def failure_reason(output: str) -> str:
+    """One line from torchrun's output: the failed rank, its host, exit code and exception."""
+    match = _ROOT_CAUSE.search(output)
+    if match:
+        block = match.group("block")
+        fields = {m.group("name"): m.group("value").strip() for m in _FIELD.finditer(block)}
+        rank = fields.get("rank", "?").replace("(local_rank: ", "(local rank ")
+        exitcode = fields.get("exitcode", "?")
+        exitcode = re.sub(r"\s*\(pid: \d+\)\s*", " ", exitcode).strip()
+        reason = f"rank {rank} on {fields.get('host', '?')} failed: exitcode {exitcode}"
+        exception = _last_exception(block)
+        return f"{reason}: {exception}" if exception else reason
+    exception = _last_exception(output)
+    if exception:
+        return f"torchrun failed before the ranks reported: {exception}"
+    tail = [line for line in output.strip().splitlines() if line.strip()]
+    return f"torchrun failed: {tail[-1].strip()[:300]}" if tail else "torchrun failed with no output"
+
+
+def _last_exception(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        match = _EXCEPTION_LINE.match(line)
+        if match:
+            message = (match.group("msg") or "").strip()
+            return f"{match.group('type')}: {message}"[:300] if message else match.group("type")
+    return ""
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (Linux /proc; empty elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(pgid, sig)
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether `pid` is still a DDP worker (not a process that took over a freed id)."""
+    try:
+        return b"bench.ddp.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM torchrun (it stops its workers), then SIGKILL it and its workers after the grace period.
+
+    torchrun starts each worker in a session of its own, so the workers are found as its children
+    before it is signalled and killed by their own process groups if they outlive it.
+    """
+    workers = _children(proc.pid)
+    _signal_group(proc.pid, signal.SIGTERM)  # the group this launcher created with start_new_session
+    try:
+        proc.wait(timeout=TERMINATE_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for worker in filter(_is_worker, workers):
+        _signal_group(worker, signal.SIGKILL)  # a worker stuck in a collective ignores nothing else
+
+
+def run_ddp(
+    world_size: int,
+    device: str = "cpu",
+    backend: str | None = None,
+    scaling: str = "weak",
+    steps: int = 3000,
+    seed: int = 0,
+    threads_per_rank: int = 1,
+    timeout_s: float = 600.0,
+    nnodes: int = 1,
+    *,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str | None = None,
+    join_timeout_s: float = DEFAULT_JOIN_TIMEOUT_S,
+    init_timeout_s: float = 60.0,
+    block_steps: int = 100,
+    out: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> DDPResult | None:
+    """Train under DDP with `world_size` ranks over `nnodes` nodes (this call starts this node's).
+
+    world_size: ranks in all, split evenly over the nodes. timeout_s: wall seconds for the whole
+    torchrun (start-up included) before it is stopped. out: where rank 0 writes its JSON (kept;
+    default a temporary file), with torchrun's log beside it as `.log`. env: extra variables for the
+    ranks (e.g. SUMNET_DDP_FAIL_RANK). Raises ValueError for a configuration that cannot run.
+
+    Returns the result; None only with several nodes, on a node that ran fine while global rank 0
+    (and so the result) was on another node.
+    """
+    backend, _ = resolve_backend(device, backend)
+    if nnodes < 1 or world_size % nnodes:
+        raise ValueError(f"world size {world_size} does not split evenly over {nnodes} node(s)")
+    nproc = world_size // nnodes
+    plan = DDPPlan(
+        device=device,
+        backend=backend,
+        scaling=scaling,
+        steps=steps,
+        seed=seed,
+        threads_per_rank=threads_per_rank,
+        block_steps=block_steps,
+        init_timeout_s=init_timeout_s,
+    )
+    batch = plan.per_rank_batch(world_size)  # refuses a strong-scaling world size that does not divide 32
+    check_devices(device, backend, nproc)
+    with tempfile.TemporaryDirectory(prefix="sumnet-ddp-") as scratch:
+        path = Path(out) if out is not None else Path(scratch) / "result.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)  # a stale file must not pass for this run's result
+        cmd = torchrun_command(
+            plan,
+            nproc,
+            path,
+            nnodes=nnodes,
+            node_rank=node_rank,
+            rdzv_endpoint=rdzv_endpoint,
+            rdzv_id=rdzv_id,
+            join_timeout_s=join_timeout_s,
+        )
+        child_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads_per_rank)}
+        child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), child_env.get("PYTHONPATH")]))
+        log = path.with_suffix(".log") if out is not None else Path(scratch) / "torchrun.log"
+        output, timed_out, wall_s, returncode = _run(cmd, child_env, timeout_s, log)
+        failed = DDPResult(
+            world_size=world_size,
+            backend=backend,
+            scaling=scaling,
+            device=device,
+            status="failed",
+            nnodes=nnodes,
+            steps=steps,
+            seed=seed,
+            threads_per_rank=threads_per_rank,
+            per_rank_batch=batch,
+            wall_s=wall_s,
+            log_tail=output[-LOG_TAIL_CHARS:],
+        )
+        if timed_out:
+            found = failure_reason(output) if "Root Cause" in output else ""
+            failed.reason = (
+                f"no result within timeout_s={timeout_s:g}: torchrun stopped (SIGTERM, SIGKILL after "
+                f"{TERMINATE_GRACE_S:g} s)" + (f"; {found}" if found else "")
+            )
+            return failed
+        if returncode != 0:
+            failed.reason = failure_reason(output)
+            if nnodes > 1 and "RendezvousTimeoutError" in output:
+                failed.reason = (
+                    f"rendezvous timed out: not all {nnodes} nodes joined {rdzv_endpoint} within "
+                    f"join_timeout_s={join_timeout_s:g} (a node never started or cannot reach the endpoint)"
+                )
+            return failed
+        if not path.exists():
+            if nnodes > 1:
+                return None  # global rank 0 ran on another node, which holds the result
+            failed.reason = f"torchrun exited 0 but rank 0 wrote no result at {path}"
+            return failed
+        return DDPResult.from_document(json.loads(path.read_text()), wall_s=wall_s)
+
+
+def _run(cmd: list[str], env: Mapping[str, str], timeout_s: float, log: Path) -> tuple[str, bool, float, int]:
+    """(output, timed out, wall seconds, exit code) of `cmd` in its own process group.
+
+    The output goes to `log`, not a pipe: a worker that outlives torchrun cannot hold the read open.
+    """
+    start = time.perf_counter()
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=_REPO,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a timeout reaches torchrun's agent
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop(proc)
+        except BaseException:  # Ctrl-C or SIGTERM in the launcher: no torchrun is left behind
+            _stop(proc)
+            raise
+    return log.read_text(errors="replace"), timed_out, time.perf_counter() - start, proc.returncode

@@ -1,0 +1,119 @@
+"""One DDP configuration, checked before any process starts: device, backend, scaling, batch per rank.
+
+Both sides use it: the launcher refuses an impossible configuration with one clear message before
+it starts torchrun, and the worker parses the same fields from its command line.
+
+    python -c "from bench.ddp.plan import DDPPlan; print(DDPPlan(scaling='strong').per_rank_batch(4))"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sumnet.evaluate import DEFAULT_TARGET_MAE
+
+GLOBAL_BATCH = 32  # the article's batch: rows per rank (weak scaling) or split over ranks (strong)
+SCALINGS = ("weak", "strong")
+DEVICES = ("cpu", "cuda")
+BACKENDS = ("gloo", "nccl")
+
+
+def per_rank_batch(scaling: str, world_size: int) -> int:
+    """Rows each rank draws per step: 32 (weak), or 32 / world_size (strong; must divide evenly)."""
+    if world_size < 1:
+        raise ValueError(f"world size must be >= 1, got {world_size}")
+    if scaling == "weak":
+        return GLOBAL_BATCH
+    if scaling != "strong":
+        raise ValueError(f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
+    if GLOBAL_BATCH % world_size:
+        divisors = ", ".join(str(d) for d in range(1, GLOBAL_BATCH + 1) if GLOBAL_BATCH % d == 0)
+        raise ValueError(
+            f"strong scaling splits a global batch of {GLOBAL_BATCH} rows evenly over the ranks: "
+            f"world size {world_size} does not divide {GLOBAL_BATCH} (use {divisors})"
+        )
+    return GLOBAL_BATCH // world_size
+
+
+def resolve_backend(device: str, backend: str | None) -> tuple[str, str]:
+    """(backend, reason): gloo on cpu; nccl on cuda unless gloo is asked for. Raises ValueError."""
+    if device not in DEVICES:
+        raise ValueError(
+            f"DDP runs on {' or '.join(DEVICES)}, got {device!r} (each rank takes GPU local_rank on cuda)"
+        )
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if device == "cpu":
+        if backend == "nccl":
+            raise ValueError("the nccl backend needs CUDA tensors: use --backend gloo with --device cpu")
+        return "gloo", "requested" if backend else "cpu: gloo is the CPU backend"
+    if backend is None:
+        return "nccl", "cuda: nccl is the GPU backend"
+    return backend, "requested"
+
+
+def check_devices(device: str, backend: str, local_world_size: int) -> None:
+    """Refuse what this machine cannot run: no GPU for cuda, or NCCL with fewer GPUs than ranks."""
+    if device != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError("device cuda requested but torch.cuda.is_available() is False")
+    gpus = torch.cuda.device_count()
+    if backend == "nccl" and local_world_size > gpus:
+        raise ValueError(
+            f"NCCL needs one GPU per rank: {local_world_size} ranks on this node but {gpus} GPU(s) "
+            "(use --backend gloo to share a GPU between ranks)"
+        )
+    if backend == "nccl" and not torch.distributed.is_nccl_available():
+        raise ValueError("this torch build has no NCCL: use --backend gloo")
+
+
+@dataclass(frozen=True)
+class DDPPlan:
+    """What every rank runs; the world size comes from torchrun."""
+
+    device: str = "cpu"  # cpu or cuda (rank r takes GPU local_rank % GPUs)
+    backend: str = "gloo"  # torch.distributed backend: gloo (cpu, cuda) or nccl (cuda)
+    scaling: str = "weak"  # weak: 32 rows per rank; strong: 32 rows split over the ranks
+    steps: int = 3000  # optimizer steps per rank (the article's 3000)
+    seed: int = 0  # initial weights (same on every rank) and rank 0's batches
+    threads_per_rank: int = 1  # torch.set_num_threads in each rank
+    block_steps: int = 100  # steps per timed block; loss and held-out MAE are read between blocks
+    warmup_blocks: int = 1  # blocks after the first call kept out of the steady-state samples
+    target_mae: float = DEFAULT_TARGET_MAE  # held-out MAE that counts as learned
+    init_timeout_s: float = 60.0  # torch.distributed timeout: joining the group and every collective
+
+    def __post_init__(self) -> None:
+        resolve_backend(self.device, self.backend)
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+        for name in ("steps", "threads_per_rank", "block_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_blocks < 0:
+            raise ValueError(f"warmup_blocks must be >= 0, got {self.warmup_blocks}")
+        if not (self.target_mae > 0 and self.init_timeout_s > 0):
+            raise ValueError("target_mae and init_timeout_s must be > 0")
+
+    def per_rank_batch(self, world_size: int) -> int:
+        return per_rank_batch(self.scaling, world_size)
+
+    def global_batch(self, world_size: int) -> int:
+        return self.per_rank_batch(world_size) * world_size
+
+    def worker_args(self) -> list[str]:
+        """The worker's command-line flags for this plan (bench.ddp.worker parses them back)."""
+        return [
+            "--device", self.device,
+            "--backend", self.backend,
+            "--scaling", self.scaling,
+            "--steps", str(self.steps),
+            "--seed", str(self.seed),
+            "--threads", str(self.threads_per_rank),
+            "--block-steps", str(self.block_steps),
+            "--warmup-blocks", str(self.warmup_blocks),
+            "--target-mae", repr(self.target_mae),
+            "--init-timeout-s", repr(self.init_timeout_s),
+        ]  # fmt: skip

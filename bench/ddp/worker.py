@@ -1,0 +1,301 @@
+"""torchrun entry point: the article's Net and step under DistributedDataParallel, timed per rank.
+
+Every rank builds the Net with the same seed (DDP's initial broadcast then changes nothing), draws
+its own batches on its device and runs `sumnet.train.train_step` on the DDP-wrapped Net. Each rank
+times itself with the harness's one clock (`bench.measure.timing`): the first step apart, then
+blocks of `block_steps` steps. Between blocks, outside the timed region, the ranks average their
+losses with one all_reduce and rank 0 evaluates the held-out MAE. At the end rank 0 gathers every
+rank's samples and writes one JSON file.
+
+All-reduce time comes from a DDP communication hook wrapping the default allreduce hook: on the
+CPU, perf_counter from the hook's call to its future's completion; on CUDA, a pair of CUDA events.
+
+    python -m torch.distributed.run --standalone --nproc-per-node 2 -m bench.ddp.worker --out ddp.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import sys
+import time
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.distributed.elastic.multiprocessing.errors import record
+from torch.nn.parallel import DistributedDataParallel
+
+from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices
+from bench.errors import first_line
+from bench.measure.timing import clock_for, synchronize, time_block, time_call
+from bench.measure.workloads import block_sizes
+from sumnet.data import make_batch, make_generator, make_test_set
+from sumnet.evaluate import evaluate, verdict
+from sumnet.model import NetConfig, count_parameters
+from sumnet.train import init_net, make_optimizer, train_step
+
+RESULT_SCHEMA = "sumnet-ddp/1"
+ENV_FAIL_RANK = "SUMNET_DDP_FAIL_RANK"  # failure tests: this global rank raises after its first step
+ENV_HANG_RANK = "SUMNET_DDP_HANG_RANK"  # failure tests: this global rank never joins the group
+RANK_SEED_STRIDE = 1_000_003  # rank r draws batches from seed + r * stride: rank 0 matches one process
+LOSS_CURVE_METHOD = "mean over ranks (all_reduce SUM / world size between blocks, untimed)"
+ALLREDUCE_METHOD = {
+    "perf_counter": "ddp comm hook around allreduce_hook: perf_counter from hook call to future done",
+    "cuda-event": "ddp comm hook around allreduce_hook: CUDA events at hook call and future done",
+}
+
+
+class AllreduceTimer:
+    """A DDP communication hook: the default allreduce hook, timed while `timing` is True.
+
+    The Net's 5,581 gradients (22 KB) fit one DDP bucket, so there is one call per step. The time
+    runs from the hook's call (the bucket is ready, at the end of backward) to the all-reduce's
+    completion, so it includes waiting for the slowest rank to reach the same point.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = clock_for(device) == "cuda-event"
+        self.timing = False
+        self.calls = 0
+        self._seconds: list[float] = []
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    # No annotations on bucket and the return: DDP compares them with dist.GradBucket and Future
+    # objects, and this module's `from __future__ import annotations` would make them strings.
+    def hook(self, state: object, bucket):  # noqa: ANN001, ANN201
+        if not self.timing:
+            return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
+        self.calls += 1
+        if self.cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+
+            def done_cuda(fut: torch.futures.Future[torch.Tensor]) -> torch.Tensor:
+                end = torch.cuda.Event(enable_timing=True)
+                with torch.cuda.device(self.device):  # the callback may run on another thread
+                    end.record()
+                self._events.append((start, end))
+                return fut.value()
+
+            return default_hooks.allreduce_hook(None, bucket).then(done_cuda)  # type: ignore[arg-type]
+        begin = time.perf_counter()
+
+        def done(fut: torch.futures.Future[torch.Tensor]) -> torch.Tensor:
+            self._seconds.append(time.perf_counter() - begin)
+            return fut.value()
+
+        return default_hooks.allreduce_hook(None, bucket).then(done)  # type: ignore[arg-type]
+
+    def take_seconds(self) -> float:
+        """Seconds of all-reduce recorded since the last take, summed (call after the block)."""
+        if self.cuda:
+            synchronize(self.device)
+            total = sum(start.elapsed_time(end) for start, end in self._events) / 1e3
+            self._events.clear()
+            return total
+        total = sum(self._seconds)
+        self._seconds.clear()
+        return total
+
+
+def _device_for(plan: DDPPlan, local_rank: int) -> torch.device:
+    if plan.device == "cuda":
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)  # NCCL and gather_object use the current device
+        return device
+    return torch.device("cpu")
+
+
+def _mean_over_ranks(value: torch.Tensor, world_size: int) -> float:
+    """All ranks' mean of a scalar tensor (SUM then divide: gloo has no AVG)."""
+    total = value.detach().clone().reshape(1)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.item() / world_size
+
+
+def train_rank(
+    plan: DDPPlan, rank: int, local_rank: int, world_size: int
+) -> tuple[dict[str, object], dict[str, object] | None]:
+    """Train and time this rank: (its samples, and on rank 0 the curves and verdict, else None)."""
+    device = _device_for(plan, local_rank)
+    batch = plan.per_rank_batch(world_size)
+    net = init_net(NetConfig(), plan.seed, device)
+    model = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    timer = AllreduceTimer(device)
+    model.register_comm_hook(None, timer.hook)
+    optimizer = make_optimizer(model, lr=1e-3)
+    generator = make_generator(plan.seed + rank * RANK_SEED_STRIDE, device)
+    test_set = make_test_set().to(device) if rank == 0 else None
+    last: list[torch.Tensor] = []
+
+    def step() -> None:
+        last[:] = [train_step(model, optimizer, *make_batch(batch, generator, net.config.input_size))]
+
+    fail_rank = os.environ.get(ENV_FAIL_RANK)
+    first_call_s = time_call(step, device)
+    if fail_rank is not None and int(fail_rank) == rank:
+        raise RuntimeError(f"injected failure: {ENV_FAIL_RANK}={fail_rank} (after the first step)")
+    run_s, done = first_call_s, 1
+    step_s: list[float] = []
+    allreduce_s: list[float] = []
+    loss_curve: dict[int, float] = {}
+    mae_curve: dict[int, float] = {}
+    steps_to_target, time_to_target_s = None, None
+    timer.timing = True
+    for index, size in enumerate(block_sizes(plan.steps, plan.block_steps)):
+        per_step = time_block(step, device, size)
+        allreduce_per_step = timer.take_seconds() / size
+        run_s += per_step * size
+        done += size
+        if index >= plan.warmup_blocks:
+            step_s.append(per_step)
+            allreduce_s.append(allreduce_per_step)
+        loss_curve[done] = _mean_over_ranks(last[0], world_size)  # untimed: after the block
+        if test_set is not None:
+            mae_curve[done] = evaluate(net, test_set).mae
+            if steps_to_target is None and mae_curve[done] < plan.target_mae:
+                steps_to_target, time_to_target_s = done, run_s
+        dist.barrier()  # the next block starts together: rank 0's evaluation is in nobody's timing
+    timer.timing = False
+    if not step_s:  # too few steps for a warm-up block: every step after the first call
+        step_s = [(run_s - first_call_s) / (plan.steps - 1)] if plan.steps > 1 else [first_call_s]
+    samples: dict[str, object] = {
+        "rank": rank,
+        "local_rank": local_rank,
+        "node": int(os.environ.get("GROUP_RANK", 0)),  # torchrun's index of this rank's node
+        "host": socket.gethostname(),
+        "device": str(device),
+        "step_ms": [s * 1e3 for s in step_s],
+        "allreduce_ms": [s * 1e3 for s in allreduce_s],
+        "allreduce_calls_per_step": timer.calls / max(1, plan.steps - 1),
+        "first_call_s": first_call_s,
+        "run_s": run_s,
+    }
+    if test_set is None:
+        return samples, None
+    metrics = evaluate(net, test_set)
+    final = verdict(metrics, plan.target_mae)
+    outcome: dict[str, object] = {
+        "loss_curve": {str(s): v for s, v in loss_curve.items()},  # JSON keys are strings
+        "mae_curve": {str(s): v for s, v in mae_curve.items()},
+        "steps_to_target": steps_to_target,
+        "time_to_target_s": time_to_target_s,
+        "final_metrics": asdict(metrics),
+        "converged": final.converged,
+        "verdict": final.reason,
+        "parameters": count_parameters(net),
+    }
+    return samples, outcome
+
+
+def _write_result(
+    path: Path, plan: DDPPlan, world_size: int, ranks: list[dict[str, object]], outcome: dict[str, object]
+) -> None:
+    """Rank 0's one JSON file, written whole then renamed so a reader never sees half of it."""
+    clock = clock_for(str(ranks[0]["device"]))
+    document = {
+        "schema": RESULT_SCHEMA,
+        "plan": asdict(plan),
+        "world_size": world_size,
+        "nnodes": int(os.environ.get("GROUP_WORLD_SIZE", 1)),  # torchrun agents, one per node
+        "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", world_size)),
+        "per_rank_batch": plan.per_rank_batch(world_size),
+        "global_batch": plan.global_batch(world_size),
+        "clock": clock,
+        "allreduce_method": ALLREDUCE_METHOD[clock],
+        "loss_curve_method": LOSS_CURVE_METHOD,
+        "torch_version": torch.__version__,
+        "ranks": ranks,  # index = global rank
+        **outcome,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(document, indent=1))
+    partial.replace(path)
+
+
+def _parse(argv: list[str] | None) -> tuple[DDPPlan, Path]:
+    parser = argparse.ArgumentParser(prog="bench.ddp.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON result file, written by rank 0")
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--backend", choices=BACKENDS, default=None, help="gloo on cpu; nccl on cuda")
+    parser.add_argument("--scaling", choices=SCALINGS, default="weak")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    parser.add_argument("--block-steps", type=int, default=100)
+    parser.add_argument("--warmup-blocks", type=int, default=1)
+    parser.add_argument("--target-mae", type=float, default=DDPPlan.target_mae)
+    parser.add_argument("--init-timeout-s", type=float, default=DDPPlan.init_timeout_s)
+    args = parser.parse_args(argv)
+    backend = args.backend or ("gloo" if args.device == "cpu" else "nccl")
+    plan = DDPPlan(
+        device=args.device,
+        backend=backend,
+        scaling=args.scaling,
+        steps=args.steps,
+        seed=args.seed,
+        threads_per_rank=args.threads,
+        block_steps=args.block_steps,
+        warmup_blocks=args.warmup_blocks,
+        target_mae=args.target_mae,
+        init_timeout_s=args.init_timeout_s,
+    )
+    return plan, args.out
+
+
+def _missing_ranks(store_error: str) -> list[int]:
+    """Ranks a store timeout waited for: gloo's keys end in the peer's rank (`.../cpu//0/1`)."""
+    keys = re.search(r"keys: (.*)", store_error)
+    found = (re.search(r"/(\d+)\s*$", key) for key in keys.group(1).split(",")) if keys else ()
+    return sorted({int(m.group(1)) for m in found if m})
+
+
+def _join_group(plan: DDPPlan, rank: int) -> None:
+    """init_process_group, with a missing peer named when the group does not form in time."""
+    try:
+        dist.init_process_group(plan.backend, timeout=timedelta(seconds=plan.init_timeout_s))
+    except dist.DistStoreError as err:
+        missing = _missing_ranks(str(err))
+        who = f"rank(s) {', '.join(map(str, missing))}" if missing else "a rank"
+        raise RuntimeError(
+            f"rank {rank}: the process group did not form within init_timeout_s={plan.init_timeout_s:g}: "
+            f"{who} never joined ({first_line(err)})"
+        ) from err
+
+
+@record  # torchrun's error summary then shows this rank's exception, not only its exit code
+def main(argv: list[str] | None = None) -> int:
+    plan, out = _parse(argv)
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    plan.per_rank_batch(world_size)  # refuse a strong-scaling world size that does not divide 32
+    check_devices(plan.device, plan.backend, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
+    torch.set_num_threads(plan.threads_per_rank)
+    hang_rank = os.environ.get(ENV_HANG_RANK)
+    if hang_rank is not None and int(hang_rank) == rank:
+        print(f"rank {rank}: {ENV_HANG_RANK}={hang_rank}: never joining the process group", file=sys.stderr)
+        time.sleep(1e6)  # torchrun ends this process once a peer fails at init_timeout_s
+    _join_group(plan, rank)
+    try:
+        samples, outcome = train_rank(plan, rank, local_rank, world_size)
+        gathered: list[dict[str, object]] | None = [{} for _ in range(world_size)] if rank == 0 else None
+        dist.gather_object(samples, gathered, dst=0)
+        if gathered is not None and outcome is not None:
+            _write_result(out, plan, world_size, gathered, outcome)
+        dist.barrier()  # no rank leaves (and tears the group down) before rank 0 has written
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""The results history: every run stored in one database (SQLite or PostgreSQL), a trend per machine
+and configuration over commits with its change points, a gate against the recent history, and a
+static dashboard.
+
+    python -m bench history ingest results/reference/*/run.json
+    python -m bench history trend
+    python -m bench dashboard --out results/dashboard
+
+Modules: `model` (what is stored), `db` (schema and store), `ingest` (run folders in),
+`changepoints` (detection), `trend` (series and their changes), `gate` (current run vs recent
+history), `chart` (inline SVG) and `dashboard` (static site), `cli` (the commands), `synthetic`
+(runs with known changes, for tests and scripts/history_rates.py), `harness` (the one place that
+imports the rest of the harness).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def record_run(run_dir: str | Path, db: str | Path | None = None):
+    """Store a finished run folder in the history (default results/history.db); see ingest.record_run."""
+    from bench.history.ingest import record_run as _record_run
+
+    return _record_run(run_dir, db)

@@ -1,0 +1,43 @@
+"""`python -m bench.history ingest|trend|gate|dashboard ...`: the history's commands on their own,
+until `python -m bench history ...` and `python -m bench dashboard` are registered.
+
+    python -m bench.history ingest results/reference/*/run.json
+    python -m bench.history trend --last 5
+    python -m bench.history dashboard --out results/dashboard
+
+Bad input exits 2 with one line on stderr. (Its own small parser: sumnet.cli_args imports torch
+through the sumnet package, seconds of start-up that reading a database does not need.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from bench.history import cli
+from bench.history.harness import UsageError, first_line
+
+PROG = "python -m bench.history"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {first_line(message)}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog=PROG, description=(__doc__ or "").splitlines()[0])
+    actions = parser.add_subparsers(dest="action", required=True, metavar="{ingest,trend,gate,dashboard}")
+    cli.add_actions(actions)
+    cli.add_dashboard_arguments(actions.add_parser("dashboard", help="write the static site"))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return cli.dashboard_main(args) if args.action == "dashboard" else cli.main(args)
+    except UsageError as err:
+        print(f"{PROG} {args.action}: error: {first_line(err, 'bad input')}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""Change points in a series of run medians: where the speed of a configuration changed, by how much,
+and how sure that is.
+
+The series (one median per run, oldest first) is segmented by PELT from `ruptures` (the exact C
+implementation behind `KernelCPD` with a linear kernel, i.e. the least-squares cost) on the log
+medians divided by the series' noise, with a BIC-like penalty of PENALTY_PER_LOG_N x ln(n). Each
+candidate change is then checked: the runs just before and just after it (at most WINDOW_RUNS each
+side) must differ by a Mann-Whitney rank-sum permutation test at MAX_P and by at least MIN_CHANGE.
+A gradual drift is cut by PELT into a staircase of small steps in one direction; neighbouring
+candidates in one direction with at most DRIFT_GAP_RUNS runs between them are reported as one
+"drift" from the first to the last: tested between the runs before it and every run since it began,
+sized between the runs before and after it (the asv #932 case: 1% per commit is never a
+significant step, 15% over 15 commits is). MAX_P is strict (about 0.05 / 50 split points) because
+the test looks at the split PELT chose as the most different one.
+
+The noise is the larger of: the spread of run-to-run differences (MAD, robust to the steps
+themselves), the median's own standard error from each run's raw samples (so a bimodal or
+quantised configuration, whose median jumps between values, is not mistaken for a quiet one), and
+NOISE_FLOOR. The size of a change is the ratio of the medians of the run medians after and before,
+with a two-stage bootstrap 95% interval (runs resampled, then each run's raw samples), which keeps
+the run-to-run spread in the interval; a pooled-sample interval would be too narrow.
+
+Rates of this detector on series resampled from the committed runs: scripts/history_rates.py.
+
+    python -c "from bench.history.changepoints import detect; print(detect([1.0] * 20 + [1.2] * 6))"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from itertools import chain, combinations
+
+import numpy as np
+
+PENALTY_PER_LOG_N = 4.0  # PELT penalty per change, x ln(n), in units of the noise variance
+MIN_SEGMENT_RUNS = 2  # shortest segment PELT may cut (one odd run is not a change)
+MIN_RUNS = 6  # shorter series are not searched
+NOISE_FLOOR = 0.005  # 0.5%: no series is treated as quieter than this (relative, log units)
+MAX_P = 0.001  # a change must pass the two-sided rank-sum test at this level (~0.05 / 50 split points)
+MIN_CHANGE = 0.02  # ... and move the median by at least 2%
+WINDOW_RUNS = 20  # runs compared on each side of a change, at most
+DRIFT_GAP_RUNS = 15  # same-direction changes this close (a drift over 15 commits, cut twice) are one drift
+PERMUTATIONS = 10_000  # rank-sum permutation test when the splits are too many to list; p resolution 1e-4
+EXACT_SPLITS = 60_000  # up to this many splits the permutation test lists them all (exact p)
+INTERVAL_RESAMPLES = 1000  # two-stage bootstrap of the change's size
+SEED = 20240917  # fixed: the same series always gives the same p-values and intervals
+CONFIDENCE = 0.95
+
+METHOD = (
+    f"PELT (ruptures KernelCPD, linear kernel) on log medians / noise, penalty {PENALTY_PER_LOG_N:g} ln(n), "
+    f"segments of at least {MIN_SEGMENT_RUNS} runs; a change is kept when the runs around it (at most "
+    f"{WINDOW_RUNS} each side) differ by a Mann-Whitney permutation test at p < {MAX_P:g} and by at least "
+    f"{MIN_CHANGE:.0%}; same-direction changes within {DRIFT_GAP_RUNS} runs form one drift; size: median after / "
+    f"median before of the run medians, {CONFIDENCE:.0%} two-stage bootstrap interval (runs, then raw samples)"
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change in a series: positions are indices into the series (0 = oldest run)."""
+
+    first: int  # first run after the change (a drift: after its first step)
+    last: int  # first run after the last step of a drift; == first for a step
+    before: tuple[int, int]  # [start, stop) of the runs compared before it
+    after: tuple[int, int]  # [start, stop) of the runs compared after it
+    ratio: float  # median of the run medians after / before: above 1 is slower
+    p_value: float  # two-sided rank-sum permutation test, run medians before vs after
+    ci_low: float = math.nan  # CONFIDENCE interval of the ratio; nan until `with_interval`
+    ci_high: float = math.nan
+
+    @property
+    def kind(self) -> str:
+        return "step" if self.first == self.last else "drift"
+
+    @property
+    def slower(self) -> bool:
+        return self.ratio > 1
+
+
+def noise_sigma(log_medians: np.ndarray, rel_se: Sequence[float | None] | None = None) -> float:
+    """The series' noise in log units (see the module docstring)."""
+    diffs = np.diff(log_medians)
+    spread = 0.0
+    if len(diffs) >= 2:
+        spread = 1.4826 * float(np.median(np.abs(diffs))) / math.sqrt(2)  # MAD of differences about 0
+    known = [s for s in (rel_se or []) if s is not None and math.isfinite(s)]
+    sampling = float(np.median(known)) if known else 0.0
+    return max(spread, sampling, NOISE_FLOOR)
+
+
+def rank_sum_p(before: Sequence[float], after: Sequence[float], seed: int = SEED) -> float:
+    """Two-sided Mann-Whitney test as a permutation test of the rank sum. Ties get average ranks (the
+    quantised medians of a coarse clock, or of a bootstrap, are handled). Exact, by enumerating every
+    split, when there are at most EXACT_SPLITS of them (a short window after a change at the end of
+    a series, where the decision is closest); else PERMUTATIONS random splits."""
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(after, dtype=float), np.asarray(before, dtype=float)
+    values = np.concatenate([a, b])
+    ranks = rankdata(values)  # ties: average ranks
+    n, k = len(values), min(len(a), len(b))
+    ranks_k = ranks[: len(a)] if len(a) == k else ranks[len(a) :]  # the smaller group's ranks
+    expected = k * (n + 1) / 2
+    observed = abs(ranks_k.sum() - expected) - 1e-9
+    if math.comb(n, k) <= EXACT_SPLITS:
+        splits = np.fromiter(chain.from_iterable(combinations(range(n), k)), dtype=np.intp)
+        sums = ranks[splits.reshape(-1, k)].sum(axis=1)
+        return float(np.mean(np.abs(sums - expected) >= observed))
+    rng = np.random.default_rng(seed)
+    picks = np.argpartition(rng.random((PERMUTATIONS, n)), k - 1, axis=1)[:, :k]
+    extreme = np.abs(ranks[picks].sum(axis=1) - expected) >= observed
+    return float((1 + extreme.sum()) / (1 + PERMUTATIONS))
+
+
+def detect(medians: Sequence[float], rel_se: Sequence[float | None] | None = None) -> list[Change]:
+    """Changes in a series of run medians (positive times, oldest first), oldest change first.
+
+    `rel_se`: each run's standard error of its median / median (from its raw samples; None unknown).
+    """
+    m = np.asarray(medians, dtype=float)
+    if len(m) < MIN_RUNS:
+        return []
+    if not np.all(np.isfinite(m)) or np.any(m <= 0):
+        raise ValueError("medians must be positive, finite times")
+    import ruptures  # imported on use: ruptures pulls in scipy.stats (a second of start-up)
+
+    y = np.log(m)
+    n = len(y)
+    z = (y - np.median(y)) / noise_sigma(y, rel_se)
+    algo = ruptures.KernelCPD(kernel="linear", min_size=MIN_SEGMENT_RUNS).fit(z.reshape(-1, 1))
+    cuts = [int(c) for c in algo.predict(pen=PENALTY_PER_LOG_N * math.log(n))[:-1]]
+    bounds = [0, *cuts, n]
+    groups: list[dict[str, int]] = []
+    for i, cut in enumerate(cuts):
+        up = np.median(y[cut : bounds[i + 2]]) > np.median(y[bounds[i] : cut])
+        last = groups[-1] if groups else None
+        if last is not None and last["up"] == up and cut - last["last"] <= DRIFT_GAP_RUNS:
+            last["last"], last["hi"] = cut, bounds[i + 2]
+        else:
+            groups.append({"first": cut, "last": cut, "lo": bounds[i], "hi": bounds[i + 2], "up": up})
+    changes = []
+    for g in groups:
+        before = (max(g["lo"], g["first"] - WINDOW_RUNS), g["first"])
+        after = (g["last"], min(g["hi"], g["last"] + WINDOW_RUNS))
+        b, a = y[before[0] : before[1]], y[after[0] : after[1]]
+        ratio = float(math.exp(np.median(a) - np.median(b)))
+        if abs(ratio - 1) < MIN_CHANGE:
+            continue
+        # A drift is tested on every run since it began (all of them moved), its size on those after it.
+        p = rank_sum_p(b, y[g["first"] : after[1]])
+        if p < MAX_P:
+            changes.append(Change(g["first"], g["last"], before, after, ratio, p))
+    return changes
+
+
+def _bootstrap_medians(
+    runs: Sequence[Sequence[float]], rng: np.random.Generator, resamples: int
+) -> np.ndarray:
+    """Two-stage bootstrap of the median of run medians: runs drawn with replacement, and each drawn
+    run's median drawn from a resample of its raw samples."""
+    per_run = np.empty((len(runs), resamples))
+    for i, values in enumerate(runs):
+        x = np.asarray(values, dtype=float)
+        per_run[i] = (
+            np.median(x[rng.integers(0, len(x), (resamples, len(x)))], axis=1) if len(x) > 1 else x[0]
+        )
+    picks = rng.integers(0, len(runs), (resamples, len(runs)))
+    return np.median(per_run[picks, np.arange(resamples)[:, None]], axis=1)
+
+
+def ratio_interval(
+    before: Sequence[Sequence[float]],
+    after: Sequence[Sequence[float]],
+    confidence: float = CONFIDENCE,
+    resamples: int = INTERVAL_RESAMPLES,
+    seed: int = SEED,
+) -> tuple[float, float]:
+    """Percentile interval of median(after run medians) / median(before run medians), from the raw
+    samples of each run (a run without raw samples contributes its median as its one sample)."""
+    if not before or not after or any(len(r) == 0 for r in (*before, *after)):
+        raise ValueError("ratio_interval needs at least one sample in every run")
+    rng = np.random.default_rng(seed)
+    ratios = _bootstrap_medians(after, rng, resamples) / _bootstrap_medians(before, rng, resamples)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def with_interval(change: Change, samples: Sequence[Sequence[float]]) -> Change:
+    """The change with its size interval, given every run's raw samples (index-aligned to the series)."""
+    before = [samples[i] for i in range(*change.before)]
+    after = [samples[i] for i in range(*change.after)]
+    low, high = ratio_interval(before, after)
+    return replace(change, ci_low=low, ci_high=high)

@@ -1,0 +1,166 @@
+"""The history's commands: `history` (ingest, trend, gate) and `dashboard`, in the harness's command
+convention (`add_arguments(parser)`, `main(args) -> exit code`, bad input raises UsageError).
+
+    python -m bench history ingest results/reference/*/run.json results/baselines/*/*
+    python -m bench history trend --config 'train/cpu/*' --last 10
+    python -m bench history gate --current results/latest --window 10 --max-slowdown 10%
+    python -m bench dashboard --out results/dashboard
+
+Every command takes `--db`: a SQLite file (default results/history.db) or a
+postgresql+psycopg://user@host/db URL. Until they are registered in bench/__main__.py the same
+commands run as `python -m bench.history ingest|trend|gate|dashboard ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from bench.history.db import DB_ENV, DEFAULT_DB
+from bench.history.harness import UsageError
+
+_PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+def _slowdown(text: str) -> float:
+    """`10%` -> 0.10 (as the one-baseline gate's --max-slowdown)."""
+    match = _PERCENT.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a slowdown such as 10%, got {text!r}")
+    return float(match[1]) / 100
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help=f"SQLite file or postgresql+psycopg://user@host/db URL (default ${DB_ENV}, else {DEFAULT_DB})",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`history ingest|trend|gate`."""
+    add_actions(parser.add_subparsers(dest="action", required=True, metavar="{ingest,trend,gate}"))
+
+
+def add_actions(sub) -> None:
+    """The ingest, trend and gate sub-commands, on an argparse sub-parsers object."""
+    ingest = sub.add_parser("ingest", help="add run folders, run.json or pytest-benchmark JSON files")
+    ingest.add_argument(
+        "runs", nargs="+", metavar="RUN", help="a run folder, results.csv, run.json or pytest-benchmark JSON"
+    )
+    _add_db(ingest)
+    trend = sub.add_parser("trend", help="run medians over commits and their change points")
+    trend.add_argument(
+        "--config",
+        action="append",
+        metavar="KEY",
+        help="a configuration key or glob, e.g. train/cpu/eager/32/2/relu or 'train/cuda/*' (repeatable)",
+    )
+    trend.add_argument("--machine", default=None, help="a machine fingerprint (prefix) or part of its label")
+    trend.add_argument(
+        "--last", type=_non_negative_int, default=10, help="runs listed per series (default 10)"
+    )
+    _add_db(trend)
+    gate = sub.add_parser("gate", help="fail on a significant slowdown against the recent history")
+    gate.add_argument("--current", required=True, help="the run under test (folder, run.json or JSON)")
+    gate.add_argument("--window", type=_positive_int, default=10, help="comparable runs pooled (default 10)")
+    gate.add_argument(
+        "--max-slowdown",
+        type=_slowdown,
+        default=0.10,
+        metavar="PCT",
+        help="largest tolerated slowdown (default 10%%)",
+    )
+    _add_db(gate)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.action == "ingest":
+        return _ingest(args)
+    if args.action == "trend":
+        return _trend(args)
+    if args.action == "gate":
+        return gate_history(args.db, args.current, args.window, args.max_slowdown)
+    raise UsageError(f"unknown history action {args.action!r}")
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from bench.history.db import open_history
+    from bench.history.ingest import ingest
+
+    with open_history(args.db, create=True) as history:
+        for done in ingest(history, args.runs):
+            state = "added" if done.added else "already stored"
+            print(f"{state}: {done.source} (run {done.run_id}, {done.records} records)")
+        print(f"{history.where}: {history.count_runs()} runs")
+    return 0
+
+
+def _trend(args: argparse.Namespace) -> int:
+    from bench.history.db import open_history
+    from bench.history.trend import render_text, trends
+
+    with open_history(args.db, create=False) as history:
+        series = trends(history, args.config, args.machine)
+        print(render_text(series, history.where, history.count_runs(), last=args.last))
+    return 0
+
+
+def gate_history(db: str | None, current: str, window: int, max_slowdown: float) -> int:
+    """`bench history gate` and `bench gate --history`: print the checks, exit 1 on a regression."""
+    from bench.history.db import open_history
+    from bench.history.gate import check_against_history
+
+    with open_history(db, create=False) as history:
+        checks = check_against_history(history, current, window, max_slowdown)
+    failures = [c.failure for c in checks if c.failure]
+    head = "PASS" if not failures else f"FAIL ({len(failures)} regression{'s' * (len(failures) != 1)})"
+    print(
+        f"History gate: {head}; {current} against the last {window} comparable runs, limit +{max_slowdown:.0%}"
+    )
+    for c in checks:
+        result = c.comparison
+        if result is None:
+            continue
+        interval = "" if not result.tested else f" [{result.ci_low:.3f}-{result.ci_high:.3f}]"
+        verdict = "REGRESSION" if c.failure else "ok"
+        print(
+            f"  {c.config_key} {c.metric}: ratio {result.ratio:.3f}{interval} vs {c.runs} runs ({c.commits}): {verdict}"
+        )
+    for i, failure in enumerate(failures, 1):
+        print(f"{i}. {failure}")
+    return 1 if failures else 0
+
+
+def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
+    """`dashboard --out DIR`."""
+    parser.add_argument("--out", type=Path, required=True, help="folder for index.html and series/")
+    _add_db(parser)
+
+
+def dashboard_main(args: argparse.Namespace) -> int:
+    from bench.history.dashboard import write_dashboard
+
+    index = write_dashboard(args.db, args.out)
+    print(f"wrote {index} (open it in a browser: file://{index.resolve()})")
+    return 0
