@@ -88,3 +88,21 @@ def gate(session: nox.Session) -> None:
 def convergence(session: nox.Session) -> None:
     """Convergence study over many seeds: nox -s convergence -- --seeds 32."""
     _bench_command(session, "convergence")
+
+
+@nox.session
+def ddp(session: nox.Session) -> None:
+    """DistributedDataParallel through torchrun: nox -s ddp -- --nproc 1,2 --device cpu."""
+    _bench_command(session, "ddp")
+
+
+@nox.session
+def history(session: nox.Session) -> None:
+    """The results history: nox -s history -- trend (or ingest RUN..., gate --current RUN)."""
+    _bench_command(session, "history")
+
+
+@nox.session
+def dashboard(session: nox.Session) -> None:
+    """A static page of the history: nox -s dashboard (writes results/dashboard/index.html)."""
+    _bench_command(session, "dashboard", *([] if "--out" in session.posargs else ["--out", "results/dashboard"]))
