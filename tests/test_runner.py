@@ -274,3 +274,28 @@ def test_a_second_interrupt_cannot_cut_the_report_short():
         os.kill(os.getpid(), signal.SIGINT)  # ignored: no KeyboardInterrupt inside the block
         os.kill(os.getpid(), signal.SIGTERM)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_then_sigterm_as_nox_sends_them_keeps_rows_and_report(tmp_path):
+    """The README's path under nox: SIGINT, then SIGTERM 0.3 s later, while a run is measuring."""
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "bench", "run", "--device", "cpu", "--mode", "numpy-reference,eager"]
+    args += ["--steps", "20000", "--repeats", "1", "--no-inference", "--no-progress", "--no-history"]
+    proc = subprocess.Popen([*args, "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob("*/results.csv")):
+        time.sleep(0.1)  # numpy-reference (about 2 s) is measured; eager (about 10 s) is running
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    run_dir = (tmp_path / "latest").resolve()
+    assert (run_dir / "report.md").exists() and "**Interrupted**" in (run_dir / "report.md").read_text()
+    rows = pd.read_csv(run_dir / "results.csv")
+    assert list(rows["status"]) == ["ok", "failed"] and "interrupted" in rows["reason"].iloc[1]
+    assert "INTERRUPTED: partial results" in out
