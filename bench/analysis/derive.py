@@ -36,6 +36,41 @@ CURVE_FLOOR = 1e-3  # losses below this are compared in absolute terms (relative
 MIN_STEP_S = 1e-6  # nothing launches a training step in under a microsecond: such a time is an error
 
 
+# HBM bandwidth in bytes/s from NVIDIA's datasheets (SXM parts), for the memory side of the bound.
+PEAK_BANDWIDTH = {
+    "H200": 4.8e12,
+    "H100 PCIe": 2.0e12,
+    "H100": 3.35e12,
+    "A100": 2.0e12,
+    "L4": 0.3e12,
+    "A10G": 0.6e12,
+}
+FLOAT_BYTES = 4
+
+
+def peak_bandwidth(gpu_name: str) -> float | None:
+    """The HBM bandwidth of a known GPU (longest matching name wins), else None."""
+    matches = [k for k in PEAK_BANDWIDTH if k.lower() in (gpu_name or "").lower()]
+    return PEAK_BANDWIDTH[max(matches, key=len)] if matches else None
+
+
+def train_step_bytes(net_config: NetConfig = NetConfig(), batch_size: int = 32) -> int:
+    """Bytes one training step must move at least: every parameter, gradient and Adam moment read
+    and written once (8 float32 passes), the batch and the activations written and read once."""
+    sizes = [net_config.input_size, *([net_config.hidden_size] * net_config.hidden_layers), 1]
+    params = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    activations = batch_size * (sum(sizes) + 1)  # inputs, each layer's output, the targets
+    return FLOAT_BYTES * (8 * params + 2 * activations)
+
+
+def step_lower_bound_s(
+    flops: float, bytes_moved: float, peak: float, bandwidth: float, launch_s: float
+) -> float:
+    """The time one step cannot go below: the largest of its arithmetic at the FP32 peak, its bytes at
+    the memory bandwidth, and one kernel launch (a whole step needs at least one)."""
+    return max(flops / peak, bytes_moved / bandwidth, launch_s)
+
+
 def peak_flops(gpu_name: str) -> float | None:
     """The FP32 peak of a known GPU (longest matching name wins), else None."""
     matches = [k for k in PEAK_FP32_FLOPS if k.lower() in (gpu_name or "").lower()]
@@ -161,6 +196,14 @@ def derive(
         flags = str(per_record(record).get("flags", ""))
         if s < MIN_STEP_S or (device_peak and flops / device_peak > s):
             flags = _with_flag(flags, "below-floor")
+        bandwidth = peak_bandwidth(str(env.get("gpu_name", ""))) if device_peak else None
+        launch_us = record.measured.get("graph_launch_us")
+        if kind == "train" and device_peak and bandwidth and isinstance(launch_us, (int, float)):
+            bound = step_lower_bound_s(
+                flops, train_step_bytes(net_config, bs), device_peak, bandwidth, launch_us / 1e6
+            )
+            values["lower_bound_us"] = bound * 1e6
+            values["ratio_to_bound"] = s / bound
         values["flags"] = flags
         out[key] = values
 

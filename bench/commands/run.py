@@ -32,6 +32,7 @@ from bench.commands.session import (
     signals_ignored,
 )
 from bench.errors import UsageError, describe
+from bench.measure.kernels import graph_launch_latency_s, profile_kernels
 from bench.measure.workloads import (
     InferencePlan,
     InferencePoint,
@@ -42,7 +43,7 @@ from bench.measure.workloads import (
     peak_memory,
     reset_peak_memory,
 )
-from bench.modes import MODES, build_trainer, slowdown_factor
+from bench.modes import MODES, Trainer, build_trainer, slowdown_factor
 from bench.modes.selection import parse_devices, parse_modes, require_runnable, skip_reason
 from bench.records import ConfigKey, Record
 from bench.render.figures import write_run_figures
@@ -271,11 +272,13 @@ def _run_config(
     torch.set_num_threads(threads)
     dev = torch.device(device)
     notes: list[str] = []
+    last: list[Trainer] = []
 
     def make_trainer():
         trainer = build_trainer(mode, dev, net_config, config)
         notes[:] = trainer.notes  # the same list object: notes filled during the first step count
         trainer.notes = notes
+        last[:] = [trainer]
         return trainer
 
     progress.set_description(f"{device} {mode} x{threads} train")
@@ -290,6 +293,7 @@ def _run_config(
         m = measure_training(make_trainer, dev, opts.train, test_set, on_repeat=on_repeat)
         record = train_record(key("train", opts.batch_size), m, opts.train, opts.seed, notes)
         record.measured.update(peak_mem_bytes=peak_memory(dev), peak_rss_bytes=_peak_rss_bytes())
+        record.measured.update(_kernel_columns(last[0], dev))
         writer.add(record)
         writer.settings["timed_s"] += m.timed_s
     except Exception as err:  # one configuration's failure is recorded in its record; the matrix goes on
@@ -314,6 +318,18 @@ def _run_config(
     for p in points:
         writer.add(inference_record(key("inference", p.batch_size), p, opts.seed))
     progress.update(1)
+
+
+def _kernel_columns(trainer: Trainer, device: torch.device) -> dict[str, float]:
+    """On CUDA: kernels per step and us per kernel of the trained mode, and one graph launch's
+    latency (for the lower bound), all measured after the timed runs; nothing elsewhere."""
+    count, launch_s = profile_kernels(trainer.step, device), graph_launch_latency_s(device)
+    out: dict[str, float] = {}
+    if count is not None:
+        out.update(kernels_per_step=count.kernels_per_step, us_per_kernel=count.us_per_kernel)
+    if launch_s is not None:
+        out["graph_launch_us"] = launch_s * 1e6
+    return out
 
 
 def _progress(total: int, enabled: bool) -> tqdm:

@@ -231,7 +231,7 @@ def render_run_report(
             "### Hardware use",
             "",
             markdown_table(
-                train,
+                train.dropna(axis=1, how="all"),  # GPU-only columns stay out of a CPU-only report
                 {
                     **_CONFIG_COLUMNS,
                     "flops_per_step": "FLOPs/step",
@@ -240,6 +240,10 @@ def render_run_report(
                     "ratio_to_fastest": "x fastest",
                     "ratio_to_floor": "x floor",
                     "floor_mode": "floor",
+                    "kernels_per_step": "kernels/step",
+                    "us_per_kernel": "us/kernel",
+                    "lower_bound_us": "lower bound us",
+                    "ratio_to_bound": "x bound",
                     "peak_mem_mib": "peak GPU MiB",
                     "peak_rss_mib": "peak RSS MiB",
                 },

@@ -68,6 +68,11 @@ COLUMNS = (
     "ratio_to_floor",  # step time / the fastest hand-written floor on the same device and threads
     "floor_mode",  # which floor that was
     "break_even_step",  # steps after which a compiled mode's total time beats eager's
+    "kernels_per_step",  # CUDA kernels launched per training step (torch.profiler, outside timed runs)
+    "us_per_kernel",  # mean device time of one of them
+    "graph_launch_us",  # one dependent kernel launch inside a CUDA graph, measured on this GPU
+    "lower_bound_us",  # the step cannot go below max(FLOPs / peak, bytes / bandwidth, one launch)
+    "ratio_to_bound",  # step time / that lower bound
     # distributed (workload "ddp")
     "slowest_rank_step_ms",  # median step of the slowest rank
     "allreduce_share",  # share of the step spent in all-reduce
