@@ -112,3 +112,17 @@ def test_fallback_to_torch_compile_is_still_the_same_training(monkeypatch):
     assert state.step.item() == 5  # the in-place counter update survives compilation
     for got, want in zip(net.parameters(), reference.parameters()):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphed_fullstep_trains_like_eager():
+    device = torch.device("cuda")
+    graphed = fullstep.build_trainer(device, NetConfig(), TrainConfig())
+    losses = [float(graphed.step()) for _ in range(20)]
+    assert any("replayed as one CUDA graph" in n for n in graphed.notes), graphed.notes
+    eager_net = init_net(NetConfig(), 0, device)
+    optimizer = make_optimizer(eager_net)
+    generator = make_generator(0, device)
+    reference = [float(train_step(eager_net, optimizer, *make_batch(32, generator))) for _ in range(20)]
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(reference), rtol=1e-4, atol=1e-6)

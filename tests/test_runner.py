@@ -283,7 +283,9 @@ def test_ctrl_c_then_sigterm_as_nox_sends_them_keeps_rows_and_report(tmp_path):
 
     args = [sys.executable, "-m", "bench", "run", "--device", "cpu", "--mode", "numpy-reference,eager"]
     args += ["--steps", "20000", "--repeats", "1", "--no-inference", "--no-progress", "--no-history"]
-    proc = subprocess.Popen([*args, "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*args, "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(tmp_path.glob("*/results.csv")):
         time.sleep(0.1)  # numpy-reference (about 2 s) is measured; eager (about 10 s) is running
