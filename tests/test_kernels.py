@@ -64,3 +64,17 @@ def test_eager_launches_dozens_of_kernels_and_cudagraph_replays_them():
     eager = profile_kernels(build_trainer("eager", device).step, device)
     assert eager is not None and eager.kernels_per_step > 10
     assert 0 < graph_launch_latency_s(device) < 50e-6
+
+
+def test_the_best_steps_per_launch_is_the_fastest_per_step(monkeypatch):
+    import time
+
+    def multi_step(k):  # a launch costs 50 us plus 1 us per step: more steps per launch, less per step
+        end = time.perf_counter() + (50 + k) * 1e-6
+        while time.perf_counter() < end:
+            pass
+
+    from bench.measure.kernels import best_steps_per_launch
+
+    per_k = best_steps_per_launch(multi_step, torch.device("cpu"), ks=(1, 100))
+    assert per_k[1] > per_k[100] and per_k[100] == pytest.approx(1.5, abs=0.5)

@@ -32,7 +32,7 @@ from bench.commands.session import (
     signals_ignored,
 )
 from bench.errors import UsageError, describe
-from bench.measure.kernels import graph_launch_latency_s, profile_kernels
+from bench.measure.kernels import best_steps_per_launch, graph_launch_latency_s, profile_kernels
 from bench.measure.workloads import (
     InferencePlan,
     InferencePoint,
@@ -321,14 +321,22 @@ def _run_config(
 
 
 def _kernel_columns(trainer: Trainer, device: torch.device) -> dict[str, float]:
-    """On CUDA: kernels per step and us per kernel of the trained mode, and one graph launch's
-    latency (for the lower bound), all measured after the timed runs; nothing elsewhere."""
+    """On CUDA: kernels per step and us per kernel of the trained mode, one graph launch's latency
+    (for the lower bound), and for a mode that runs k steps per launch the best k and its time per
+    step; all measured after the timed runs; nothing elsewhere."""
     count, launch_s = profile_kernels(trainer.step, device), graph_launch_latency_s(device)
     out: dict[str, float] = {}
     if count is not None:
         out.update(kernels_per_step=count.kernels_per_step, us_per_kernel=count.us_per_kernel)
     if launch_s is not None:
         out["graph_launch_us"] = launch_s * 1e6
+    if trainer.multi_step is not None and device.type == "cuda":
+        per_k = best_steps_per_launch(trainer.multi_step, device)
+        best = min(per_k, key=per_k.__getitem__)
+        out.update(best_steps_per_launch=best, best_us_per_step=per_k[best])
+        trainer.notes.append(
+            "us per step by steps per launch: " + ", ".join(f"k={k}: {v:.3g}" for k, v in per_k.items())
+        )
     return out
 
 

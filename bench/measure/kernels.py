@@ -73,3 +73,19 @@ def graph_launch_latency_s(device: torch.device) -> float | None:
             x.add_(1)  # each depends on the last
     per_replay = min(time_block(graph.replay, device, 50) for _ in range(5))
     return per_replay / GRAPH_KERNELS
+
+
+STEPS_PER_LAUNCH = (1, 10, 100, 1000)  # k for a mode that runs k steps per launch
+
+
+def best_steps_per_launch(
+    multi_step: Callable[[int], object], device: torch.device, ks: tuple[int, ...] = STEPS_PER_LAUNCH
+) -> dict[int, float]:
+    """Microseconds per step when `multi_step(k)` runs k steps per launch, for each k: the best of
+    five blocks of launches adding up to about 1000 steps (after one warm-up launch of each k)."""
+    out = {}
+    for k in ks:
+        multi_step(k)  # compiles and captures this k
+        calls = max(1, 1000 // k)
+        out[k] = min(time_block(lambda k=k: multi_step(k), device, calls) for _ in range(5)) / k * 1e6
+    return out

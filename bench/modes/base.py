@@ -20,12 +20,15 @@ class Trainer:
     inference: given an input batch already on the device, a zero-argument callable that runs
         this mode's forward on it under torch.inference_mode (what the inference sweep times).
     notes: what ran and why (which Adam, a fallback taken); they reach run.json and report.md.
+    multi_step: for a mode that can run k steps in one launch (fused), a function of k doing so;
+        the harness times it after the timed runs to report the best k.
     """
 
     step: Callable[[], torch.Tensor | float]
     predict: Callable[[torch.Tensor], torch.Tensor]
     inference: Callable[[torch.Tensor], Callable[[], object]]
     notes: list[str] = field(default_factory=list)
+    multi_step: Callable[[int], object] | None = None
 
 
 def eval_predict(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

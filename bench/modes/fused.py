@@ -331,5 +331,9 @@ def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConf
         raise ValueError(reason)
     fused = FusedTrainer(device, net_config, config)
     return Trainer(
-        step=fused.step, predict=fused.predict, inference=inference_runner(fused.predict), notes=fused.notes()
+        step=fused.step,
+        predict=fused.predict,
+        inference=inference_runner(fused.predict),
+        notes=fused.notes(),
+        multi_step=fused.train_steps,
     )

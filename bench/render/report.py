@@ -244,6 +244,8 @@ def render_run_report(
                     "us_per_kernel": "us/kernel",
                     "lower_bound_us": "lower bound us",
                     "ratio_to_bound": "x bound",
+                    "best_steps_per_launch": "best steps/launch",
+                    "best_us_per_step": "us/step at best",
                     "peak_mem_mib": "peak GPU MiB",
                     "peak_rss_mib": "peak RSS MiB",
                 },

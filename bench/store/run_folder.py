@@ -73,6 +73,8 @@ COLUMNS = (
     "graph_launch_us",  # one dependent kernel launch inside a CUDA graph, measured on this GPU
     "lower_bound_us",  # the step cannot go below max(FLOPs / peak, bytes / bandwidth, one launch)
     "ratio_to_bound",  # step time / that lower bound
+    "best_steps_per_launch",  # fused: the k (steps per launch) that gave the fastest step
+    "best_us_per_step",  # fused: the time per step at that k
     # distributed (workload "ddp")
     "slowest_rank_step_ms",  # median step of the slowest rank
     "allreduce_share",  # share of the step spent in all-reduce
