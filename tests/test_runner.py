@@ -301,3 +301,21 @@ def test_ctrl_c_then_sigterm_as_nox_sends_them_keeps_rows_and_report(tmp_path):
     rows = pd.read_csv(run_dir / "results.csv")
     assert list(rows["status"]) == ["ok", "failed"] and "interrupted" in rows["reason"].iloc[1]
     assert "INTERRUPTED: partial results" in out
+
+
+def test_notes_a_mode_writes_during_its_first_step_reach_the_record(tmp_path):
+    args = ["run", "--device", "cpu", "--mode", "compile-fullstep", "--threads", "1", "--out", str(tmp_path)]
+    args += [
+        "--steps",
+        "200",
+        "--repeats",
+        "1",
+        "--no-inference",
+        "--no-figures",
+        "--no-progress",
+        "--no-history",
+    ]
+    args += ["--target-mae", "1"]
+    assert bench_main(args) == 0
+    doc = json.loads(((tmp_path / "latest").resolve() / "run.json").read_text())
+    assert any("functional Adam" in n for n in doc["records"][0]["notes"])  # written by step() 1

@@ -271,15 +271,11 @@ def _run_config(
         return
     torch.set_num_threads(threads)
     dev = torch.device(device)
-    notes: list[str] = []
-    last: list[Trainer] = []
+    last: list[Trainer] = []  # the trainer timed last: its notes (some filled by its first step), its kernels
 
     def make_trainer():
-        trainer = build_trainer(mode, dev, net_config, config)
-        notes[:] = trainer.notes  # the same list object: notes filled during the first step count
-        trainer.notes = notes
-        last[:] = [trainer]
-        return trainer
+        last[:] = [build_trainer(mode, dev, net_config, config)]
+        return last[0]
 
     progress.set_description(f"{device} {mode} x{threads} train")
     repeats_done = [0]
@@ -291,9 +287,10 @@ def _run_config(
     try:
         reset_peak_memory(dev)
         m = measure_training(make_trainer, dev, opts.train, test_set, on_repeat=on_repeat)
-        record = train_record(key("train", opts.batch_size), m, opts.train, opts.seed, notes)
+        record = train_record(key("train", opts.batch_size), m, opts.train, opts.seed, last[0].notes)
         record.measured.update(peak_mem_bytes=peak_memory(dev), peak_rss_bytes=_peak_rss_bytes())
         record.measured.update(_kernel_columns(last[0], dev))
+        record.notes = list(last[0].notes)  # with what the kernel measurements added
         writer.add(record)
         writer.settings["timed_s"] += m.timed_s
     except Exception as err:  # one configuration's failure is recorded in its record; the matrix goes on
