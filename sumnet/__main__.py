@@ -9,26 +9,65 @@ Ends with the held-out MAE on 10,000 fixed rows, the exact-sum accuracy and a ve
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 
 import torch
 
-from sumnet.cli_args import OneLineArgumentParser, fail, positive_float, positive_int, seed_int
+from sumnet.cli_args import (
+    OneLineArgumentParser,
+    bounded_positive_int,
+    fail,
+    first_line,
+    positive_float,
+    seed_int,
+)
 from sumnet.data import make_batch, make_generator, make_test_set
 from sumnet.device import resolve_device
 from sumnet.evaluate import DEFAULT_TARGET_MAE, evaluate, verdict
 from sumnet.model import OUTPUT_ACTIVATIONS, Net, NetConfig, count_parameters
-from sumnet.train import TrainConfig, train
+from sumnet.train import MAX_BATCH_SIZE, MAX_LR, MAX_STEPS, MIN_LR, TrainConfig, train
 
+PROG = "python -m sumnet"
 DEFAULT_SEED = 0  # documented in the README; the article's Net converges from it
 DEMO_ROWS = 10  # the article prints 10 fresh test rows
 DEMO_ROWS_SEED = 7  # seed of those rows, apart from training and the held-out set
+INTERRUPTED = 130  # exit code after Ctrl-C or SIGTERM, as a shell reports SIGINT
+
+
+def learning_rate(text: str) -> float:
+    """argparse type: a finite Adam learning rate from MIN_LR to MAX_LR."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and MIN_LR <= value <= MAX_LR):  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"expected a learning rate from {MIN_LR:g} to {MAX_LR:g}, got {text}"
+        )
+    return value
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = OneLineArgumentParser(prog="python -m sumnet", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=positive_int, default=3000, help="batch updates (default 3000)")
-    parser.add_argument("--batch-size", type=positive_int, default=32, help="rows per step (default 32)")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--steps",
+        type=bounded_positive_int(MAX_STEPS),
+        default=3000,
+        help=f"batch updates, 1 to {MAX_STEPS:,} (default 3000)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=bounded_positive_int(MAX_BATCH_SIZE),
+        default=32,
+        help=f"rows per step, 1 to {MAX_BATCH_SIZE:,} (default 32)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=learning_rate,
+        default=1e-3,
+        help=f"Adam learning rate, {MIN_LR:g} to {MAX_LR:g} (default 1e-3)",
+    )
     parser.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="init and data seed")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     parser.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS, default="relu")
@@ -36,13 +75,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    prog = "python -m sumnet"
-    try:
-        device, _ = resolve_device(args.device)
-    except ValueError as err:
-        fail(prog, str(err))
+def _is_out_of_memory(err: RuntimeError) -> bool:
+    """An allocation failure: CUDA's OutOfMemoryError, or the CPU and MPS allocators' RuntimeError."""
+    text = str(err)
+    return isinstance(err, torch.cuda.OutOfMemoryError) or any(
+        s in text for s in ("can't allocate memory", "out of memory")
+    )
+
+
+def _demo(args: argparse.Namespace, device: torch.device) -> None:
+    """Train, print the article's log and test table, then the held-out verdict line."""
     net_config = NetConfig(output_activation=args.output_activation)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
 
@@ -74,6 +116,24 @@ def main(argv: list[str] | None = None) -> int:
         f"exact-sum accuracy {metrics.exact_accuracy:.1%}, "
         f"{'CONVERGED' if v.converged else 'NOT CONVERGED'}: {v.reason}"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 after the demo, 2 with one line on bad input or an allocation failure, 130 on Ctrl-C."""
+    args = _parse(argv)
+    try:
+        device, _ = resolve_device(args.device)
+    except ValueError as err:
+        fail(PROG, str(err))
+    try:
+        _demo(args, device)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except RuntimeError as err:
+        if not _is_out_of_memory(err):
+            raise
+        fail(PROG, f"out of memory on {device} with --batch-size {args.batch_size:,}: {first_line(err)}")
     return 0
 
 

@@ -8,6 +8,7 @@ the caller decides when to read the loss.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,13 @@ from sumnet.data import TestSet, make_batch, make_generator
 from sumnet.evaluate import evaluate
 from sumnet.model import Net, NetConfig
 
+# Bounds on what a run can honour; the CLIs refuse anything outside them with one line.
+MAX_STEPS = 10_000_000  # about 1.5 h of eager CPU steps at 0.5 ms; beyond it a typo, not a run
+MAX_BATCH_SIZE = 1_048_576  # 2**20 rows: 1.5 GB peak memory for a CPU step (measured)
+# Adam moves each weight by about lr per step: below MIN_LR nothing moves, above MAX_LR the Net only
+# diverges, and from lr ~1e37 Adam's float32 step size overflows (a RuntimeError, not a result).
+MIN_LR, MAX_LR = 1e-8, 1.0
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -28,10 +36,12 @@ class TrainConfig:
     seed: int = 0  # seeds both the initial weights and the batch generator
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be from 1 to {MAX_STEPS:,}, got {self.steps:,}")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be from 1 to {MAX_BATCH_SIZE:,}, got {self.batch_size:,}")
+        if not (math.isfinite(self.lr) and MIN_LR <= self.lr <= MAX_LR):  # also refuses nan
+            raise ValueError(f"lr must be from {MIN_LR:g} to {MAX_LR:g}, got {self.lr:g}")
 
 
 def init_net(net_config: NetConfig, seed: int, device: torch.device | str = "cpu") -> Net:
