@@ -133,19 +133,24 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
                 importlib.import_module(lib)
             except ImportError:
                 pass
-        failures = []
-        for name in sys.argv[1:]:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    __import__(name)
-                except BaseException:
-                    traceback.print_exc()
-                    os._exit(1)
-                os._exit(0)
-            _, status = os.waitpid(pid, 0)
+        failures, running = [], {}
+        names = sys.argv[1:]
+        while names or running:
+            while names and len(running) < (os.cpu_count() or 1):  # a child per core at a time
+                name = names.pop(0)
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        __import__(name)
+                    except BaseException:
+                        traceback.print_exc()
+                        os._exit(1)
+                    os._exit(0)
+                running[pid] = name
+            pid, status = os.wait()
             if status != 0:
-                failures.append(name)
+                failures.append(running[pid])
+            del running[pid]
         print("FAILED", *failures) if failures else print("ALL OK")
         """
     )

@@ -2,7 +2,6 @@
 
 import json
 import math
-import subprocess
 import sys
 
 import pandas as pd
@@ -264,14 +263,12 @@ def test_bad_input_exits_2_with_one_line(flags, message, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []  # refused before any run folder was made
 
 
-def test_bad_input_through_the_real_command_line(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "convergence", "--seeds", "0", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [
+def test_bad_input_through_the_command_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["convergence", "--seeds", "0", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert exc.value.code == 2 and captured.out == ""
+    assert captured.err.strip().splitlines() == [
         "python -m bench convergence: error: argument --seeds: expected a positive integer, got 0"
     ]
 

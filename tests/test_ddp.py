@@ -26,7 +26,7 @@ from sumnet.train import TrainConfig, train
 
 STEPS = 300  # three blocks of 100: one warm-up block, two steady-state samples per rank
 TIMEOUT_S = 180.0  # the launcher's last line: a hung run fails this test instead of the suite
-INIT_TIMEOUT_S = 5.0  # how long the ranks wait for a peer that never joins
+INIT_TIMEOUT_S = 2.0  # how long the ranks wait for a peer that never joins
 # World size 1 is eager with one extra identity all-reduce and a division by 1, so its losses must
 # equal the single-process Net's; the tolerance only allows a different summation order elsewhere.
 LOSS_RTOL, LOSS_ATOL = 1e-5, 1e-7

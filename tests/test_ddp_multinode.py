@@ -17,7 +17,7 @@ from bench.ddp.plan import DDPPlan
 
 STEPS = 200
 TIMEOUT_S = 180.0  # the launcher's last line, per node
-JOIN_TIMEOUT_S = 5.0  # how long node 0 waits for a node that never starts
+JOIN_TIMEOUT_S = 2.0  # how long node 0 waits for a node that never starts
 
 
 def test_torchrun_command_for_several_nodes_uses_c10d_rendezvous(tmp_path: Path) -> None:

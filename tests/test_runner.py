@@ -281,15 +281,15 @@ def test_ctrl_c_then_sigterm_as_nox_sends_them_keeps_rows_and_report(tmp_path):
     import signal
     import time
 
-    args = [sys.executable, "-m", "bench", "run", "--device", "cpu", "--mode", "numpy-reference,eager"]
-    args += ["--steps", "20000", "--repeats", "1", "--no-inference", "--no-progress", "--no-history"]
+    args = [sys.executable, "-m", "bench", "run", "--device", "cpu", "--mode", "eager"]
+    args += ["--steps", "100000", "--repeats", "1", "--no-inference", "--no-progress", "--no-history"]
     proc = subprocess.Popen(
         [*args, "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(tmp_path.glob("*/results.csv")):
-        time.sleep(0.1)  # numpy-reference (about 2 s) is measured; eager (about 10 s) is running
-    time.sleep(0.5)
+    while time.monotonic() < deadline and not list(tmp_path.glob("*-*")):
+        time.sleep(0.05)  # the run folder exists: the environment is collected, training starts
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
@@ -299,7 +299,7 @@ def test_ctrl_c_then_sigterm_as_nox_sends_them_keeps_rows_and_report(tmp_path):
     run_dir = (tmp_path / "latest").resolve()
     assert (run_dir / "report.md").exists() and "**Interrupted**" in (run_dir / "report.md").read_text()
     rows = pd.read_csv(run_dir / "results.csv")
-    assert list(rows["status"]) == ["ok", "failed"] and "interrupted" in rows["reason"].iloc[1]
+    assert list(rows["status"]) == ["failed"] and "interrupted" in rows["reason"].iloc[0]
     assert "INTERRUPTED: partial results" in out
 
 
