@@ -105,4 +105,6 @@ def history(session: nox.Session) -> None:
 @nox.session
 def dashboard(session: nox.Session) -> None:
     """A static page of the history: nox -s dashboard (writes results/dashboard/index.html)."""
-    _bench_command(session, "dashboard", *([] if "--out" in session.posargs else ["--out", "results/dashboard"]))
+    _bench_command(
+        session, "dashboard", *([] if "--out" in session.posargs else ["--out", "results/dashboard"])
+    )
