@@ -1,20 +1,15 @@
-"""Argument parsing shared by `python -m sumnet` and `python -m bench`.
-
-Bad input ends with one line on stderr and exit code 2, never a usage dump or a traceback.
+"""Argument parsing for `python -m sumnet`: a parser that reports bad input as one line with exit
+code 2 (never a usage dump or a traceback), and argument types. The harness reuses the parser and
+types; its own errors and interrupt handling live in bench.errors and bench.commands.session.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import NoReturn
 
 USAGE_ERROR = 2  # exit code for bad input, as argparse uses
-
-
-class UsageError(Exception):
-    """Bad input found after parsing; the CLI prints its message on one line and exits 2."""
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -91,12 +86,3 @@ def bounded_positive_int(maximum: int):
 
     parse.__name__ = f"integer_up_to_{maximum}"
     return parse
-
-
-def interrupt_on_sigterm() -> None:
-    """Treat SIGTERM (a CI timeout, `timeout`) like Ctrl-C, so a command can keep and report its rows."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
