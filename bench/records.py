@@ -19,7 +19,6 @@ from bench.analysis.stats import Summary
 SCHEMA_VERSION = 2  # 2: world_size, backend and notes columns; environment once per run (run.json)
 READABLE_VERSIONS = (1, 2)  # version 1 run folders (results/reference, results/baselines) still load
 
-WORKLOADS = ("train", "inference", "convergence", "ddp")
 TIMING_METRIC = {"train": "step_ms", "ddp": "step_ms"}  # raw-sample name of each workload's speed, ms
 
 
@@ -28,7 +27,6 @@ def timing_metric_for(workload: str) -> str:
     return TIMING_METRIC.get(workload, "latency_ms")
 
 
-STATUSES = ("ok", "skipped", "failed")
 # Environment fields that must agree for a timing comparison to mean "the code changed" rather than
 # "the machine changed" (pyperf's _CHECKED_METADATA idea); the history's machine fingerprint.
 MUST_MATCH = ("cpu_model", "gpu_name", "torch_version", "cuda_version")
