@@ -39,7 +39,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def pytest_bench(session: nox.Session) -> None:
-    """pytest-benchmark suite (same timing as the harness); add --benchmark-compare-fail=median:10%."""
+    """pytest-benchmark suite (same timing as the harness); add --benchmark-compare --benchmark-compare-fail=min:20%."""
     _install_runtime(session)
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run(

@@ -1,14 +1,19 @@
 """Shared pytest configuration.
 
 Without a GPU, Triton kernels run in Triton's interpreter: TRITON_INTERPRET must be set before
-anything imports triton (torch.utils.flop_counter does), so it is set here, first.
+anything imports triton (torch.utils.flop_counter does), so it is set here, first. OpenBLAS reads
+OPENBLAS_NUM_THREADS once, when numpy first loads (torch imports numpy): one BLAS thread keeps the
+numpy-reference timings of the pytest-benchmark suite from jumping 2x between processes on a busy
+2-core machine (its A/A rate is in tests/benchmarks/test_pytest_benchmark.py).
 """
 
 from __future__ import annotations
 
 import os
 
-import torch
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import torch  # noqa: E402
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -17,6 +22,8 @@ from bench.measure import environment  # noqa: E402
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """Put bench.measure.environment's fields (torch, GPU, CUDA...) into saved benchmark JSON,
-    so `python -m bench gate` can check that two saved runs come from the same setup."""
-    machine_info.update(environment.collect())
+    """Put bench.measure.environment's machine fields (torch, GPU, CUDA...) into saved benchmark JSON,
+    so `python -m bench gate` can check that two saved runs come from the same setup. The per-run
+    fields (time, argv, commit) stay out: pytest-benchmark's --benchmark-compare warns on any
+    machine_info difference, and it records the commit and time itself."""
+    machine_info.update(environment.machine())

@@ -30,6 +30,11 @@ SHOWN_WHEN_DIFFERENT = MUST_MATCH + (
     "python_version",
 )
 
+# Fields that change from run to run on one machine (the clock, the command, the checkout, the
+# compile cache's state): not a description of the machine, so pytest-benchmark's machine_info,
+# which its --benchmark-compare checks for equality, leaves them out (see machine()).
+PER_RUN_FIELDS = ("timestamp_utc", "argv", "git_commit", "git_dirty", "inductor_cache_warm")
+
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -118,6 +123,11 @@ def collect() -> dict[str, object]:
         "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "argv": _command_line(),
     }
+
+
+def machine() -> dict[str, object]:
+    """collect() without PER_RUN_FIELDS: what stays the same between two runs on one setup."""
+    return {k: v for k, v in collect().items() if k not in PER_RUN_FIELDS}
 
 
 def differing_fields(

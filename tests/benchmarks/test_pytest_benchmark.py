@@ -1,14 +1,14 @@
 """pytest-benchmark suite: the harness's training step and inference, per device and mode.
 
     nox -s pytest_bench                                   # saves .benchmarks/…/NNNN_*.json
-    nox -s pytest_bench -- --benchmark-compare --benchmark-compare-fail=min:25%
+    nox -s pytest_bench -- --benchmark-compare --benchmark-compare-fail=min:20%
 
 Built so that two runs of the same code agree (an A/A comparison passes). Every case is warmed up
 and timed in ROUNDS rounds of about ROUND_SECONDS each; each process runs with one torch thread and
 with glibc malloc's thresholds pinned (see below). On the shared 2-core CPU machine, A/A pairs
 passed `min:25%` 43 times in 44 and `median:10%` 26 times in 44; with OPENBLAS_NUM_THREADS=1 set
-before numpy loads (the numpy-reference rows otherwise jump 2x between processes), `min:20%`
-passed 20 of 20. A real 30% slowdown of the training step failed every train row. A run's level
+before numpy loads (tests/conftest.py; the numpy-reference rows otherwise jump 2x between
+processes), `min:20%` passed 20 of 20. A real 30% slowdown of the training step failed every train row. A run's level
 moves 10-20% from process to process on the large-batch rows, which no number of rounds inside
 one process averages out, so a bare 10% limit on the median cannot pass A/A here.
 
