@@ -252,6 +252,8 @@ def test_figures_skipped_with_a_reason_without_matplotlib(tmp_path, monkeypatch)
         (["--mode", "fast"], "unknown mode 'fast'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--seeds", "99999999999999999999"], "expected at most 100,000"),
+        (["--steps", "10000001"], "--steps: expected at most 10,000,000"),
+        (["--eval-every", "0"], "--eval-every: expected a positive integer"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(flags, message, tmp_path, capsys):

@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.__main__ import main as bench_main
 from bench.ddp import launch
 from bench.ddp.launch import DDPResult, failure_reason, run_ddp, scaling_efficiency
 from bench.ddp.plan import DDPPlan, per_rank_batch, resolve_backend
 from bench.ddp.worker import ENV_FAIL_RANK, ENV_HANG_RANK, _missing_ranks
+from bench.measure.environment import max_threads
 from sumnet.train import TrainConfig, train
 
 STEPS = 300  # three blocks of 100: one warm-up block, two steady-state samples per rank
@@ -102,7 +104,7 @@ def test_strong_scaling_splits_the_global_batch(two_ranks_strong: DDPResult) -> 
     assert len(r.hosts) == 2 and r.nodes == [0, 0] and r.nnodes == 1
     assert r.slowest_step_ms == max(r.rank_step_ms) and r.slowest_rank in (0, 1)
     assert "mean over ranks" in r.loss_curve_method
-    assert all(math.isfinite(v) for v in r.loss_curve.values())
+    assert list(r.loss_curve) == [100, 200, 300] and all(math.isfinite(v) for v in r.loss_curve.values())
 
 
 def test_strong_scaling_refuses_a_world_size_that_does_not_divide_32() -> None:
@@ -110,6 +112,28 @@ def test_strong_scaling_refuses_a_world_size_that_does_not_divide_32() -> None:
         run_ddp(3, scaling="strong", steps=10, timeout_s=10)
     assert [per_rank_batch("strong", w) for w in (1, 2, 4, 32)] == [32, 16, 8, 1]
     assert per_rank_batch("weak", 3) == 32
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--nproc", "0"], "--nproc must be a comma list of world sizes from 1 to 1024"),
+        (["--nproc", "1,99999"], "--nproc must be a comma list of world sizes from 1 to 1024"),
+        (["--steps", "10000001"], "--steps: expected at most 10,000,000"),
+        (["--threads-per-rank", "100000"], f"--threads-per-rank: expected at most {max_threads()}"),
+        (["--scaling", "sideways"], "--scaling"),
+        (["--backend", "nccl"], "the nccl backend needs CUDA tensors"),
+        (["--scaling", "strong", "--nproc", "1,3"], "world size 3 does not divide 32"),
+        (["--timeout", "0"], "--timeout: expected a positive number"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_before_any_launch(flags, message, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["ddp", *flags, "--out", str(tmp_path), "--no-history"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_backend_resolution_refuses_impossible_combinations() -> None:

@@ -1,6 +1,7 @@
 """The run command end to end on the CPU with tiny step counts, and its failure paths."""
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 from bench.__main__ import main as bench_main
 from bench.commands import run as runner
 from bench.commands.session import INTERRUPTED, signals_ignored
+from bench.measure import workloads
+from bench.measure.environment import max_threads
 from bench.records import ConfigKey
 from bench.store.load import load_run
 
@@ -46,12 +49,18 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
     df = run.frame
     train = df[(df.workload == "train") & (df.device == "cpu")].iloc[0]
     assert train.status == "ok" and train.steps == 200 and train.repeats == 2
-    assert train.step_ms > 0 and train.run_s > 0 and train.first_call_s > 0
+    samples = run.samples[ConfigKey("train", "cpu", "eager", 32, int(train.threads), "relu")]
+    assert len(samples["run_s"]) == 2 and len(samples["step_ms"]) == 2  # one steady block per repeat
+    assert train.step_ms == pytest.approx(statistics.median(samples["step_ms"]))
+    assert train.run_s * 1e3 >= 100 * min(samples["step_ms"])  # the timed block lies inside the run
+    assert train.first_call_s == pytest.approx(samples["first_call_s"][0])
     assert train.samples_per_s == pytest.approx(32 / (train.step_ms / 1e3))
     assert train.flops_per_step == 933_120
-    assert len(run.samples[ConfigKey("train", "cpu", "eager", 32, int(train.threads), "relu")]["run_s"]) == 2
     inference = df[(df.workload == "inference") & (df.device == "cpu")]
-    assert sorted(inference.batch_size) == [1, 64] and (inference.latency_ms > 0).all()
+    assert sorted(inference.batch_size) == [1, 64]
+    for row in inference.itertuples():
+        latencies = run.samples[ConfigKey("inference", "cpu", "eager", row.batch_size, row.threads, "relu")]
+        assert row.latency_ms == pytest.approx(statistics.median(latencies["latency_ms"]))
     report = (run_dir / "report.md").read_text()
     assert "## Training" in report and "## Inference throughput" in report
     assert proc.stdout.splitlines()[0].startswith("| device")  # the console ends with the summary table
@@ -68,6 +77,7 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
         (["--mode", "turbo"], "unknown mode"),
         (["--preset", "huge"], "unknown preset"),
         (["--steps", "0"], "positive integer"),
+        (["--steps", "1e3"], "positive integer"),
         (["--repeats", "-1"], "positive integer"),
         (["--threads", "0"], "--threads"),
         (["--batch-sizes", "1,x"], "--batch-sizes"),
@@ -77,6 +87,15 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
         (["--threads", ""], "--threads"),
         (["--seed", str(2**64)], "at most 2**63 - 1"),
         (["--device", "cpu", "--mode", "cudagraph"], "--mode cudagraph cannot run on cpu"),
+        (["--batch-size", "10000000000"], "--batch-size: expected at most 1,048,576"),
+        (["--batch-size", "1048577"], "--batch-size: expected at most 1,048,576"),
+        (["--steps", "100000000000"], "--steps: expected at most 10,000,000"),
+        (["--repeats", "1001"], "--repeats: expected at most 1,000"),
+        (
+            ["--batch-sizes", "1,100000000000"],
+            "--batch-sizes must be a comma list of integers from 1 to 1,048,576",
+        ),
+        (["--threads", "100000"], f"--threads must be a comma list of integers from 1 to {max_threads()}"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, capsys):
@@ -143,6 +162,53 @@ def _options(tmp_path, modes="eager,compile"):
     parser = __import__("argparse").ArgumentParser()
     runner.add_arguments(parser)
     return runner.options_from_args(parser.parse_args(args[1:]))
+
+
+def _sweep_options(tmp_path, sizes="1,7,2"):
+    parser = __import__("argparse").ArgumentParser()
+    runner.add_arguments(parser)
+    args = ["--device", "cpu", "--mode", "eager", "--out", str(tmp_path), "--no-figures", "--no-history"]
+    args += ["--steps", "200", "--repeats", "1", "--threads", "1", "--batch-sizes", sizes, "--no-progress"]
+    return runner.options_from_args(parser.parse_args(args))
+
+
+def test_a_batch_size_that_fails_is_recorded_in_its_own_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real = workloads.make_batch
+
+    def allocation_fails_at_seven(batch_size, *a, **k):
+        if batch_size == 7:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory")
+        return real(batch_size, *a, **k)
+
+    monkeypatch.setattr(workloads, "make_batch", allocation_fails_at_seven)
+    session = runner.run(_sweep_options(tmp_path))
+    df = session.writer.frame()
+    inference = df[df.workload == "inference"].set_index("batch_size")
+    assert list(inference.index) == [1, 7, 2]
+    assert list(inference.status) == ["ok", "failed", "ok"]
+    assert inference.loc[7, "reason"] == (
+        "RuntimeError: [enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory"
+    )
+    assert inference.loc[[1, 2], "latency_ms"].notna().all() and not session.interrupted
+
+
+def test_an_interrupt_mid_sweep_keeps_the_sizes_measured_and_names_the_one_cut_short(tmp_path, monkeypatch):
+    real = workloads.make_batch
+
+    def interrupted_at_seven(batch_size, *a, **k):
+        if batch_size == 7:
+            raise KeyboardInterrupt
+        return real(batch_size, *a, **k)
+
+    monkeypatch.setattr(workloads, "make_batch", interrupted_at_seven)
+    session = runner.run(_sweep_options(tmp_path))
+    assert session.interrupted
+    saved = load_run(session.run_dir).frame
+    inference = saved[saved.workload == "inference"].set_index("batch_size")
+    assert list(inference.index) == [1, 7]  # 2 never started
+    assert inference.loc[1, "status"] == "ok" and inference.loc[1, "latency_ms"] > 0
+    assert (inference.loc[7, "status"], inference.loc[7, "reason"]) == ("failed", INTERRUPTED)
+    assert saved[saved.workload == "train"].iloc[0].status == "ok"
 
 
 def test_a_failing_configuration_is_recorded_and_the_rest_runs(tmp_path, monkeypatch):

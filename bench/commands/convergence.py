@@ -35,10 +35,11 @@ from bench.records import Record
 from bench.render.convergence_plots import write_figures
 from bench.render.convergence_report import render_report, summary_table
 from bench.store.run_folder import atomic_write
-from sumnet.cli_args import bounded_positive_int, positive_float, positive_int
+from sumnet.cli_args import bounded_positive_int, positive_float
 from sumnet.data import TestSet, make_test_set
 from sumnet.evaluate import DEFAULT_TARGET_MAE
 from sumnet.model import OUTPUT_ACTIVATIONS
+from sumnet.train import MAX_STEPS
 
 MAX_SEEDS = 100_000  # far beyond any useful study; keeps a typo from allocating an absurd ensemble
 
@@ -53,12 +54,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="comma-separated devices, or auto (default cpu)")
     parser.add_argument("--mode", default="eager", help="comma-separated: eager, compile (default eager)")
     parser.add_argument("--output-activation", default="relu,none", help="relu (the article), none, or both")
-    parser.add_argument("--steps", type=positive_int, default=3000, help="training steps per seed")
+    parser.add_argument(
+        "--steps",
+        type=bounded_positive_int(MAX_STEPS),
+        default=3000,
+        help=f"training steps per seed, 1 to {MAX_STEPS:,} (default 3000)",
+    )
     parser.add_argument(
         "--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE, help="converged below this"
     )
     parser.add_argument(
-        "--eval-every", type=positive_int, default=DEFAULT_EVAL_EVERY, help="steps between evaluations"
+        "--eval-every",
+        type=bounded_positive_int(MAX_STEPS),
+        default=DEFAULT_EVAL_EVERY,
+        help="steps between evaluations",
     )
     parser.add_argument("--no-ensemble", action="store_true", help="train the seeds one after another")
     parser.add_argument("--out", default="results", help="parent folder of the run folder (default results)")
@@ -78,9 +87,6 @@ def parse_activations(text: str) -> list[str]:
     return items
 
 
-MAX_STEPS = 10_000_000  # a study longer than this is a typo
-
-
 def main(args: argparse.Namespace) -> int:
     devices, modes = parse_devices(args.device), parse_modes(args.mode)
     require_runnable(devices, modes, args.device, args.mode)
@@ -89,8 +95,6 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--mode {unsupported[0]}: the convergence study trains in {', '.join(SUPPORTED_MODES)} only"
         )
-    if args.steps > MAX_STEPS:
-        raise UsageError(f"--steps {args.steps:,}: at most {MAX_STEPS:,}")
     activations = parse_activations(args.output_activation)
     settings = StudySettings(
         seeds=tuple(range(args.seeds)),

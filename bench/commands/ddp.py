@@ -25,13 +25,15 @@ from bench.commands.session import (
     signals_ignored,
 )
 from bench.ddp.launch import DDPResult, run_ddp, scaling_efficiency
-from bench.ddp.plan import BACKENDS, SCALINGS
+from bench.ddp.plan import BACKENDS, SCALINGS, check_setup
 from bench.errors import UsageError
+from bench.measure.environment import max_threads
 from bench.records import ConfigKey, Record
 from bench.render.ddp_report import render_ddp_report, scaling_table
 from bench.store.run_folder import atomic_write
-from sumnet.cli_args import positive_float, positive_int, seed_int
+from sumnet.cli_args import bounded_positive_int, positive_float, seed_int
 from sumnet.model import NetConfig
+from sumnet.train import MAX_STEPS
 
 MAX_WORLD_SIZE = 1024
 
@@ -45,9 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scaling", default="weak", help="weak (32 rows per rank) or strong (32 rows in all)"
     )
-    parser.add_argument("--steps", type=positive_int, default=3000, help="training steps (default 3000)")
+    parser.add_argument(
+        "--steps",
+        type=bounded_positive_int(MAX_STEPS),
+        default=3000,
+        help=f"training steps, 1 to {MAX_STEPS:,} (default 3000)",
+    )
     parser.add_argument("--seed", type=seed_int, default=0, help="init and data seed (default 0)")
-    parser.add_argument("--threads-per-rank", type=positive_int, default=1, help="torch threads per rank")
+    parser.add_argument(
+        "--threads-per-rank",
+        type=bounded_positive_int(max_threads()),
+        default=1,
+        help=f"torch threads per rank, 1 to {max_threads()} here (default 1)",
+    )
     parser.add_argument(
         "--timeout", type=positive_float, default=600.0, help="seconds per launch (default 600)"
     )
@@ -108,6 +120,11 @@ def main(args: argparse.Namespace) -> int:
     sizes = _world_sizes(args.nproc)
     if args.scaling not in SCALINGS:
         raise UsageError(f"--scaling must be one of {', '.join(SCALINGS)}, got {args.scaling!r}")
+    for world_size in sizes:  # a setup that cannot run is refused before a run folder exists
+        try:
+            check_setup(world_size, args.device, args.backend, args.scaling)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     history = history_target(args.out, args.db, args.no_history)
     session = open_session(args.out, vars(args), latest="latest-ddp", history=history)
     writer = session.writer

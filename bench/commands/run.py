@@ -32,6 +32,7 @@ from bench.commands.session import (
     signals_ignored,
 )
 from bench.errors import UsageError, describe
+from bench.measure.environment import max_threads
 from bench.measure.kernels import best_steps_per_launch, graph_launch_latency_s, profile_kernels
 from bench.measure.workloads import (
     InferencePlan,
@@ -49,10 +50,12 @@ from bench.records import ConfigKey, Record
 from bench.render.figures import write_run_figures
 from bench.render.report import render_run_report, summary_markdown
 from bench.store.run_folder import RunWriter, atomic_write
-from sumnet.cli_args import positive_float, positive_int, seed_int
+from sumnet.cli_args import bounded_positive_int, positive_float, seed_int
 from sumnet.data import TestSet, make_test_set
 from sumnet.model import OUTPUT_ACTIVATIONS, NetConfig
-from sumnet.train import TrainConfig
+from sumnet.train import MAX_BATCH_SIZE, MAX_STEPS, TrainConfig
+
+MAX_REPEATS = 1000  # training runs per configuration; each is up to MAX_STEPS steps
 
 
 @dataclass(frozen=True)
@@ -110,14 +113,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=seed_int, default=0, help="init and data seed (default 0)")
     parser.add_argument(
-        "--steps", type=positive_int, default=None, help="training steps per run (preset: 3000)"
+        "--steps",
+        type=bounded_positive_int(MAX_STEPS),
+        default=None,
+        help=f"training steps per run, 1 to {MAX_STEPS:,} (preset: 3000)",
     )
-    parser.add_argument("--repeats", type=positive_int, default=None, help="training runs per configuration")
     parser.add_argument(
-        "--batch-size", type=positive_int, default=32, help="training batch size (default 32)"
+        "--repeats",
+        type=bounded_positive_int(MAX_REPEATS),
+        default=None,
+        help=f"training runs per configuration, 1 to {MAX_REPEATS:,}",
     )
     parser.add_argument(
-        "--batch-sizes", default=None, help="inference sweep, comma list (default: the preset's)"
+        "--batch-size",
+        type=bounded_positive_int(MAX_BATCH_SIZE),
+        default=32,
+        help=f"training batch size, 1 to {MAX_BATCH_SIZE:,} (default 32)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        default=None,
+        help=f"inference sweep, comma list of 1 to {MAX_BATCH_SIZE:,} (default: the preset's)",
     )
     parser.add_argument(
         "--target-mae", type=positive_float, default=None, help="convergence target (default 0.01)"
@@ -129,13 +145,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_history_arguments(parser)
 
 
-def _int_list(text: str, what: str) -> list[int]:
+def _int_list(text: str, what: str, maximum: int) -> list[int]:
+    """A comma list of integers from 1 to `maximum`; UsageError naming the flag otherwise."""
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise UsageError(f"{what} must be a comma list of positive integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise UsageError(f"{what} must be a comma list of positive integers, got {text!r}")
+        values = []
+    if not values or min(values) < 1 or max(values) > maximum:
+        raise UsageError(f"{what} must be a comma list of integers from 1 to {maximum:,}, got {text!r}")
     return values
 
 
@@ -155,9 +172,11 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         train = replace(train, target_mae=args.target_mae)
     inference = preset.inference
     if args.batch_sizes is not None:
-        inference = replace(inference, batch_sizes=tuple(_int_list(args.batch_sizes, "--batch-sizes")))
+        inference = replace(
+            inference, batch_sizes=tuple(_int_list(args.batch_sizes, "--batch-sizes", MAX_BATCH_SIZE))
+        )
     if args.threads is not None:
-        threads = sorted(set(_int_list(args.threads, "--threads")))
+        threads = sorted(set(_int_list(args.threads, "--threads", max_threads())))
     elif preset.thread_sweep:
         threads = sorted({1, os.cpu_count() or 1})
     else:
@@ -234,7 +253,9 @@ def train_record(key: ConfigKey, m: TrainMeasurement, plan: TrainPlan, seed: int
 
 
 def inference_record(key: ConfigKey, p: InferencePoint, seed: int) -> Record:
-    """The record of one inference batch size: latency samples, or why it was skipped."""
+    """The record of one inference batch size: latency samples, or why it failed or was skipped."""
+    if p.failed is not None:
+        return Record(key, status="failed", reason=p.failed, seed=seed)
     if p.latency_s is None:
         return Record(key, status="skipped", reason=p.skipped or "not measured", seed=seed)
     measured = dict(
@@ -302,19 +323,19 @@ def _run_config(
     if not opts.inference_enabled:
         return
     progress.set_description(f"{device} {mode} x{threads} inference")
+    pending = list(opts.inference.batch_sizes)  # pending[0] is the batch size being measured
     try:
-        points = measure_inference(make_trainer(), dev, opts.inference)
-    except Exception as err:  # recorded, as above
+        for p in measure_inference(make_trainer(), dev, opts.inference):
+            writer.add(inference_record(key("inference", p.batch_size), p, opts.seed))
+            writer.settings["timed_s"] += p.timed_s
+            pending.pop(0)
+    except Exception as err:  # the model failed to build: one record for the sweep, as above
         writer.add(unmeasured("inference", None, "failed", describe(err)))
-        progress.update(1)
-        return
-    except KeyboardInterrupt:
-        writer.add(unmeasured("inference", None, "failed", INTERRUPTED))
+    except KeyboardInterrupt:  # the sizes measured are saved; the one cut short says so
+        writer.add(unmeasured("inference", pending[0] if pending else None, "failed", INTERRUPTED))
         raise
-    writer.settings["timed_s"] += sum(p.timed_s for p in points)
-    for p in points:
-        writer.add(inference_record(key("inference", p.batch_size), p, opts.seed))
-    progress.update(1)
+    finally:
+        progress.update(1)
 
 
 def _kernel_columns(trainer: Trainer, device: torch.device) -> dict[str, float]:

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.ddp.plan import DDPPlan, check_devices, resolve_backend
+from bench.ddp.plan import DDPPlan, check_setup
 
 DEFAULT_JOIN_TIMEOUT_S = 60.0  # rendezvous: how long a node waits for the others (several nodes)
 TERMINATE_GRACE_S = 10.0  # after SIGTERM at timeout_s, torchrun and its workers get this long before SIGKILL
@@ -300,9 +300,7 @@ def run_ddp(
     Returns the result; None only with several nodes, on a node that ran fine while global rank 0
     (and so the result) was on another node.
     """
-    backend, _ = resolve_backend(device, backend)
-    if nnodes < 1 or world_size % nnodes:
-        raise ValueError(f"world size {world_size} does not split evenly over {nnodes} node(s)")
+    backend = check_setup(world_size, device, backend, scaling, nnodes)
     nproc = world_size // nnodes
     plan = DDPPlan(
         device=device,
@@ -314,8 +312,7 @@ def run_ddp(
         block_steps=block_steps,
         init_timeout_s=init_timeout_s,
     )
-    batch = plan.per_rank_batch(world_size)  # refuses a strong-scaling world size that does not divide 32
-    check_devices(device, backend, nproc)
+    batch = plan.per_rank_batch(world_size)
     with tempfile.TemporaryDirectory(prefix="sumnet-ddp-") as scratch:
         path = Path(out) if out is not None else Path(scratch) / "result.json"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -117,3 +117,15 @@ class DDPPlan:
             "--target-mae", repr(self.target_mae),
             "--init-timeout-s", repr(self.init_timeout_s),
         ]  # fmt: skip
+
+
+def check_setup(world_size: int, device: str, backend: str | None, scaling: str, nnodes: int = 1) -> str:
+    """The backend a launch will use; ValueError for a setup that cannot run (a bad device or
+    backend, nccl on cpu, a strong-scaling size that does not divide 32, too few GPUs, ranks that do
+    not split evenly over the nodes). Checked before anything starts or is written."""
+    backend, _ = resolve_backend(device, backend)
+    if nnodes < 1 or world_size % nnodes:
+        raise ValueError(f"world size {world_size} does not split evenly over {nnodes} node(s)")
+    per_rank_batch(scaling, world_size)
+    check_devices(device, backend, world_size // nnodes)
+    return backend

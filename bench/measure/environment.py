@@ -125,6 +125,15 @@ def collect() -> dict[str, object]:
     }
 
 
+THREADS_PER_CORE_LIMIT = 4  # oversubscription a user may want to measure; beyond it, a typo
+
+
+def max_threads() -> int:
+    """The most torch threads a flag may ask for here: 4 per core (libgomp aborts the process on
+    absurd counts, e.g. 100,000, instead of raising)."""
+    return THREADS_PER_CORE_LIMIT * (os.cpu_count() or 1)
+
+
 def machine() -> dict[str, object]:
     """collect() without PER_RUN_FIELDS: what stays the same between two runs on one setup."""
     return {k: v for k, v in collect().items() if k not in PER_RUN_FIELDS}

@@ -7,12 +7,13 @@ an inference sweep over batch sizes. They return raw samples; nothing here rende
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from bench.analysis.stats import Summary
+from bench.errors import describe
 from bench.measure.timing import calls_for_duration, time_block, time_blocks, time_call
 from bench.modes.base import Trainer
 from sumnet.data import TestSet, make_batch, make_generator, make_test_set
@@ -158,7 +159,8 @@ class InferencePoint:
     batch_size: int
     first_call_s: float  # first forward on this shape: compilation or graph capture included
     latency_s: list[float] | None  # seconds per forward, one sample per block
-    skipped: str | None = None  # why this batch size was not measured (e.g. out of memory)
+    skipped: str | None = None  # why this batch size was not measured (out of GPU memory)
+    failed: str | None = None  # the error that stopped this batch size (e.g. a CPU allocation)
     peak_mem_bytes: int | None = None  # CUDA only: torch.cuda.max_memory_allocated for this batch size
     calls: int = 0  # forwards per block
 
@@ -171,15 +173,13 @@ class InferencePoint:
 
 
 def measure_inference(
-    trainer: Trainer,
-    device: torch.device | str,
-    plan: InferencePlan,
-    on_point: Callable[[int], None] | None = None,
-) -> list[InferencePoint]:
-    """Latency samples of the trainer's forward for each batch size, inputs pre-built on the device."""
+    trainer: Trainer, device: torch.device | str, plan: InferencePlan
+) -> Iterator[InferencePoint]:
+    """Yield the latency samples of the trainer's forward for each batch size in turn, inputs
+    pre-built on the device. A batch size that fails (out of memory, any error) yields its point with
+    the reason, and the sweep goes on, so the caller saves each point as it comes."""
     device = torch.device(device)
     generator = make_generator(INFERENCE_SEED, device)
-    points = []
     for batch_size in plan.batch_sizes:
         try:
             reset_peak_memory(device)
@@ -188,12 +188,13 @@ def measure_inference(
             first = time_call(run, device)
             calls = calls_for_duration(run, device, plan.block_seconds)
             samples = time_blocks(run, device, plan.blocks, calls, warmup=plan.warmup_calls)
-            points.append(
-                InferencePoint(batch_size, first, samples, peak_mem_bytes=peak_memory(device), calls=calls)
+            point = InferencePoint(
+                batch_size, first, samples, peak_mem_bytes=peak_memory(device), calls=calls
             )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            points.append(InferencePoint(batch_size, math.nan, None, "out of GPU memory: batch size trimmed"))
-        if on_point is not None:
-            on_point(batch_size)
-    return points
+            point = InferencePoint(batch_size, math.nan, None, "out of GPU memory: batch size trimmed")
+        except Exception as err:  # this batch size's row says why; the next one still runs
+            x = run = None  # drop what the failed size held before the next one allocates
+            point = InferencePoint(batch_size, math.nan, None, failed=describe(err))
+        yield point
