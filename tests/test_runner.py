@@ -385,3 +385,19 @@ def test_notes_a_mode_writes_during_its_first_step_reach_the_record(tmp_path):
     assert bench_main(args) == 0
     doc = json.loads(((tmp_path / "latest").resolve() / "run.json").read_text())
     assert any("functional Adam" in n for n in doc["records"][0]["notes"])  # written by step() 1
+
+
+def test_a_history_that_cannot_be_written_is_a_note_and_the_run_is_kept(tmp_path, capsys):
+    not_a_database = tmp_path / "history.db"
+    not_a_database.write_text("these are somebody's notes, not SQLite\n")
+    out = tmp_path / "runs"
+    args = ["run", "--device", "cpu", "--mode", "eager", "--out", str(out), "--no-figures", "--no-inference"]
+    code = bench_main(
+        [*args, "--steps", "200", "--repeats", "1", "--no-progress", "--db", str(not_a_database)]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0
+    assert [line for line in err if line.startswith("note: the history was not updated: ")], err
+    assert not_a_database.read_text() == "these are somebody's notes, not SQLite\n"
+    train = load_run(out / "latest").frame.iloc[0]
+    assert (train.workload, train.status) == ("train", "ok")
