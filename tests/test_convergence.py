@@ -2,6 +2,7 @@
 
 import json
 import math
+import statistics
 import sys
 
 import pandas as pd
@@ -291,14 +292,22 @@ def test_cli_smoke_writes_rows_samples_report_and_figures(tmp_path, capsys):
         (ok["convergence_rate_ci_low"] <= ok["convergence_rate"])
         & (ok["convergence_rate"] <= ok["convergence_rate_ci_high"])
     ).all()
-    assert (ok["run_s"] > 0).all() and (ok["eval_s"] > 0).all()
+    assert (ok["run_s"] > 0).all() and (ok["eval_s"] > 0).all()  # times: the ratios below check them
     doc = json.loads((run_dir / "run.json").read_text())
     samples = {(r["key"]["mode"], r["key"]["output_activation"]): r["samples"] for r in doc["records"]}[
         ("eager", "none")
     ]
     assert samples["eval_steps"] == [0, 50, 100, 150, 200]
     assert [s["seed"] for s in samples["per_seed"]] == [0, 1, 2]
-    assert samples["one_seed"]["cost_ratio"] > 0 and samples["one_seed"]["steady_cost_ratio"] > 0
+    one = samples["one_seed"]
+    assert one["cost_ratio"] == pytest.approx(one["ensemble_run_s"] / one["run_s"])
+    assert one["ensemble_run_s"] == pytest.approx(one["ensemble_clock_s"][-1])
+    assert one["run_s"] == pytest.approx(one["clock_s"][-1])
+    steady = [(b - a) / 50 for a, b in zip(one["clock_s"][1:], one["clock_s"][2:])]  # chunks after step 50
+    steady_ensemble = [(b - a) / 50 for a, b in zip(one["ensemble_clock_s"][1:], one["ensemble_clock_s"][2:])]
+    assert one["steady_cost_ratio"] == pytest.approx(
+        statistics.median(steady_ensemble) / statistics.median(steady)
+    )
     report = (run_dir / "report.md").read_text()
     assert "## Summary" in report and "## Seeds that never converged" in report
     for name in ("curves_cpu_eager_relu.png", "curves_cpu_eager_none.png", "steps_to_target.png"):

@@ -175,7 +175,7 @@ def _common_text_checks(fig, title_part: str) -> None:
     ax = fig.axes[0]
     assert title_part in fig.get_suptitle()
     assert ax.get_title() == SUBTITLE
-    assert ax.get_xlabel() and ax.get_ylabel() is not None
+    assert ax.get_xlabel() and ax.get_ylabel()  # both axes named (matplotlib's default is '')
     assert fig.get_facecolor()[3] == 1.0  # opaque, readable on a dark page
 
 

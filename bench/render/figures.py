@@ -303,6 +303,7 @@ def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
     ax.set_yticks(positions, labels, fontsize=8)
     ax.invert_yaxis()  # first row on top, as in the table
     ax.set_xlabel("training time (s), evaluation excluded")
+    ax.set_ylabel("configuration (device · mode)")
     return fig
 
 
@@ -343,6 +344,7 @@ def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
     ax.set_ylim(-0.7, max(len(ratio), 1) - 0.3)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
+    ax.set_ylabel("configuration (device · mode)")
     return fig
 
 
