@@ -57,7 +57,8 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
     assert train.samples_per_s == pytest.approx(32 / (train.step_ms / 1e3))
     assert train.flops_per_step == 933_120
     inference = df[(df.workload == "inference") & (df.device == "cpu")]
-    assert sorted(inference.batch_size) == [1, 64]
+    assert sorted(inference.batch_size) == [1, 64] and (inference.page_faults_per_call >= 0).all()
+    assert json.loads((run_dir / "run.json").read_text())["settings"]["malloc_pinned"] is True
     for row in inference.itertuples():
         latencies = run.samples[ConfigKey("inference", "cpu", "eager", row.batch_size, row.threads, "relu")]
         assert row.latency_ms == pytest.approx(statistics.median(latencies["latency_ms"]))

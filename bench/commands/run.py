@@ -34,6 +34,7 @@ from bench.commands.session import (
 from bench.errors import UsageError, describe
 from bench.measure.environment import max_threads
 from bench.measure.kernels import best_steps_per_launch, graph_launch_latency_s, profile_kernels
+from bench.measure.process import pin_malloc
 from bench.measure.workloads import (
     InferencePlan,
     InferencePoint,
@@ -259,7 +260,10 @@ def inference_record(key: ConfigKey, p: InferencePoint, seed: int) -> Record:
     if p.latency_s is None:
         return Record(key, status="skipped", reason=p.skipped or "not measured", seed=seed)
     measured = dict(
-        first_call_s=p.first_call_s, peak_mem_bytes=p.peak_mem_bytes, peak_rss_bytes=_peak_rss_bytes()
+        first_call_s=p.first_call_s,
+        peak_mem_bytes=p.peak_mem_bytes,
+        peak_rss_bytes=_peak_rss_bytes(),
+        page_faults_per_call=p.page_faults_per_call,
     )
     return Record(
         key,
@@ -385,6 +389,9 @@ def run(opts: RunOptions) -> Session:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
     settings["timed_s"] = 0.0  # seconds inside timed regions, to state the harness's own overhead
     settings.pop("extra", None)
+    # Fixed malloc thresholds: without them a 131,072-row forward took 70 to 82 ms in 5 of 6 processes
+    # here and 29 ms in the sixth; with them 30 to 32 ms in all six (bench/measure/process.py).
+    settings["malloc_pinned"] = pin_malloc()
     session = open_session(opts.out, settings, history=opts.extra.get("history"))
     writer = session.writer
     configs = _configs(opts)

@@ -14,6 +14,7 @@ import torch
 
 from bench.analysis.stats import Summary
 from bench.errors import describe
+from bench.measure.process import minor_page_faults
 from bench.measure.timing import calls_for_duration, time_block, time_blocks, time_call
 from bench.modes.base import Trainer
 from sumnet.data import TestSet, make_batch, make_generator, make_test_set
@@ -163,6 +164,7 @@ class InferencePoint:
     failed: str | None = None  # the error that stopped this batch size (e.g. a CPU allocation)
     peak_mem_bytes: int | None = None  # CUDA only: torch.cuda.max_memory_allocated for this batch size
     calls: int = 0  # forwards per block
+    page_faults_per_call: float | None = None  # minor page faults per forward in the timed blocks
 
     @property
     def timed_s(self) -> float:
@@ -187,9 +189,16 @@ def measure_inference(
             run = trainer.inference(x)
             first = time_call(run, device)
             calls = calls_for_duration(run, device, plan.block_seconds)
+            faults = minor_page_faults()
             samples = time_blocks(run, device, plan.blocks, calls, warmup=plan.warmup_calls)
+            faults = (minor_page_faults() - faults) / (plan.blocks * calls + plan.warmup_calls)
             point = InferencePoint(
-                batch_size, first, samples, peak_mem_bytes=peak_memory(device), calls=calls
+                batch_size,
+                first,
+                samples,
+                peak_mem_bytes=peak_memory(device),
+                calls=calls,
+                page_faults_per_call=round(faults, 1),
             )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()

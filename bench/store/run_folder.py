@@ -93,6 +93,7 @@ COLUMNS = (
     # memory
     "peak_mem_bytes",  # torch.cuda.max_memory_allocated, CUDA only
     "peak_rss_bytes",  # process peak resident set size when the record was made
+    "page_faults_per_call",  # inference: minor page faults per timed forward (near 0 when memory is reused)
 )
 TEXT_COLUMNS = (
     "workload",

@@ -5,7 +5,7 @@
 
 Built so that two runs of the same code agree (an A/A comparison passes). Every case is warmed up
 and timed in ROUNDS rounds of about ROUND_SECONDS each; each process runs with one torch thread and
-with glibc malloc's thresholds pinned (see below). On the shared 2-core CPU machine, A/A pairs
+with glibc malloc's thresholds pinned (bench.measure.process). On the shared 2-core CPU machine, A/A pairs
 passed `min:25%` 43 times in 44 and `median:10%` 26 times in 44; with OPENBLAS_NUM_THREADS=1 set
 before numpy loads (tests/conftest.py; the numpy-reference rows otherwise jump 2x between
 processes), `min:20%` passed 20 of 20. A real 30% slowdown of the training step failed every train row. A run's level
@@ -24,15 +24,13 @@ seconds of compilation each.
 
 from __future__ import annotations
 
-import ctypes
 import math
-import resource
 import statistics
-import sys
 
 import pytest
 import torch
 
+from bench.measure.process import minor_page_faults, pin_malloc
 from bench.measure.timing import time_block
 from bench.modes import MODES, build_trainer
 from bench.modes.selection import skip_reason
@@ -48,25 +46,6 @@ THREADS = 1  # torch CPU threads: on a busy machine a second thread waits for a 
 BATCH_SIZES = (1, 1024, 16384)
 DEVICES = ("cpu", "cuda")
 
-# glibc's malloc adapts its thresholds to the process's history: in some processes each large forward
-# (16384 rows: 4 MB activations) gets fresh pages from the kernel, ~3,800 page faults and 2.5x the time
-# per call; in others none. Fixed thresholds keep freed memory in the heap, so every run is the fast one.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
-MALLOC_TRIM_BYTES = 1 << 30  # never hand freed heap memory back to the kernel below 1 GiB
-MALLOC_MMAP_BYTES = 32 << 20  # only blocks above 32 MiB (glibc's maximum) get their own mapping
-
-
-def _pin_malloc() -> bool:
-    """Fix glibc malloc's trim and mmap thresholds for the rest of this process; False where not glibc."""
-    if not sys.platform.startswith("linux"):
-        return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # musl has none
-    return bool(
-        mallopt is not None
-        and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_BYTES)
-        and mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES)
-    )
-
 
 @pytest.fixture(autouse=True)
 def _steady_process(benchmark):
@@ -74,7 +53,7 @@ def _steady_process(benchmark):
     pinned malloc thresholds; the threads are restored afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(THREADS)
-    benchmark.extra_info["malloc_pinned"] = benchmark.enabled and _pin_malloc()
+    benchmark.extra_info["malloc_pinned"] = benchmark.enabled and pin_malloc()
     yield
     torch.set_num_threads(before)
 
@@ -108,7 +87,7 @@ def _measure(benchmark, fn, workload: str, device: str, mode: str, batch_size: i
         calls_per_round=CALLS_PER_BLOCK,  # calls per sample, the divisor bench compare applies
         blocks_per_round=iterations,
     )
-    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    faults_before = minor_page_faults()
     benchmark.pedantic(
         time_block,
         args=(fn, device, CALLS_PER_BLOCK),
@@ -116,7 +95,7 @@ def _measure(benchmark, fn, workload: str, device: str, mode: str, batch_size: i
         iterations=iterations,
         warmup_rounds=WARMUP_ROUNDS,
     )
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+    faults = minor_page_faults() - faults_before
     calls = (ROUNDS + WARMUP_ROUNDS) * iterations * CALLS_PER_BLOCK
     # Page faults in the rounds: near 0 when memory is reused; thousands explain a slow outlier run.
     benchmark.extra_info["page_faults_per_call"] = round(faults / calls, 1)

@@ -1,0 +1,57 @@
+"""bench.measure.process: malloc's thresholds are pinned with glibc's mallopt, and page faults count."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from bench.measure import process
+
+
+class _FakeLibc:
+    def __init__(self, result: int = 1):
+        self.calls: list[tuple[int, int]] = []
+        self.result = result
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return self.result
+
+
+def test_pin_malloc_sets_the_trim_then_the_mmap_threshold(monkeypatch):
+    libc = _FakeLibc()
+    monkeypatch.setattr(process.ctypes, "CDLL", lambda name: libc)
+    monkeypatch.setattr(process.sys, "platform", "linux")
+    assert process.pin_malloc() is True
+    assert libc.calls == [(-1, 1 << 30), (-3, 32 << 20)]  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD of malloc.h
+
+
+def test_pin_malloc_is_false_where_mallopt_refuses_or_is_absent(monkeypatch):
+    monkeypatch.setattr(process.sys, "platform", "linux")
+    monkeypatch.setattr(process.ctypes, "CDLL", lambda name: _FakeLibc(result=0))
+    assert process.pin_malloc() is False
+    monkeypatch.setattr(process.ctypes, "CDLL", lambda name: object())  # musl: no mallopt
+    assert process.pin_malloc() is False
+    monkeypatch.setattr(process.sys, "platform", "darwin")
+    assert process.pin_malloc() is False
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_pin_malloc_takes_effect_with_the_real_glibc():
+    code = "from bench.measure.process import pin_malloc; print(pin_malloc())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "True", proc.stderr
+
+
+def test_minor_page_faults_count_the_pages_a_fresh_mapping_touches():
+    import mmap
+
+    pages = 256
+    with mmap.mmap(-1, pages * mmap.PAGESIZE) as region:
+        before = process.minor_page_faults()
+        for page in range(pages):
+            region[page * mmap.PAGESIZE] = 1
+        assert process.minor_page_faults() - before >= pages // 2  # each fresh page faults (THP may merge)
