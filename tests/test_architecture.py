@@ -162,3 +162,18 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
         timeout=240,
     )
     assert proc.stdout.strip() == "ALL OK", proc.stdout + proc.stderr[-3000:]
+
+
+def test_the_history_commands_and_sumnet_cli_args_start_without_torch():
+    """`python -m bench.history trend` reads a database: it must not pay torch's import (about 1 s),
+    and sumnet's package __init__ loads its names lazily so sumnet.cli_args stays light."""
+    code = (
+        "import sys, bench.history.cli, bench.history.trend, sumnet.cli_args\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules)\n"
+        "import sumnet; sumnet.NetConfig\n"
+        "print(heavy, 'torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("]")[0].startswith("[") and "torch" not in proc.stdout.split("]")[0]
+    assert proc.stdout.strip().endswith("True")  # and the lazy names still load on first use

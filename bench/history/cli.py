@@ -19,25 +19,9 @@ from pathlib import Path
 
 from bench.history.db import DB_ENV, DEFAULT_DB
 from bench.history.harness import UsageError
+from sumnet.cli_args import non_negative_int, positive_int
 
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
 
 
 def _slowdown(text: str) -> float:
@@ -78,12 +62,12 @@ def add_actions(sub) -> None:
     )
     trend.add_argument("--machine", default=None, help="a machine fingerprint (prefix) or part of its label")
     trend.add_argument(
-        "--last", type=_non_negative_int, default=10, help="runs listed per series (default 10)"
+        "--last", type=non_negative_int, default=10, help="runs listed per series (default 10)"
     )
     _add_db(trend)
     gate = sub.add_parser("gate", help="fail on a significant slowdown against the recent history")
     gate.add_argument("--current", required=True, help="the run under test (folder, run.json or JSON)")
-    gate.add_argument("--window", type=_positive_int, default=10, help="comparable runs pooled (default 10)")
+    gate.add_argument("--window", type=positive_int, default=10, help="comparable runs pooled (default 10)")
     gate.add_argument(
         "--max-slowdown",
         type=_slowdown,
