@@ -254,6 +254,7 @@ class FusedTrainer:
                 BETA2=k.BETA2,
                 EPS=k.EPS,
                 num_warps=self.num_warps,
+                enable_fp_fusion=k.ENABLE_FP_FUSION,
             )
         return losses
 
