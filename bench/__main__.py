@@ -14,7 +14,9 @@ Bad input exits 2 with one line on stderr.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+from typing import NoReturn
 
 from bench.commands.session import EXIT_INTERRUPTED, interrupt_on_sigterm
 from bench.errors import UsageError
@@ -53,10 +55,24 @@ def main(argv: list[str] | None = None) -> int:
         return module.main(args)
     except UsageError as err:
         fail(prog, str(err))
+    except ModuleNotFoundError as err:  # a third-party package this command needs (not ours: a bug)
+        top = (err.name or "").split(".")[0]
+        if top in ("", "bench", "sumnet"):
+            raise
+        fail(prog, f"this command needs the Python module {top!r}, not installed here: pip install -e .")
     except KeyboardInterrupt:  # before a run folder existed, or in a command that keeps nothing
         print(f"{prog}: interrupted before anything was measured", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
+def exit_shielded(code: int) -> NoReturn:
+    """Exit with `code`, ignoring SIGINT and SIGTERM from here on. Everything is written by now; a
+    late signal (nox sends SIGTERM 0.3 s after Ctrl-C) must not land in interpreter shutdown, where
+    Python has reset its handlers to the default, and turn exit 130 into death by signal."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_shielded(main())

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.optional import require
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "sumnet")
 
@@ -142,14 +144,18 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
                 if pid == 0:
                     try:
                         __import__(name)
+                    except ModuleNotFoundError as err:  # a third-party package absent here: 3
+                        ours = (err.name or "bench").split(".")[0] in ("bench", "sumnet")
+                        traceback.print_exc()
+                        os._exit(1 if ours else 3)
                     except BaseException:
                         traceback.print_exc()
                         os._exit(1)
                     os._exit(0)
                 running[pid] = name
             pid, status = os.wait()
-            if status != 0:
-                failures.append(running[pid])
+            if status != 0 and not (os.WEXITSTATUS(status) == 3 and os.environ.get("CI") != "true"):
+                failures.append(running[pid])  # an absent package only passes outside CI
             del running[pid]
         print("FAILED", *failures) if failures else print("ALL OK")
         """
@@ -167,6 +173,7 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
 def test_the_history_commands_and_sumnet_cli_args_start_without_torch():
     """`python -m bench.history trend` reads a database: it must not pay torch's import (about 1 s),
     and sumnet's package __init__ loads its names lazily so sumnet.cli_args stays light."""
+    require("sqlalchemy", "the results history's database")
     code = (
         "import sys, bench.history.cli, bench.history.trend, sumnet.cli_args\n"
         "heavy = sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules)\n"

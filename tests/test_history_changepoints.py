@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from bench.history.changepoints import (
+from tests.optional import require
+
+require("sqlalchemy", "the results history's database")
+require("ruptures", "the history's change-point detection")
+
+from bench.history.changepoints import (  # noqa: E402
     MIN_RUNS,
     NOISE_FLOOR,
     detect,
@@ -18,7 +23,7 @@ from bench.history.changepoints import (
     ratio_interval,
     with_interval,
 )
-from bench.history.ingest import median_rel_se
+from bench.history.ingest import median_rel_se  # noqa: E402
 
 
 def _series(levels, noise=0.01, seed=0, samples=29):

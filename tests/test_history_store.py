@@ -21,12 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
-from bench.history.db import SCHEMA_VERSION, open_history, records_table, samples_table, schema_table
-from bench.history.harness import UsageError
-from bench.history.ingest import entry_of, ingest, machine_of
-from bench.history.synthetic import CPU_BOX, config, synthetic_run
+from tests.optional import require
+
+require("sqlalchemy", "the results history's database")
+
+import sqlalchemy as sa  # noqa: E402
+
+from bench.history.db import SCHEMA_VERSION, open_history, records_table, samples_table, schema_table  # noqa: E402
+from bench.history.harness import UsageError  # noqa: E402
+from bench.history.ingest import entry_of, ingest, machine_of  # noqa: E402
+from bench.history.synthetic import CPU_BOX, config, synthetic_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "results/baselines/intel-r-xeon-r-processor/vm-20261127T062315Z"

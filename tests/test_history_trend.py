@@ -11,12 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.history.__main__ import main as history_main
-from bench.history.db import open_history
-from bench.history.gate import check_against_history, gate_on_history
-from bench.history.harness import UsageError
-from bench.history.synthetic import CPU_BOX, GPU_BOX, config, fill_demo, synthetic_run
-from bench.history.trend import render_text, select_configs, trends
+from tests.optional import require
+
+require("sqlalchemy", "the results history's database")
+require("ruptures", "the history's change-point detection")
+
+from bench.history.__main__ import main as history_main  # noqa: E402
+from bench.history.db import open_history  # noqa: E402
+from bench.history.gate import check_against_history, gate_on_history  # noqa: E402
+from bench.history.harness import UsageError  # noqa: E402
+from bench.history.synthetic import CPU_BOX, GPU_BOX, config, fill_demo, synthetic_run  # noqa: E402
+from bench.history.trend import render_text, select_configs, trends  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "results/baselines/intel-r-xeon-r-processor/vm-20261127T062315Z"

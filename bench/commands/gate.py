@@ -32,8 +32,8 @@ from bench.analysis.significance import (
     compare_values,
 )
 from bench.errors import UsageError
+from bench.history import DEFAULT_WINDOW
 from bench.history.cli import gate_history
-from bench.history.gate import DEFAULT_WINDOW
 from bench.measure.environment import MUST_MATCH
 from bench.records import ConfigKey
 from bench.render.report import fmt, markdown_table

@@ -19,7 +19,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+
+try:
+    from tqdm import tqdm
+except ImportError:  # a machine with only torch and the scientific stack (the GPU check's): no bar
+    tqdm = None
 
 from bench.analysis.derive import derive
 from bench.analysis.stats import Summary
@@ -362,13 +366,27 @@ def _kernel_columns(trainer: Trainer, device: torch.device) -> dict[str, float]:
     return out
 
 
-def _progress(total: int, enabled: bool) -> tqdm:
+class _NoProgress:
+    """What the run loop calls on a progress bar, doing nothing: --no-progress, or tqdm absent."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_description(self, desc: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if tqdm is None or not enabled:
+        return _NoProgress()
     return tqdm(
         total=total,
         unit="step",
         file=sys.stderr,
         dynamic_ncols=True,
-        disable=not enabled,
         bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]",
     )
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.history.db import DB_ENV
-from bench.history.ingest import record_run
+from bench.history import DB_ENV, record_run
 from bench.measure import environment
 from bench.store.run_folder import RunWriter, make_run_dir
 

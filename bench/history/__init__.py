@@ -17,9 +17,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.errors import UsageError
+
+DEFAULT_DB = "results/history.db"
+DB_ENV = "SUMNET_BENCH_HISTORY_DB"  # overrides DEFAULT_DB, e.g. with a team's postgresql+psycopg:// URL
+DEFAULT_WINDOW = 10  # history gate: comparable runs pooled as the baseline
+
 
 def record_run(run_dir: str | Path, db: str | Path | None = None):
-    """Store a finished run folder in the history (default results/history.db); see ingest.record_run."""
-    from bench.history.ingest import record_run as _record_run
+    """Store a finished run folder in the history (default results/history.db); see ingest.record_run.
 
+    UsageError when the history's packages are absent (a machine with only torch and the scientific
+    stack, such as the project's GPU machine): the caller reports it and keeps the run folder."""
+    try:
+        from bench.history.ingest import record_run as _record_run
+    except ImportError as err:
+        raise UsageError(f"the history needs {err.name or 'sqlalchemy'} (pip install -e .): {err}") from None
     return _record_run(run_dir, db)

@@ -5,8 +5,8 @@ until `python -m bench history ...` and `python -m bench dashboard` are register
     python -m bench.history trend --last 5
     python -m bench.history dashboard --out results/dashboard
 
-Bad input exits 2 with one line on stderr. (Its own small parser: sumnet.cli_args imports torch
-through the sumnet package, seconds of start-up that reading a database does not need.)
+Bad input exits 2 with one line on stderr. (Its own small parser: it starts without torch, which
+reading a database does not need.)
 """
 
 from __future__ import annotations
@@ -36,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         return cli.dashboard_main(args) if args.action == "dashboard" else cli.main(args)
     except UsageError as err:
         print(f"{PROG} {args.action}: error: {first_line(err, 'bad input')}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # sqlalchemy, psycopg, ruptures: the history's own packages
+        top = (err.name or "").split(".")[0]
+        if top in ("", "bench", "sumnet"):
+            raise
+        print(
+            f"{PROG} {args.action}: error: needs the Python module {top!r}: pip install -e .", file=sys.stderr
+        )
         return 2
 
 

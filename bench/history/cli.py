@@ -17,7 +17,7 @@ import argparse
 import re
 from pathlib import Path
 
-from bench.history.db import DB_ENV, DEFAULT_DB
+from bench.history import DB_ENV, DEFAULT_DB
 from bench.history.harness import UsageError
 from sumnet.cli_args import non_negative_int, positive_int
 

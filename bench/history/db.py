@@ -36,11 +36,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as _pg
 from sqlalchemy.dialects import sqlite as _sqlite
 
+from bench.history import DB_ENV, DEFAULT_DB  # their one home: importable without sqlalchemy
 from bench.history.harness import UsageError, first_line
 from bench.history.model import Config, Machine, Point, RunEntry
 
-DEFAULT_DB = "results/history.db"
-DB_ENV = "SUMNET_BENCH_HISTORY_DB"  # overrides DEFAULT_DB, e.g. with a team's postgresql+psycopg:// URL
 SCHEMA_VERSION = 1  # bump on any change to the tables below; an older or newer database is refused
 BUSY_TIMEOUT_S = 60.0  # SQLite: how long a writer waits for another writer's lock
 CONNECT_TIMEOUT_S = 5  # PostgreSQL: an unreachable server fails after this, not after minutes

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.history import DEFAULT_WINDOW
 from bench.history.db import History, open_history
 from bench.history.harness import UsageError, compare_samples, regression_check
 from bench.history.ingest import entry_from_loaded, entry_of
 from bench.history.model import RunEntry
 
-DEFAULT_WINDOW = 10  # comparable runs pooled as the baseline
 DEFAULT_MAX_SLOWDOWN = 0.10
 # The training step only, as the one-baseline gate: inference rows are 7 blocks of 10 ms whose
 # latency swings several-fold between runs on a busy 2-core machine (docs/ci-gate.md).
