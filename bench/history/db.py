@@ -27,6 +27,7 @@ import datetime as _dt
 import json
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -203,7 +204,7 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         dbapi_connection.isolation_level = None  # the driver's own implicit BEGIN off; see _on_begin
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cursor)
         # consistent after any crash; a power cut may lose the last commits (re-ingesting is idempotent)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -213,6 +214,25 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     def _on_begin(connection: sa.Connection) -> None:
         write = connection.get_execution_options().get(_WRITE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _use_wal(cursor) -> None:
+    """Put the file in WAL mode (a property of the file: set once, then only read). Switching takes
+    an exclusive lock that SQLite does not wait for (busy_timeout does not apply), so processes that
+    create one history at the same moment retry here; without it 5 of 40 trials of four processes
+    opening a new file together failed with 'database is locked'."""
+    deadline, delay = time.monotonic() + BUSY_TIMEOUT_S, 0.01
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            text = str(err).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
 
 
 def _lost_race(err: sa.exc.OperationalError) -> bool:
