@@ -74,5 +74,10 @@ def exit_shielded(code: int) -> NoReturn:
     raise SystemExit(code)
 
 
-if __name__ == "__main__":
+def cli() -> NoReturn:
+    """The `sumnet-bench` console script: `python -m bench`, exit included."""
     exit_shielded(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -6,6 +6,8 @@ The names below load on first use (PEP 562), so `import sumnet.cli_args` does no
 `python -m bench.history trend` starts in a fraction of a second.
 """
 
+import sys
+import types
 from importlib import import_module
 
 _HOMES = {
@@ -40,3 +42,17 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_HOMES])
+
+
+class _Package(types.ModuleType):
+    """`sumnet.train` and `sumnet.evaluate` are the functions, as they always were here, though
+    modules of the same names exist: importing a submodule sets its name on the package, and this
+    keeps that from hiding the function (`from sumnet.train import ...` still finds the module)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and _HOMES.get(name) == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

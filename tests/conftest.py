@@ -27,3 +27,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     fields (time, argv, commit) stay out: pytest-benchmark's --benchmark-compare warns on any
     machine_info difference, and it records the commit and time itself."""
     machine_info.update(environment.machine())
+    cpu = machine_info.get("cpu")
+    if isinstance(cpu, dict):  # py-cpuinfo's current clock: it moves between runs where the CPU scales
+        for field in ("hz_actual", "hz_actual_friendly"):
+            cpu.pop(field, None)

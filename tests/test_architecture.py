@@ -184,3 +184,19 @@ def test_the_history_commands_and_sumnet_cli_args_start_without_torch():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("]")[0].startswith("[") and "torch" not in proc.stdout.split("]")[0]
     assert proc.stdout.strip().endswith("True")  # and the lazy names still load on first use
+
+
+def test_sumnet_public_names_stay_the_functions_after_their_submodules_load():
+    """`sumnet.train` and `sumnet.evaluate` are both functions and module names: the lazy package
+    must hand out the functions whichever was imported first, as the eager __init__ did."""
+    code = (
+        "import sumnet.train, sumnet.evaluate, types\n"
+        "from sumnet import train, evaluate\n"
+        "import sumnet\n"
+        "print(all(isinstance(f, types.FunctionType) for f in (train, evaluate, sumnet.train, sumnet.evaluate)))\n"
+        "from sumnet.train import TrainConfig\n"
+        "print(sorted(set(sumnet.__all__) - set(dir(sumnet))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["True", "[]"]

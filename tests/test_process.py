@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +43,8 @@ def test_pin_malloc_is_false_where_mallopt_refuses_or_is_absent(monkeypatch):
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_pin_malloc_takes_effect_with_the_real_glibc():
     code = "from bench.measure.process import pin_malloc; print(pin_malloc())"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
     assert proc.stdout.strip() == "True", proc.stderr
 
 

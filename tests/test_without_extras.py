@@ -27,12 +27,14 @@ def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_the_blocker_makes_the_extras_unimportable_and_leaves_the_rest():
     code = (
         "import importlib.util as u\n"
-        "print(u.find_spec('tqdm').origin, u.find_spec('pandas') is not None)\n"
+        "print(u.find_spec('tqdm'), u.find_spec('triton.language'), u.find_spec('pandas') is not None)\n"
+        "from bench.modes.fused import unavailable_reason\n"
+        "print(unavailable_reason('cuda').split(':')[0].replace(' ', '_'))\n"
         "try:\n    import sqlalchemy\nexcept ModuleNotFoundError as e:\n    print('absent', e.name)\n"
     )
     proc = _run("-c", code)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["None", "True", "absent", "sqlalchemy"]
+    assert proc.stdout.split() == ["None", "None", "True", "triton_is_not_installed", "absent", "sqlalchemy"]
 
 
 @pytest.mark.slow

@@ -8,13 +8,15 @@ psycopg or PyYAML; no triton on a CPU-only torch).
     python tests/without_extras.py -c "import tqdm"            # ModuleNotFoundError
 
 The packages stay installed: an import finder answers first and makes each import of them fail as
-a missing module does, while `importlib.util.find_spec` probes (torch makes some) see no file.
+a missing module does, and `importlib.util.find_spec` (how torch and the modes probe for triton
+or numba) answers None for them, as for a package that is absent.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import runpy
 import sys
 
@@ -34,8 +36,18 @@ class _Absent(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         raise AssertionError(module)
 
 
+_find_spec = importlib.util.find_spec
+
+
+def _find_spec_absent(name, package=None):
+    if name.split(".")[0] in ABSENT:
+        return None
+    return _find_spec(name, package)
+
+
 if __name__ == "__main__":
     sys.meta_path.insert(0, _Absent())
+    importlib.util.find_spec = _find_spec_absent
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     if sys.argv[1] == "-c":
         exec(compile(sys.argv[2], "<-c>", "exec"), {"__name__": "__main__"})

@@ -331,16 +331,17 @@ def _run_config(
     if not opts.inference_enabled:
         return
     progress.set_description(f"{device} {mode} x{threads} inference")
-    pending = list(opts.inference.batch_sizes)  # pending[0] is the batch size being measured
     try:
         for p in measure_inference(make_trainer(), dev, opts.inference):
             writer.add(inference_record(key("inference", p.batch_size), p, opts.seed))
             writer.settings["timed_s"] += p.timed_s
-            pending.pop(0)
     except Exception as err:  # the model failed to build: one record for the sweep, as above
         writer.add(unmeasured("inference", None, "failed", describe(err)))
-    except KeyboardInterrupt:  # the sizes measured are saved; the one cut short says so
-        writer.add(unmeasured("inference", pending[0] if pending else None, "failed", INTERRUPTED))
+    except KeyboardInterrupt:  # the sizes measured are saved; the first one without a record says so
+        saved = {r.key for r in writer.records}
+        cut = next((b for b in opts.inference.batch_sizes if key("inference", b) not in saved), None)
+        if cut is not None:
+            writer.add(unmeasured("inference", cut, "failed", INTERRUPTED))
         raise
     finally:
         progress.update(1)

@@ -71,15 +71,14 @@ class Session:
     def finish(self, render: Callable[[], str]) -> int:
         """Write the report (`render()` returns its summary to print) shielded from a second
         interrupt, print where the results are; the exit code: 130 if interrupted, else 0."""
-        with signals_ignored():
+        with signals_ignored():  # the report, the summary, where it is, the history: all or nothing cut
             self.writer.settings["wall_s"] = time.perf_counter() - self.started
             summary = render()
             self.writer.flush()
-        print(summary)
-        prefix = "INTERRUPTED: partial " if self.interrupted else ""
-        print(f"\n{prefix}results in {self.run_dir}/ (report.md, results.csv, run.json)")
-        if self.history is not None:
-            with signals_ignored():
+            print(summary)
+            prefix = "INTERRUPTED: partial " if self.interrupted else ""
+            print(f"\n{prefix}results in {self.run_dir}/ (report.md, results.csv, run.json)")
+            if self.history is not None:
                 self._record_history()
         return EXIT_INTERRUPTED if self.interrupted else 0
 

@@ -10,7 +10,8 @@ Modules: `model` (what is stored), `db` (schema and store), `ingest` (run folder
 `changepoints` (detection), `trend` (series and their changes), `gate` (current run vs recent
 history), `chart` (inline SVG) and `dashboard` (static site), `cli` (the commands), `synthetic`
 (runs with known changes, for tests and scripts/history_rates.py), `harness` (the one place that
-imports the rest of the harness).
+imports the rest of the harness, besides bench.errors here). This package module itself holds the
+constants and `record_run`, importable without sqlalchemy.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def record_run(run_dir: str | Path, db: str | Path | None = None):
     stack, such as the project's GPU machine): the caller reports it and keeps the run folder."""
     try:
         from bench.history.ingest import record_run as _record_run
-    except ImportError as err:
-        raise UsageError(f"the history needs {err.name or 'sqlalchemy'} (pip install -e .): {err}") from None
+    except ModuleNotFoundError as err:
+        top = (err.name or "").split(".")[0]
+        if top in ("", "bench", "sumnet"):
+            raise  # one of ours: a bug, not a missing package
+        raise UsageError(f"the history needs the Python module {top!r}: pip install -e .") from None
     return _record_run(run_dir, db)

@@ -5,29 +5,23 @@ until `python -m bench history ...` and `python -m bench dashboard` are register
     python -m bench.history trend --last 5
     python -m bench.history dashboard --out results/dashboard
 
-Bad input exits 2 with one line on stderr. (Its own small parser: it starts without torch, which
-reading a database does not need.)
+Bad input exits 2 with one line on stderr. It starts without torch, which reading a database does
+not need.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import NoReturn
 
 from bench.history import cli
 from bench.history.harness import UsageError, first_line
+from sumnet.cli_args import OneLineArgumentParser
 
 PROG = "python -m bench.history"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {first_line(message)}\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog=PROG, description=(__doc__ or "").splitlines()[0])
+    parser = OneLineArgumentParser(prog=PROG, description=(__doc__ or "").splitlines()[0])
     actions = parser.add_subparsers(dest="action", required=True, metavar="{ingest,trend,gate,dashboard}")
     cli.add_actions(actions)
     cli.add_dashboard_arguments(actions.add_parser("dashboard", help="write the static site"))

@@ -17,7 +17,7 @@ import argparse
 import re
 from pathlib import Path
 
-from bench.history import DB_ENV, DEFAULT_DB
+from bench.history import DB_ENV, DEFAULT_DB, DEFAULT_WINDOW
 from bench.history.harness import UsageError
 from sumnet.cli_args import non_negative_int, positive_int
 
@@ -67,7 +67,12 @@ def add_actions(sub) -> None:
     _add_db(trend)
     gate = sub.add_parser("gate", help="fail on a significant slowdown against the recent history")
     gate.add_argument("--current", required=True, help="the run under test (folder, run.json or JSON)")
-    gate.add_argument("--window", type=positive_int, default=10, help="comparable runs pooled (default 10)")
+    gate.add_argument(
+        "--window",
+        type=positive_int,
+        default=DEFAULT_WINDOW,
+        help=f"comparable runs pooled (default {DEFAULT_WINDOW})",
+    )
     gate.add_argument(
         "--max-slowdown",
         type=_slowdown,

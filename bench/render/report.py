@@ -265,7 +265,16 @@ def render_run_report(
             crossover_sentence(df),
             _figure_link(figures, "inference", "Inference throughput against batch size"),
         ]
-    bad = df[df["status"] != "ok"].drop_duplicates(subset=["device", "mode", "threads", "status", "reason"])
+    bad = df[df["status"] != "ok"]
+    # one line per configuration and reason (a skipped mode's train and inference rows say the same),
+    # but each inference batch size that failed on its own keeps its line
+    own_size = bad["workload"].eq("inference") & bad["batch_size"].notna()
+    bad = pd.concat(
+        [
+            bad[~own_size].drop_duplicates(subset=["device", "mode", "threads", "status", "reason"]),
+            bad[own_size],
+        ]
+    )
     if not bad.empty:
         out += [
             "## Skipped and failed",
@@ -275,7 +284,9 @@ def render_run_report(
                 {
                     "device": "device",
                     "mode": "mode",
+                    "threads": "threads",
                     "workload": "workload",
+                    "batch_size": "batch",
                     "status": "status",
                     "reason": "reason",
                 },

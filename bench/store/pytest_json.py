@@ -18,7 +18,7 @@ from bench.records import ConfigKey, Record, timing_metric_for
 from bench.store.run_folder import LoadedRun, frame
 
 # machine_info keys taken as they are when a suite adds them (e.g. through the
-# pytest_benchmark_update_machine_info hook with bench.measure.environment.collect()).
+# pytest_benchmark_update_machine_info hook with bench.measure.environment.machine()).
 _ENV_FIELDS = (
     "host",
     "os",

@@ -8,7 +8,7 @@ and timed in ROUNDS rounds of about ROUND_SECONDS each; each process runs with o
 with glibc malloc's thresholds pinned (bench.measure.process). On the shared 2-core CPU machine, A/A pairs
 passed `min:25%` 43 times in 44 and `median:10%` 26 times in 44; with OPENBLAS_NUM_THREADS=1 set
 before numpy loads (tests/conftest.py; the numpy-reference rows otherwise jump 2x between
-processes), `min:20%` passed 20 of 20. A real 30% slowdown of the training step failed every train row. A run's level
+processes), `min:20%` passed 30 of 30 (20 with the variable set by hand, 10 with the conftest pin). A real 30% slowdown of the training step failed every train row. A run's level
 moves 10-20% from process to process on the large-batch rows, which no number of rounds inside
 one process averages out, so a bare 10% limit on the median cannot pass A/A here.
 
