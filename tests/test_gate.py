@@ -277,16 +277,17 @@ def test_gate_reads_pytest_benchmark_json(tmp_path, capsys):
 
 
 def _edit_csv(run: Path, edit) -> Path:
+    """Rewrite results.csv as `edit(frame)` returns it (the frame itself when it returns None)."""
     df = pd.read_csv(run / "results.csv", dtype=object, keep_default_na=False)
-    edit(df)
-    df.to_csv(run / "results.csv", index=False)
+    edited = edit(df)
+    (df if edited is None else edited).to_csv(run / "results.csv", index=False)
     (run / "run.json").unlink()  # the CSV alone, as a user might hand it over
     return run
 
 
 def test_a_configuration_missing_now_fails_unless_allowed(tmp_path, capsys):
     base = make_run(tmp_path / "b", seed=1)
-    cur = _edit_csv(make_run(tmp_path / "c", seed=2), lambda df: df.drop(df.index[-1], inplace=True))
+    cur = _edit_csv(make_run(tmp_path / "c", seed=2), lambda df: df.iloc[:-1])
     code, out, _ = gate(capsys, base, cur)
     assert code == 1 and "measured in the baseline, absent now" in out
     assert bench_main(["gate", "--baseline", str(base), "--current", str(cur), "--allow-missing"]) == 0
