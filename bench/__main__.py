@@ -19,7 +19,7 @@ import sys
 from typing import NoReturn
 
 from bench.commands.session import EXIT_INTERRUPTED, interrupt_on_sigterm
-from bench.errors import UsageError
+from bench.errors import UsageError, missing_package
 from sumnet.cli_args import OneLineArgumentParser, fail
 
 # command -> module with add_arguments(parser) and main(args) -> exit code; imported on use,
@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         fail(prog, str(err))
     except ModuleNotFoundError as err:  # a third-party package this command needs (not ours: a bug)
-        top = (err.name or "").split(".")[0]
-        if top in ("", "bench", "sumnet"):
+        package = missing_package(err)
+        if package is None:
             raise
-        fail(prog, f"this command needs the Python module {top!r}, not installed here: pip install -e .")
+        fail(prog, f"this command needs the Python module {package!r}, not installed here: pip install -e .")
     except KeyboardInterrupt:  # before a run folder existed, or in a command that keeps nothing
         print(f"{prog}: interrupted before anything was measured", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -22,3 +22,10 @@ def first_line(message: object, default: str = "") -> str:
 def describe(err: BaseException, limit: int = 300) -> str:
     """`TypeName: first line of the message`, at most `limit` characters: a failed row's reason."""
     return f"{type(err).__name__}: {first_line(err)}".strip().rstrip(":")[:limit]
+
+
+def missing_package(err: ModuleNotFoundError) -> str | None:
+    """The third-party package a failed import lacks (`sqlalchemy` for `sqlalchemy.dialects`), or
+    None when the missing module is one of ours (a bug, to be raised as it is)."""
+    top = (err.name or "").split(".")[0]
+    return None if top in ("", "bench", "sumnet") else top

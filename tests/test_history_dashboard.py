@@ -5,7 +5,6 @@ look at. Without Chromium the browser tests skip with one line (fail when CI=tru
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.optional import require
+from tests.optional import require, skip_or_fail
 
 require("sqlalchemy", "the results history's database")
 
@@ -88,9 +87,7 @@ def _chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("chromium not found: .ci/run installs it (apt-get install chromium)")
-    pytest.skip("chromium not found (apt-get install chromium) for the browser test")
+    skip_or_fail("chromium not found for the browser test (apt-get install chromium; .ci/run installs it)")
 
 
 def _browse(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.optional import require
+from tests.optional import require, skip_or_fail
 
 require("sqlalchemy", "the results history's database")
 
@@ -35,13 +35,6 @@ from bench.history.synthetic import CPU_BOX, config, synthetic_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "results/baselines/intel-r-xeon-r-processor/vm-20261127T062315Z"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip with a one-line reason; in CI (CI=true) a missing tool is a failure, not a skip."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def _pg_bin(name: str) -> str | None:

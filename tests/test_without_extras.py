@@ -103,3 +103,12 @@ def test_ctrl_c_then_sigterm_exits_130_when_shutdown_is_quick(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, err)
     assert "INTERRUPTED: partial results" in out and "Traceback" not in err
+
+
+def test_missing_package_names_third_party_packages_and_leaves_ours_to_raise():
+    from bench.errors import missing_package
+
+    assert missing_package(ModuleNotFoundError("x", name="sqlalchemy.dialects")) == "sqlalchemy"
+    assert missing_package(ModuleNotFoundError("x", name="tqdm")) == "tqdm"
+    for ours in ("bench.history.db", "sumnet.model", None):
+        assert missing_package(ModuleNotFoundError("x", name=ours)) is None

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.optional import require
+
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
 REQUIRE_ACTIONLINT = "SUMNET_REQUIRE_ACTIONLINT"  # set to 1 where actionlint must run (it can install)
@@ -30,13 +32,7 @@ def _actionlint() -> str | None:
 
 
 def _yaml():
-    try:
-        import yaml
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PyYAML is not installed: add pyyaml to the test dependency group")
-        pytest.skip("PyYAML is not installed (pip install pyyaml)")
-    return yaml
+    return require("yaml", "PyYAML, for the workflows' shape; a test dependency")
 
 
 def _load(path: Path) -> dict:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.errors import UsageError, missing_package
 
 DEFAULT_DB = "results/history.db"
 DB_ENV = "SUMNET_BENCH_HISTORY_DB"  # overrides DEFAULT_DB, e.g. with a team's postgresql+psycopg:// URL
@@ -33,8 +33,8 @@ def record_run(run_dir: str | Path, db: str | Path | None = None):
     try:
         from bench.history.ingest import record_run as _record_run
     except ModuleNotFoundError as err:
-        top = (err.name or "").split(".")[0]
-        if top in ("", "bench", "sumnet"):
+        package = missing_package(err)
+        if package is None:
             raise  # one of ours: a bug, not a missing package
-        raise UsageError(f"the history needs the Python module {top!r}: pip install -e .") from None
+        raise UsageError(f"the history needs the Python module {package!r}: pip install -e .") from None
     return _record_run(run_dir, db)

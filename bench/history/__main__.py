@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from bench.errors import missing_package
 from bench.history import cli
 from bench.history.harness import UsageError, first_line
 from sumnet.cli_args import OneLineArgumentParser
@@ -32,11 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {args.action}: error: {first_line(err, 'bad input')}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:  # sqlalchemy, psycopg, ruptures: the history's own packages
-        top = (err.name or "").split(".")[0]
-        if top in ("", "bench", "sumnet"):
+        package = missing_package(err)
+        if package is None:
             raise
         print(
-            f"{PROG} {args.action}: error: needs the Python module {top!r}: pip install -e .", file=sys.stderr
+            f"{PROG} {args.action}: error: needs the Python module {package!r}: pip install -e .",
+            file=sys.stderr,
         )
         return 2
 
