@@ -1,15 +1,82 @@
-"""Argument parsing for `python -m sumnet`: a parser that reports bad input as one line with exit
-code 2 (never a usage dump or a traceback), and argument types. The harness reuses the parser and
-types; its own errors and interrupt handling live in bench.errors and bench.commands.session.
+"""What every entry point (`python -m sumnet`, `python -m bench`, `python -m bench.crosscheck`)
+shares, importable without torch: a parser that reports bad input as one line with exit code 2
+(never a usage dump or a traceback), argument types, and Ctrl-C / SIGTERM as one line and exit 130,
+installed before the heavy imports. Here in sumnet because sumnet never imports bench.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 USAGE_ERROR = 2  # exit code for bad input, as argparse uses
+EXIT_INTERRUPTED = 130  # exit code after Ctrl-C or SIGTERM, as a shell reports SIGINT
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def ignore_interrupts() -> None:
+    """Ignore SIGINT and SIGTERM for the rest of the process. Python keeps an ignored signal ignored
+    through interpreter shutdown, where it resets its own handlers to the default."""
+    for sig in _INTERRUPTS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a CI timeout, `timeout`) both raise KeyboardInterrupt, once: the first is
+    the request to stop, and later ones are ignored (nox sends SIGTERM 0.3 s after Ctrl-C), so the
+    command can keep what it measured and exit 130 instead of dying half-way through."""
+
+    def handler(signum, frame):
+        ignore_interrupts()
+        raise KeyboardInterrupt
+
+    for sig in _INTERRUPTS:
+        signal.signal(sig, handler)
+
+
+def exit_shielded(code: int) -> NoReturn:
+    """Exit with `code`, ignoring SIGINT and SIGTERM from here on: everything is written by now, and a
+    late signal must not turn exit 130 into death by signal during interpreter shutdown."""
+    ignore_interrupts()
+    raise SystemExit(code)
+
+
+def missing_package(err: ModuleNotFoundError) -> str | None:
+    """The third-party package a failed import lacks (`sqlalchemy` for `sqlalchemy.dialects`), or
+    None when the missing module is one of ours (a bug, to be raised as it is)."""
+    top = (err.name or "").split(".")[0]
+    return None if top in ("", "bench", "sumnet") else top
+
+
+def install_hint(package: str) -> str:
+    """The one message for a package this command needs and this Python lacks."""
+    return (
+        f"needs the Python module {package!r}, not installed in {sys.executable}: "
+        "pip install -e . (or run it through nox: nox -l lists the sessions)"
+    )
+
+
+def run_entry(prog: str, main: Callable[[], int]) -> NoReturn:
+    """Run a process's entry point: the signal handling first, then `main()` (which imports torch),
+    then exit. Ctrl-C or SIGTERM at any point, the imports included, ends in one line and exit 130;
+    a missing third-party package in one line and exit 2."""
+    interrupt_on_signals()
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        ignore_interrupts()
+        print(f"{prog}: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except ModuleNotFoundError as err:
+        package = missing_package(err)
+        if package is None:
+            raise
+        print(f"{prog}: error: {install_hint(package)}", file=sys.stderr)
+        code = USAGE_ERROR
+    exit_shielded(code)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

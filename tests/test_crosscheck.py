@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from bench import crosscheck
+from bench.commands import crosscheck
 
 RATIO_LINE = re.compile(
     r"^harness (?P<ours>\d+\.\d) us/step, torch Timer (?P<theirs>\d+\.\d) us/step, ratio (?P<ratio>\d+\.\d{3})$"

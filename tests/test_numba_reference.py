@@ -288,7 +288,8 @@ def test_build_trainer_refuses_when_numba_is_missing(monkeypatch):
 _CACHE_PROBE = """
 import importlib
 import torch
-from sumnet import NetConfig, TrainConfig
+from sumnet.model import NetConfig
+from sumnet.train import TrainConfig
 nr = importlib.import_module("{module}")
 nr.build_trainer(torch.device("cpu"), NetConfig(), TrainConfig()).step()
 stats = nr._train_step.stats

@@ -37,8 +37,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as _pg
 from sqlalchemy.dialects import sqlite as _sqlite
 
+from bench.errors import UsageError, first_line
 from bench.history import DB_ENV, DEFAULT_DB  # their one home: importable without sqlalchemy
-from bench.history.harness import UsageError, first_line
 from bench.history.model import Config, Machine, Point, RunEntry
 
 SCHEMA_VERSION = 1  # bump on any change to the tables below; an older or newer database is refused
@@ -287,7 +287,8 @@ class History:
     # transactions
 
     def _write(self, work: Callable[[sa.Connection], T]) -> T:
-        """Run `work` in one write transaction, retried when it lost a lock race."""
+        """Run `work` in one write transaction, retried when it lost a lock race. UsageError when the
+        database cannot be written (a read-only file or folder, a read-only role)."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 with self.engine.connect() as conn:
@@ -296,7 +297,7 @@ class History:
                         return work(conn)
             except sa.exc.OperationalError as err:
                 if attempt == WRITE_ATTEMPTS - 1 or not _lost_race(err):
-                    raise
+                    raise UsageError(f"cannot write to the history {self.where}: {_describe(err)}") from None
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
+from bench.errors import UsageError
 from bench.history.changepoints import METHOD, MIN_RUNS, Change, detect, with_interval
 from bench.history.db import History
-from bench.history.harness import UsageError
 from bench.history.model import Config, Machine, Point
 
 SHOWN_KEYS = 8  # an unknown --config lists this many known ones

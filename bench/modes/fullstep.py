@@ -23,7 +23,7 @@ the compiled step are captured once as one CUDA graph (the mode's generator regi
 and every step is one replay; a capture that fails is said in Trainer.notes and the step runs
 uncaptured. (An NVIDIA H200 probe measured 39 us per step this way, against 320 to 530 us without.)
 
-    python -c "import torch; from bench.modes.fullstep import build_trainer; from sumnet import NetConfig, TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
+    python -c "import torch; from bench.modes.fullstep import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
 """
 
 from __future__ import annotations

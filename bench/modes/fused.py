@@ -40,8 +40,8 @@ harness's per-step times stay per step and every mode is timed alike. `FusedTrai
 runs k steps in one launch (one graph per k), for the "best K" sweep: time it and divide by k.
 
     .venv/bin/python -m pytest -q tests/test_fused.py   # interpreter tests on the CPU, CUDA tests on a GPU
-    python -c "import torch; from bench.modes.fused import build_trainer; from sumnet import NetConfig, TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
-    TRITON_INTERPRET=1 python -c "import torch; from bench.modes.fused import FusedTrainer; from sumnet import NetConfig, TrainConfig; print(FusedTrainer(torch.device('cpu'), NetConfig(), TrainConfig()).train_steps(3))"
+    python -c "import torch; from bench.modes.fused import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
+    TRITON_INTERPRET=1 python -c "import torch; from bench.modes.fused import FusedTrainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; print(FusedTrainer(torch.device('cpu'), NetConfig(), TrainConfig()).train_steps(3))"
 """
 
 from __future__ import annotations
