@@ -235,7 +235,7 @@ def trend_timing(runs: int, all_pools: list[Pool], seed: int, repeats: int = 3) 
             changes = sum(len(s.changes) for s in series)
             began = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "bench.history", "trend", "--db", str(db)],
+                [sys.executable, "-m", "bench", "history", "trend", "--db", str(db)],
                 cwd=REPO,
                 check=True,
                 capture_output=True,
