@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 
 import torch
 
 from sumnet.cli_args import (
-    EXIT_INTERRUPTED,
     OneLineArgumentParser,
     bounded_positive_int,
     fail,
@@ -120,7 +118,7 @@ def _demo(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0 after the demo, 2 with one line on bad input or an allocation failure, 130 on Ctrl-C."""
+    """Exit 0 after the demo, 2 with one line on bad input or an allocation failure (Ctrl-C: run_entry)."""
     args = _parse(argv)
     try:
         device, _ = resolve_device(args.device)
@@ -128,9 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROG, str(err))
     try:
         _demo(args, device)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except RuntimeError as err:
         if not _is_out_of_memory(err):
             raise

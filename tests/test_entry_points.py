@@ -131,3 +131,19 @@ def test_without_torch_one_line_says_how_to_install_and_exits_2(tmp_path, entry,
     assert proc.returncode == 2, err
     assert err.splitlines() == [f"{prog}: error: needs the Python module 'torch', not installed in {sys.executable}: "
                                 "pip install -e . (or run it through nox: nox -l lists the sessions)"], err  # fmt: skip
+
+
+@pytest.mark.parametrize("prog", ["python -m sumnet", "python -m bench.crosscheck"])
+def test_run_entry_turns_ctrl_c_in_main_into_one_line_and_exit_130(monkeypatch, capsys, prog):
+    """In-process, with the process's signal handlers left alone: main() lets Ctrl-C through."""
+    from sumnet import cli_args
+
+    monkeypatch.setattr(cli_args, "interrupt_on_signals", lambda: None)
+    monkeypatch.setattr(cli_args, "ignore_interrupts", lambda: None)
+
+    def main() -> int:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_:
+        cli_args.run_entry(prog, main)
+    assert exit_.value.code == 130 and capsys.readouterr().err == f"{prog}: interrupted\n"

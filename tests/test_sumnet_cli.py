@@ -155,10 +155,3 @@ def test_other_runtime_errors_are_not_hidden(monkeypatch):
     monkeypatch.setattr(cli, "train", _raise(RuntimeError("mat1 and mat2 shapes cannot be multiplied")))
     with pytest.raises(RuntimeError, match="shapes"):
         cli.main([])
-
-
-def test_ctrl_c_exits_130_with_one_line(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "train", _raise(KeyboardInterrupt()))
-    assert cli.main([]) == 130
-    out, err = capsys.readouterr()
-    assert err == "python -m sumnet: interrupted\n"

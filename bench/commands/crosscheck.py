@@ -11,13 +11,12 @@ The two are interleaved round by round so that machine noise hits both alike.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import torch
 import torch.utils.benchmark as torch_benchmark
 
 from bench.analysis.stats import Summary
-from bench.errors import EXIT_INTERRUPTED, UsageError
+from bench.errors import UsageError
 from bench.measure.timing import time_block
 from bench.modes import MODES, build_trainer
 from bench.modes.selection import skip_reason
@@ -83,9 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         ours, theirs = crosscheck(device, args.mode, args.rounds, args.calls)
     except UsageError as err:  # e.g. a bad SUMNET_BENCH_SLOWDOWN, found when the trainer is built
         fail(PROG, str(err))
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     ratio = ours / theirs
     print(f"harness {ours * 1e6:.1f} us/step, torch Timer {theirs * 1e6:.1f} us/step, ratio {ratio:.3f}")
     within = abs(ratio - 1) <= TOLERANCE

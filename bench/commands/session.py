@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import EXIT_INTERRUPTED, UsageError
-from bench.history import DB_ENV, record_run
+from bench.history import DB_ENV, add_db_argument, record_run
 from bench.measure import environment
 from bench.store.run_folder import RunWriter, make_run_dir
 
@@ -86,12 +86,7 @@ class Session:
 
 def add_history_arguments(parser) -> None:
     """--db and --no-history, for every command that writes a run folder."""
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help=f"results history: a SQLite file or postgresql+psycopg:// URL (default ${DB_ENV}, else OUT/history.db)",
-    )
+    add_db_argument(parser, default="OUT/history.db")
     parser.add_argument("--no-history", action="store_true", help="do not record this run in the history")
 
 

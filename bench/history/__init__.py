@@ -25,13 +25,13 @@ DB_ENV = "SUMNET_BENCH_HISTORY_DB"  # overrides DEFAULT_DB, e.g. with a team's p
 DEFAULT_WINDOW = 10  # history gate: comparable runs pooled as the baseline
 
 
-def add_db_argument(parser: argparse.ArgumentParser) -> None:
-    """--db, for every command that reads the history."""
+def add_db_argument(parser: argparse.ArgumentParser, default: str = DEFAULT_DB) -> None:
+    """--db, for every command that reads or writes the history."""
     parser.add_argument(
         "--db",
         default=None,
         metavar="URL",
-        help=f"SQLite file or postgresql+psycopg://user@host/db URL (default ${DB_ENV}, else {DEFAULT_DB})",
+        help=f"results history: a SQLite file or postgresql+psycopg://user@host/db URL (default ${DB_ENV}, else {default})",
     )
 
 
