@@ -48,14 +48,25 @@ sys.meta_path.insert(0, _NoTorch())
 RUN = ["run", "--device", "cpu", "--mode", "eager", "--threads", "1", "--no-inference", "--no-history"]
 
 
+SCRIPTS = {"sumnet-bench": "bench.__main__:cli", "sumnet-script": "sumnet.__main__:main"}  # pyproject.toml's
+
+
+def test_the_console_scripts_are_the_ones_tested_here():
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"sumnet": SCRIPTS["sumnet-script"], "sumnet-bench": SCRIPTS["sumnet-bench"]}
+
+
 def _start(entry: str, args: list[str], tmp_path: Path, hook: str = "slow") -> subprocess.Popen:
-    """`python -m ENTRY ARGS` (or the console script's `cli()` for ENTRY 'sumnet-bench'), with torch's
+    """`python -m ENTRY ARGS`, or the console script ENTRY as pip's wrapper runs it, with torch's
     import made slow (hook 'slow'), absent ('absent') or left alone ('')."""
-    run = (
-        "sys.argv = ['sumnet-bench', *ARGS]; from bench.__main__ import cli; cli()"
-        if entry == "sumnet-bench"
-        else f"sys.argv = [{entry!r}, *ARGS]; runpy.run_module({entry!r}, run_name='__main__', alter_sys=True)"
-    )
+    if entry in SCRIPTS:
+        module, function = SCRIPTS[entry].split(":")
+        run = f"sys.argv = [{entry!r}, *ARGS]; from {module} import {function}; sys.exit({function}())"
+    else:
+        run = (
+            f"sys.argv = [{entry!r}, *ARGS]; runpy.run_module({entry!r}, run_name='__main__', alter_sys=True)"
+        )
     prelude = {"slow": SLOW_TORCH, "absent": NO_TORCH, "": "import runpy, sys\n"}[hook]
     code = prelude + f"ARGS = {args!r}\n" + run
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -95,6 +106,7 @@ BOTH = (signal.SIGINT, signal.SIGTERM)
         ("bench", RUN, (signal.SIGTERM,), "python -m bench run: interrupted before anything was measured"),
         ("sumnet-bench", ["compare", "a", "b"], BOTH, "python -m bench compare: interrupted"),
         ("sumnet", [], BOTH, "python -m sumnet: interrupted"),
+        ("sumnet-script", [], BOTH, "python -m sumnet: interrupted"),
         ("sumnet", [], (signal.SIGTERM,), "python -m sumnet: interrupted"),
         ("bench.crosscheck", [], BOTH, "python -m bench.crosscheck: interrupted"),
     ],
@@ -120,6 +132,7 @@ def test_sumnet_interrupted_while_training_by_sigint_then_sigterm_exits_130(tmp_
     "entry, args, prog",
     [
         ("sumnet", [], "python -m sumnet"),
+        ("sumnet-script", ["--steps", "5"], "python -m sumnet"),
         ("bench.crosscheck", [], "python -m bench.crosscheck"),
         ("bench", ["history", "ingest", "results/reference"], "python -m bench history ingest"),
         ("bench", ["run", "--preset", "quick"], "python -m bench run"),
