@@ -19,6 +19,7 @@ from bench.history.changepoints import (  # noqa: E402
     NOISE_FLOOR,
     detect,
     noise_sigma,
+    rank_sum_p,
     ratio_interval,
     with_interval,
 )
@@ -81,14 +82,23 @@ def test_noise_is_at_least_the_samples_own_standard_error_and_the_floor():
     assert noise_sigma(wobbly, [0.001] * 20) > 0.05
 
 
-def test_a_changes_p_value_is_the_u_test_of_the_runs_around_it():
-    """The detector's test is the harness's one Mann-Whitney U test (scipy), on the log run medians
-    before the change and since it began."""
-    medians, se, _ = _series([1.0] * 30 + [1.1] * 5)
-    (change,) = detect(medians, se)
-    y = np.log(medians)
-    before, since = y[change.before[0] : change.before[1]], y[change.first : change.after[1]]
-    assert change.p_value == pytest.approx(mannwhitneyu(since, before, alternative="two-sided").pvalue)
+def test_rank_sum_p_matches_scipy_exact_without_ties():
+    before = [1.0, 1.1, 0.9, 1.05, 0.95, 1.02, 0.98, 1.01]
+    after = [1.2, 1.15, 1.08, 1.25]
+    exact = mannwhitneyu(after, before, alternative="two-sided", method="exact").pvalue
+    assert rank_sum_p(before, after) == pytest.approx(exact)  # 495 splits: listed, exact
+    assert rank_sum_p(before, after) == rank_sum_p(before, after)  # fixed seed: deterministic
+
+
+def test_rank_sum_p_with_ties_is_not_significant_for_identical_groups():
+    assert rank_sum_p([1.0, 1.0, 2.0, 2.0], [1.0, 2.0]) > 0.5
+
+
+def test_rank_sum_p_by_random_splits_agrees_with_the_exact_test_on_large_groups():
+    rng = np.random.default_rng(1)
+    before, after = rng.normal(0, 1, 30), rng.normal(0.8, 1, 25)  # C(55, 25): far too many to list
+    exact = mannwhitneyu(after, before, alternative="two-sided", method="exact").pvalue
+    assert rank_sum_p(before, after) == pytest.approx(exact, abs=0.002)
 
 
 def test_median_standard_error_from_order_statistics_by_hand():
