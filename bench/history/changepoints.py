@@ -97,9 +97,9 @@ def rank_sum_p(before: Sequence[float], after: Sequence[float], seed: int = SEED
     a series, where the decision is closest); else PERMUTATIONS random splits.
 
     Not bench.analysis.significance.mann_whitney_p (scipy's U test): with ties scipy falls back to
-    the normal approximation, which in the 4-runs-after window cannot reach MAX_P (the detector then
-    finds a 10% step one run later: 2% instead of 94% of series 4 runs after it, in
-    scripts/history_rates.py), and scipy's permutation method is a hundred times slower."""
+    the normal approximation, which cannot reach MAX_P with 4 runs after a change (20 before), so a
+    10% step would be found a run later (scripts/history_rates.py shows it); scipy's own
+    permutation method gives these p-values but enumerates far more slowly."""
     from scipy.stats import rankdata
 
     a, b = np.asarray(after, dtype=float), np.asarray(before, dtype=float)
