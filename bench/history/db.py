@@ -23,6 +23,7 @@ that share one history share a PostgreSQL database, not a SQLite file on a netwo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -360,18 +361,7 @@ class History:
 
     def _add(self, conn: sa.Connection, entry: RunEntry) -> bool:
         m = entry.machine
-        conn.execute(
-            self._insert(machines_table),
-            [
-                {
-                    "fingerprint": m.fingerprint,
-                    "cpu_model": m.cpu_model,
-                    "gpu_name": m.gpu_name,
-                    "torch_version": m.torch_version,
-                    "cuda_version": m.cuda_version,
-                }
-            ],
-        )
+        conn.execute(self._insert(machines_table), [dataclasses.asdict(m)])  # the table's columns
         configs = {r.config.key: r.config for r in entry.records}
         if configs:  # sorted: concurrent writers take row locks in one order (no deadlock)
             conn.execute(
@@ -443,11 +433,6 @@ class History:
     def count_runs(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(runs_table)).scalar() or 0)
-
-    def has_run(self, run_id: str) -> bool:
-        with self.engine.connect() as conn:
-            found = conn.execute(sa.select(runs_table.c.run_id).where(runs_table.c.run_id == run_id))
-            return found.first() is not None
 
     def machines(self) -> dict[str, Machine]:
         with self.engine.connect() as conn:
