@@ -10,7 +10,7 @@
 
 Bad input exits 2 with one line on stderr; Ctrl-C or SIGTERM exits 130 with one line, or with the
 run kept. Starting costs no torch: each command's module is imported when it is chosen, after the
-signal handling is in place (`history` and `dashboard` never import torch).
+signal handling is in place (`history trend` and `dashboard` never import torch).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bench.errors import EXIT_INTERRUPTED, UsageError, install_hint, missing_pac
 from sumnet.cli_args import OneLineArgumentParser, fail, run_entry
 
 # command -> module with add_arguments(parser) and main(args) -> exit code; imported on use,
-# so `run` does not pay for the imports of `compare`, nor `history` for torch's.
+# so `run` does not pay for the imports of `compare`, nor `history trend` for torch's.
 COMMANDS = {
     "run": "bench.commands.run",
     "compare": "bench.commands.compare",
