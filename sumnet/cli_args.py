@@ -7,6 +7,7 @@ installed before the heavy imports. Here in sumnet because sumnet never imports 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import NoReturn
 
 USAGE_ERROR = 2  # exit code for bad input, as argparse uses
 EXIT_INTERRUPTED = 130  # exit code after Ctrl-C or SIGTERM, as a shell reports SIGINT
+EXIT_BROKEN_PIPE = 141  # stdout's reader left (`| head`), as a shell reports SIGPIPE
 _INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -62,10 +64,17 @@ def install_hint(package: str) -> str:
 def run_entry(prog: str, main: Callable[[], int]) -> NoReturn:
     """Run a process's entry point: the signal handling first, then `main()` (which imports torch),
     then exit. Ctrl-C or SIGTERM at any point, the imports included, ends in one line and exit 130;
-    a missing third-party package in one line and exit 2."""
+    a missing third-party package in one line and exit 2; a reader of stdout that left (`| head`)
+    exit 141 and no traceback, as any Unix tool."""
     interrupt_on_signals()
     try:
-        code = main()
+        try:
+            code = main()
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe is caught, not in interpreter shutdown
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush cannot fail again
+        code = EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         ignore_interrupts()
         print(f"{prog}: interrupted", file=sys.stderr)

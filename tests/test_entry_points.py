@@ -160,3 +160,17 @@ def test_run_entry_turns_ctrl_c_in_main_into_one_line_and_exit_130(monkeypatch, 
     with pytest.raises(SystemExit) as exit_:
         cli_args.run_entry(prog, main)
     assert exit_.value.code == 130 and capsys.readouterr().err == f"{prog}: interrupted\n"
+
+
+@pytest.mark.parametrize("argv, code", [(["-h"], 141), (["run", "-h"], 0), (["history", "trend", "-h"], 0)])
+def test_a_reader_of_stdout_that_left_is_exit_141_without_a_traceback(tmp_path, argv, code):
+    """`python -m bench ... | head`: head has gone before the output is written. Exit 141, as a shell
+    reports SIGPIPE; argparse's own help drops what it cannot write and exits 0."""
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *argv], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+    )  # fmt: skip
+    os.close(write)
+    assert (proc.returncode, proc.stderr) == (code, "")
