@@ -11,8 +11,8 @@ floats (76 KB), 74 registers a thread at 8 warps. The 64 hidden units are not sp
 Triton's layouts spread every (32, 64) activation tile and (64, 64) weight tile over all the CTA's
 threads, and each `tl.dot` converts its operands through shared memory (36 KB; its only use). A
 step is a chain of dependent products 32 to 64 wide, 1.18 MFLOP with the padding, so what bounds
-it is one SM issuing instructions: fp32 "ieee" dots run on the FMA units (no tensor cores), about
-2.3 us a step at one H100 SM's peak, plus the layout conversions between dots and the spills;
+it is one SM issuing instructions: fp32 "ieee" dots run on the FMA units (no tensor cores), plus
+the layout conversions between dots and the spills;
 not memory (the state is read and written once per launch) and, with K steps per launch, not
 launches. Spills: compiled for sm_90 here (`python -m bench.modes.fused_kernel`, no GPU needed), ptxas
 gives 255 registers and 592 bytes of spill stack a thread at 8 warps (1232 at 4, 496 at 16 with
