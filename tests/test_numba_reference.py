@@ -302,7 +302,7 @@ print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), stats.ca
 def test_compiled_step_is_cached_where_the_package_cannot_be_written(tmp_path):
     """A file stands where the module's __pycache__ would go, so nothing can be written there (as in a
     read-only install): numba falls back to the user-wide cache, and a second process loads the
-    compiled step from it instead of compiling again (about 20 s)."""
+    compiled step from it instead of compiling again."""
     root = Path(bench.__file__).resolve().parents[1]
     tree = tmp_path / "tree"
     for package in ("bench", "sumnet"):
