@@ -68,7 +68,6 @@ GRAPH = {name: _imports(path)[0] for name, path in MODULES.items()}
 # or start-up time of the history's commands, which read a database and need no torch.
 OPTIONAL = {
     "bench.modes.fused": {"bench.modes", "bench.modes.fused_kernel"},  # fused_kernel imports triton
-    "bench.history.harness": {"bench.store.load"},  # torch, only when a run folder is read
     "bench.history": {"bench.history.ingest"},  # `history trend` does not load the ingest path
     "bench.history.cli": {
         "bench.history",
@@ -200,3 +199,22 @@ def test_sumnet_public_names_stay_the_functions_after_their_submodules_load():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:2] == ["True", "[]"]
+
+
+READERS = ("bench.commands.compare", "bench.commands.gate", "bench.history.ingest", "bench.history.dashboard")
+
+
+def test_readers_of_runs_get_records_not_rows():
+    """compare, gate and the history read a run as records (bench.store.load.Run.records): no reader
+    re-parses rows (ConfigKey.from_row), walks a DataFrame's rows or reads the table of a loaded run."""
+    found = []
+    for name in READERS:
+        if name not in MODULES:
+            continue
+        text = MODULES[name].read_text()
+        found += [
+            f"{name}: {pattern}"
+            for pattern in ("from_row(", ".iterrows(", ".frame", "LoadedRun")
+            if pattern in text
+        ]
+    assert found == []

@@ -19,11 +19,9 @@ from bench.__main__ import main as bench_main
 from bench.commands.compare import (
     Reference,
     comparison_table,
-    config_key,
     env_differences,
     not_compared,
     parse_reference,
-    raw_samples,
     render_markdown,
 )
 from bench.errors import UsageError
@@ -274,16 +272,18 @@ def test_folder_csv_and_pytest_benchmark_json_read_into_one_schema(pair, tmp_pat
     }
     for run in runs.values():
         assert list(run.frame.columns[: len(COLUMNS)]) == list(COLUMNS)
-        keys = {config_key(row) for _, row in run.frame.iterrows() if row["status"] == "ok"}
+        keys = {str(r.key) for r in run.records if r.ok}
         assert {"train/cpu/eager/32/2/relu", "inference/cpu/eager/32/2/relu"} <= keys
+    for name in ("folder", "csv", "pytest-benchmark", "csv-only"):
+        train_record = next(r for r in runs[name].records if r.key.workload == "train")
+        assert train_record.number("step_ms") == pytest.approx(1.0)
     for name in ("folder", "csv", "pytest-benchmark"):
         run = runs[name]
-        train_row = run.frame[run.frame["workload"] == "train"].iloc[0]
-        assert train_row["step_ms"] == pytest.approx(1.0)
-        assert raw_samples(run, train_row, "step_ms") == pytest.approx(BASE_STEP)
-        infer_row = run.frame[run.frame["workload"] == "inference"].iloc[0]
-        assert raw_samples(run, infer_row, "latency_ms") == pytest.approx(BASE_LATENCY)
-    assert runs["csv-only"].samples == {}
+        train_record = next(r for r in run.records if r.key.workload == "train")
+        assert train_record.raw("step_ms") == pytest.approx(BASE_STEP)
+        infer_record = next(r for r in run.records if r.key.workload == "inference")
+        assert infer_record.raw("latency_ms") == pytest.approx(BASE_LATENCY)
+    assert all(r.samples == {} for r in runs["csv-only"].records)
     assert runs["pytest-benchmark"].env["cpu_model"] == runs["folder"].env["cpu_model"] == "Laptop CPU"
 
 
@@ -358,12 +358,11 @@ def test_a_real_pytest_benchmark_file_reads(tmp_path):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "test_tiny.py",
            f"--benchmark-json={out}"]  # fmt: skip
     subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=120)
-    run = load_run(out)
-    row = run.frame.iloc[0]
-    assert config_key(row) == "train/cpu/eager/32/1/relu"
-    samples = raw_samples(run, row, "step_ms")
-    assert len(samples) == 20 and row["step_ms"] == pytest.approx(float(np.median(samples)))
-    assert 0 < row["step_ms"] < 100
+    (record,) = load_run(out).records
+    assert str(record.key) == "train/cpu/eager/32/1/relu"
+    samples = record.raw("step_ms")
+    assert len(samples) == 20 and record.number("step_ms") == pytest.approx(float(np.median(samples)))
+    assert 0 < record.number("step_ms") < 100
 
 
 def test_pytest_benchmark_rounds_of_several_calls_are_read_per_call():

@@ -123,16 +123,21 @@ def test_a_ratio_above_the_limit_without_significance_passes(tmp_path, capsys):
 
 def test_mae_tolerance_is_the_stated_one():
     check = ConvergenceCheck()
+
+    def fails(now, before):
+        return check.fails(
+            record(**TRAIN, converged=now[0], mae=now[1]), record(**TRAIN, converged=before[0], mae=before[1])
+        )
+
     assert check.mae_limit(0.003) == pytest.approx(0.008)  # baseline + 0.005 allows more than 2 x
     assert check.mae_limit(0.01) == pytest.approx(0.02)  # 2 x allows more than + 0.005
-    assert check.fails({"converged": True, "mae": 0.0079}, {"converged": True, "mae": 0.003}) is None
-    message = check.fails({"converged": True, "mae": 0.0081}, {"converged": True, "mae": 0.003})
+    assert fails((True, 0.0079), (True, 0.003)) is None
+    message = fails((True, 0.0081), (True, 0.003))
     assert message is not None and "0.0081 > limit 0.0080" in message
     # not converging in both runs is not a regression; learning again is not either
-    assert check.fails({"converged": False, "mae": 15.1}, {"converged": False, "mae": 15.0}) is None
-    assert check.fails({"converged": True, "mae": 0.004}, {"converged": False, "mae": 15.0}) is None
-    # CSV cells come back as text
-    assert "not now" in check.fails({"converged": "False", "mae": 0.004}, {"converged": "True", "mae": 0.004})
+    assert fails((False, 15.1), (False, 15.0)) is None
+    assert fails((True, 0.004), (False, 15.0)) is None
+    assert "not now" in fails((False, 0.004), (True, 0.004))
 
 
 def test_lost_convergence_fails(tmp_path, capsys):

@@ -28,8 +28,8 @@ require("sqlalchemy", "the results history's database")
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench.errors import UsageError  # noqa: E402
 from bench.history.db import SCHEMA_VERSION, open_history, records_table, samples_table, schema_table  # noqa: E402
-from bench.history.harness import UsageError  # noqa: E402
 from bench.history.ingest import entry_of, ingest, machine_of  # noqa: E402
 from bench.history.synthetic import CPU_BOX, config, synthetic_run  # noqa: E402
 

@@ -16,10 +16,10 @@ from tests.optional import require
 require("sqlalchemy", "the results history's database")
 require("ruptures", "the history's change-point detection")
 
+from bench.errors import UsageError  # noqa: E402
 from bench.history.__main__ import main as history_main  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
 from bench.history.gate import check_against_history, gate_on_history  # noqa: E402
-from bench.history.harness import UsageError  # noqa: E402
 from bench.history.synthetic import CPU_BOX, GPU_BOX, config, fill_demo, synthetic_run  # noqa: E402
 from bench.history.trend import render_text, select_configs, trends  # noqa: E402
 
@@ -38,9 +38,9 @@ def demo_db(tmp_path_factory) -> str:
 
 def test_trends_find_the_injected_changes_and_nothing_else(demo_db):
     with open_history(demo_db, create=False) as history:
-        series = {(s.machine.fingerprint, s.config.key): s for s in trends(history)}
+        series = {(s.machine.fingerprint, str(s.config)): s for s in trends(history)}
     assert len(series) == 4
-    eager = series[(CPU_BOX.fingerprint, EAGER.key)]
+    eager = series[(CPU_BOX.fingerprint, str(EAGER))]
     (step,) = eager.changes
     assert step.kind == "step" and step.first == 30 and step.ratio == pytest.approx(1.2, abs=0.02)
     assert step.ci_low < 1.2 < step.ci_high

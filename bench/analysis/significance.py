@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _scipy_stats
 
+from bench.records import Record
+
 ALPHA = 0.05  # significance level of every test and interval here (95% intervals)
 BOOTSTRAP_RESAMPLES = 2000  # enough for stable 2.5%/97.5% percentiles; a few ms with numpy
 BOOTSTRAP_SEED = 20240917  # fixed: the same samples always give the same interval
@@ -141,6 +143,19 @@ def compare_samples(current: Sequence[float], baseline: Sequence[float], q: floa
 def compare_values(current: float, baseline: float, q: float = 0.5) -> SampleComparison:
     """A comparison of bare summary values (a CSV without raw samples): ratio only, untested."""
     return SampleComparison(0, 0, float(current), float(baseline), *([math.nan] * 4), q=q)
+
+
+def compare_records(current: Record, baseline: Record, metric: str, q: float = 0.5) -> SampleComparison:
+    """The one comparison of two records on one metric (compare, gate and the history's gate): the
+    q-quantile of the raw samples when both records have them, else the records' summary values
+    (the pNN value for a quantile, the median when that is absent too), untested."""
+    now, before = current.raw(metric), baseline.raw(metric)
+    if now and before:
+        return compare_samples(now, before, q)
+    name = metric if q == 0.5 else f"{metric}_p{round(q * 100)}"
+    if math.isnan(current.number(name)) or math.isnan(baseline.number(name)):
+        name = metric  # no such summary value: the median stands in
+    return compare_values(current.number(name), baseline.number(name))
 
 
 _SPEC = re.compile(r"^(?:(?P<statistic>median|p[1-9][0-9]?):)?(?P<percent>\d+(?:\.\d+)?)%$")

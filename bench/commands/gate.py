@@ -22,23 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.frames import as_bool, number
-from bench.analysis.significance import (
-    METHOD,
-    SLOWER,
-    RegressionCheck,
-    SampleComparison,
-    compare_samples,
-    compare_values,
-)
+from bench.analysis.significance import METHOD, SLOWER, RegressionCheck, SampleComparison, compare_records
 from bench.errors import UsageError
 from bench.history import DEFAULT_WINDOW
 from bench.history.cli import gate_history
-from bench.measure.environment import MUST_MATCH
-from bench.records import ConfigKey
+from bench.records import MUST_MATCH, ConfigKey, Record, differing_fields, parse_list
+from bench.render.comparison import interval
 from bench.render.report import fmt, markdown_table
 from bench.store.load import load_run
-from bench.store.run_folder import LoadedRun
+from bench.store.run_folder import Run
 from sumnet.cli_args import positive_int
 
 METRICS = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # times: lower is better
@@ -65,14 +57,13 @@ class ConvergenceCheck:
             f"above max({self.mae_factor:g} x baseline, baseline + {self.mae_slack:g})"
         )
 
-    def fails(self, current: pd.Series | dict, baseline: pd.Series | dict) -> str | None:
-        """Rows of one configuration -> why it regressed in convergence, or None."""
+    def fails(self, current: Record, baseline: Record) -> str | None:
+        """Records of one configuration -> why it regressed in convergence, or None."""
         reasons = []
-        was, now = as_bool(baseline.get("converged")), as_bool(current.get("converged"))
-        if was is True and now is False:
-            why = str(current.get("verdict") or "").strip()
+        if baseline.value("converged") is True and current.value("converged") is False:
+            why = str(current.value("verdict") or "").strip()
             reasons.append("converged in the baseline, not now" + (f" ({why})" if why else ""))
-        mae_before, mae_now = number(baseline.get("mae")), number(current.get("mae"))
+        mae_before, mae_now = baseline.number("mae"), current.number("mae")
         if not (math.isnan(mae_before) or math.isnan(mae_now)) and mae_now > self.mae_limit(mae_before):
             reasons.append(
                 f"held-out MAE {mae_now:.4f} > limit {self.mae_limit(mae_before):.4f} (baseline {mae_before:.4f})"
@@ -97,21 +88,17 @@ def env_mismatch(
     baseline: dict, current: dict, fields: Sequence[str] = MUST_MATCH
 ) -> tuple[list[str], list[str]]:
     """(`field: baseline vs current` for each field recorded in both that differs, fields not recorded in both)."""
-    differ, unknown = [], []
-    for name in fields:
-        if name not in baseline or name not in current:
-            unknown.append(name)
-        elif str(baseline[name] or "") != str(current[name] or ""):
-            differ.append(f"{name}: {baseline[name] or '(none)'!s} vs {current[name] or '(none)'!s}")
+    unknown = [name for name in fields if name not in baseline or name not in current]
+    differ = [
+        f"{name}: {baseline[name] or '(none)'!s} vs {current[name] or '(none)'!s}"
+        for name in differing_fields([baseline, current], fields)
+        if name not in unknown
+    ]
     return differ, unknown
 
 
-def _by_key(run: LoadedRun) -> dict[str, pd.Series]:
-    return {str(ConfigKey.from_row(row)): row for _, row in run.frame.iterrows()}
-
-
-def _status(row: pd.Series | None) -> str:
-    return "absent" if row is None else str(row.get("status", "ok"))
+def _status(record: Record | None) -> str:
+    return "absent" if record is None else record.status
 
 
 def _speed_verdict(result: SampleComparison, check: RegressionCheck, failure: str | None) -> str:
@@ -126,53 +113,35 @@ def _speed_verdict(result: SampleComparison, check: RegressionCheck, failure: st
     return result.verdict
 
 
-def _noisy(b_row, c_row) -> str:
-    """` (noisy: baseline, current)` for rows the runner flagged noisy (IQR over 10% of the median)."""
-    noisy = [
-        name
-        for name, row in (("baseline", b_row), ("current", c_row))
-        if "noisy" in str(row.get("flags") or "")
-    ]
+def _noisy(baseline: Record, current: Record) -> str:
+    """` (noisy: baseline, current)` for records flagged noisy (IQR over 10% of the median)."""
+    noisy = [name for name, r in (("baseline", baseline), ("current", current)) if "noisy" in r.flags]
     return f" (noisy: {', '.join(noisy)})" if noisy else ""
 
 
-def _compare_metric(
-    baseline: LoadedRun, current: LoadedRun, b_row, c_row, metric: str, check: RegressionCheck
-) -> SampleComparison:
-    """The check's statistic from raw samples; without them, the row's summary column of it."""
-    before, now = (
-        baseline.raw(ConfigKey.from_row(b_row), metric),
-        current.raw(ConfigKey.from_row(c_row), metric),
-    )
-    if before and now:
-        return compare_samples(now, before, check.q)
-    column = metric if check.statistic == "median" else f"{metric}_{check.statistic}"
-    if math.isnan(number(b_row.get(column))) or math.isnan(number(c_row.get(column))):
-        column = metric  # no such summary column: the median stands in, the message says "median"
-    return compare_values(number(c_row[column]), number(b_row[column]))
-
-
-def _refuse_different_lengths(before: dict, now: dict) -> None:
+def _refuse_different_lengths(pairs: Sequence[tuple[ConfigKey, Record | None, Record | None]]) -> None:
     """Training runs of different lengths differ in time and convergence by design: refuse them."""
-    for key in before.keys() & now.keys():
-        b_steps, c_steps = number(before[key].get("steps")), number(now[key].get("steps"))
-        ok = _status(before[key]) == "ok" and _status(now[key]) == "ok"
-        if (
-            ok
-            and str(key).startswith("train/")
-            and b_steps == b_steps
-            and c_steps == c_steps
-            and b_steps != c_steps
-        ):
+    for key, before, now in pairs:
+        ok = before is not None and now is not None and before.ok and now.ok and key.workload == "train"
+        if ok and None not in (before.steps, now.steps) and before.steps != now.steps:  # type: ignore[union-attr]
             raise UsageError(
-                f"{key}: the baseline trained {b_steps:.0f} steps and the current run {c_steps:.0f}; "
+                f"{key}: the baseline trained {before.steps} steps and the current run {now.steps}; "  # type: ignore[union-attr]
                 "gate runs made with the same --steps and preset"
             )
 
 
+def pair_by_key(
+    baseline: Sequence[Record], current: Sequence[Record]
+) -> list[tuple[ConfigKey, Record | None, Record | None]]:
+    """(key, baseline record, current record) for every configuration of either run: the baseline's
+    order, then what only the current run has; None where a run lacks it."""
+    before, now = {r.key: r for r in baseline}, {r.key: r for r in current}
+    return [(k, before.get(k), now.get(k)) for k in [*before, *(k for k in now if k not in before)]]
+
+
 def gate(
-    baseline: LoadedRun,
-    current: LoadedRun,
+    baseline: Run,
+    current: Run,
     check: RegressionCheck = RegressionCheck(),
     metrics: Sequence[str] = DEFAULT_METRICS,
     allow_env_mismatch: bool = False,
@@ -192,40 +161,40 @@ def gate(
     if unknown:
         env_note += "; not recorded in both runs, not checked: " + ", ".join(unknown)
 
-    before, now = _by_key(baseline), _by_key(current)
-    _refuse_different_lengths(before, now)
+    pairs = pair_by_key(baseline.records, current.records)
+    _refuse_different_lengths(pairs)
     speed, conv, skipped, failures = [], [], [], []
-    for key in [*before, *(k for k in now if k not in before)]:
-        b_row, c_row = before.get(key), now.get(key)
-        b_status, c_status = _status(b_row), _status(c_row)
-        if b_status != "ok" or c_status != "ok":
+    for key, before, now in pairs:
+        if before is None or now is None or not before.ok or not now.ok:
             note = "listed, not compared"
-            if b_status == "ok" and c_row is None:
+            if before is not None and before.ok and now is None:
                 note = "measured in the baseline, absent now"
                 if not allow_missing:
                     failures.append(f"{key}: {note} (pass --allow-missing if that is intended)")
-            elif b_status == "ok" and c_status == "failed":
-                note = f"ran in the baseline, fails now: {c_row.get('reason') or 'no reason recorded'}"
+            elif before is not None and before.ok and now is not None and now.status == "failed":
+                note = f"ran in the baseline, fails now: {now.reason or 'no reason recorded'}"
                 failures.append(f"{key}: {note}")
-            elif c_row is not None and c_status != "ok" and c_row.get("reason"):
-                note = f"current: {c_row.get('reason')}"
-            elif b_row is not None and b_status != "ok" and b_row.get("reason"):
-                note = f"baseline: {b_row.get('reason')}"
-            skipped.append({"config": key, "baseline": b_status, "current": c_status, "note": note})
+            elif now is not None and not now.ok and now.reason:
+                note = f"current: {now.reason}"
+            elif before is not None and not before.ok and before.reason:
+                note = f"baseline: {before.reason}"
+            skipped.append(
+                {"config": str(key), "baseline": _status(before), "current": _status(now), "note": note}
+            )
             continue
         for metric in metrics:
-            if math.isnan(number(b_row.get(metric))):
+            if math.isnan(before.number(metric)):
                 continue
-            if math.isnan(number(c_row.get(metric))):
+            if math.isnan(now.number(metric)):
                 failures.append(f"{key} {metric}: measured in the baseline, not in the current run")
                 continue
-            result = _compare_metric(baseline, current, b_row, c_row, metric, check)
+            result = compare_records(now, before, metric, check.q)
             failure = check.failure(result)
             if failure:
                 failures.append(f"{key} {metric}: {failure}")
             speed.append(
                 {
-                    "config": key,
+                    "config": str(key),
                     "metric": metric,
                     "baseline": result.baseline,
                     "current": result.current,
@@ -235,27 +204,28 @@ def gate(
                     "ci_low": result.ci_low,
                     "ci_high": result.ci_high,
                     "p_slower": result.p_slower,
-                    "verdict": _speed_verdict(result, check, failure) + _noisy(b_row, c_row),
+                    "verdict": _speed_verdict(result, check, failure) + _noisy(before, now),
                 }
             )
-        if as_bool(b_row.get("converged")) is not None and as_bool(c_row.get("converged")) is not None:
-            failure = convergence.fails(c_row, b_row)
+        was, is_now = before.value("converged"), now.value("converged")
+        if was is not None and is_now is not None:
+            failure = convergence.fails(now, before)
             if failure:
                 failures.append(f"{key}: {failure}")
             conv.append(
                 {
-                    "config": key,
-                    "baseline_converged": as_bool(b_row.get("converged")),
-                    "baseline_mae": number(b_row.get("mae")),
-                    "current_converged": as_bool(c_row.get("converged")),
-                    "current_mae": number(c_row.get("mae")),
+                    "config": str(key),
+                    "baseline_converged": was,
+                    "baseline_mae": before.number("mae"),
+                    "current_converged": is_now,
+                    "current_mae": now.number("mae"),
                     "verdict": "REGRESSION" if failure else "ok",
                 }
             )
     if not speed and not conv:
         raise UsageError(
-            f"no configuration in common between {baseline.source} ({_few(before)}) and {current.source} "
-            f"({_few(now)}) with the metrics {', '.join(metrics)} or a convergence verdict"
+            f"no configuration in common between {baseline.source} ({_few(baseline)}) and {current.source} "
+            f"({_few(current)}) with the metrics {', '.join(metrics)} or a convergence verdict"
         )
     return GateResult(
         speed=pd.DataFrame(speed, columns=_SPEED_COLUMNS),
@@ -289,14 +259,14 @@ _CONV_COLUMNS = [
 ]
 
 
-def _few(rows: dict[str, pd.Series]) -> str:
-    ok = [k for k, r in rows.items() if _status(r) == "ok"]
+def _few(run: Run) -> str:
+    ok = [str(r.key) for r in run.records if r.ok]
     if not ok:
         return "no ok rows"
     return ", ".join(ok[:3]) + (f" and {len(ok) - 3} more" if len(ok) > 3 else "")
 
 
-def _describe_run(run: LoadedRun) -> str:
+def _describe_run(run: Run) -> str:
     env = run.env
     bits = [str(env.get(k)) for k in ("host", "git_commit", "timestamp_utc") if env.get(k)]
     return f"`{run.source}`" + (f" ({', '.join(bits)})" if bits else "")
@@ -308,8 +278,8 @@ def _mae(value: float) -> str:
 
 def render_markdown(
     result: GateResult,
-    baseline: LoadedRun,
-    current: LoadedRun,
+    baseline: Run,
+    current: Run,
     check: RegressionCheck,
     convergence: ConvergenceCheck,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -334,10 +304,7 @@ def render_markdown(
     ]
     if not result.speed.empty:
         speed = result.speed.assign(
-            interval=[
-                "" if math.isnan(lo) else f"{fmt(lo)}-{fmt(hi)}"
-                for lo, hi in zip(result.speed["ci_low"], result.speed["ci_high"])
-            ],
+            interval=[interval(lo, hi) for lo, hi in zip(result.speed["ci_low"], result.speed["ci_high"])],
             samples=[f"{b} / {c}" for b, c in zip(result.speed["n_baseline"], result.speed["n_current"])],
         )
         columns = {
@@ -383,7 +350,7 @@ def render_markdown(
 
 
 def parse_metrics(text: str) -> list[str]:
-    metrics = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    metrics = parse_list(text)
     unknown = [m for m in metrics if m not in METRICS]
     if not metrics or unknown:
         raise argparse.ArgumentTypeError(f"--metric: choose from {', '.join(METRICS)}, got {text!r}")

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import sys
 
-from bench.errors import missing_package
+from bench.errors import UsageError, first_line, missing_package
 from bench.history import cli
-from bench.history.harness import UsageError, first_line
 from sumnet.cli_args import OneLineArgumentParser
 
 PROG = "python -m bench.history"

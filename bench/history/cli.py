@@ -17,8 +17,8 @@ import argparse
 import re
 from pathlib import Path
 
+from bench.errors import UsageError
 from bench.history import DB_ENV, DEFAULT_DB, DEFAULT_WINDOW
-from bench.history.harness import UsageError
 from sumnet.cli_args import non_negative_int, positive_int
 
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")

@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.analysis.significance import RegressionCheck, compare_samples
+from bench.errors import UsageError
 from bench.history import DEFAULT_WINDOW
 from bench.history.db import History, open_history
-from bench.history.harness import UsageError, compare_samples, regression_check
-from bench.history.ingest import entry_from_loaded, entry_of
+from bench.history.ingest import entry_from_run, entry_of
 from bench.history.model import RunEntry
 
 DEFAULT_MAX_SLOWDOWN = 0.10
@@ -48,7 +49,7 @@ def _current_entry(current_run: object) -> RunEntry:
         return current_run
     if isinstance(current_run, (str, Path)):
         return entry_of(current_run)
-    return entry_from_loaded(current_run)  # a LoadedRun from the harness's loader
+    return entry_from_run(current_run)  # a LoadedRun from the harness's loader
 
 
 def _as_history(db: History | str | Path | None) -> tuple[History, bool]:
@@ -69,17 +70,17 @@ def check_against_history(
     if window < 1:
         raise UsageError(f"the history window must be at least 1 run, got {window}")
     current = _current_entry(current_run)
-    check = regression_check(max_slowdown)
+    check = RegressionCheck(max_slowdown=max_slowdown)
     fp = current.machine.fingerprint
     checks = []
     for record in current.records:
         recent = history.recent_runs(
-            fp, record.config.key, window, before=current.time_utc, exclude_run=current.run_id
+            fp, str(record.config), window, before=current.time_utc, exclude_run=current.run_id
         )
         if not recent:
             continue
         commits = _commit_range([commit for _, commit, _ in reversed(recent)])
-        key = record.config.key
+        key = str(record.config)
         if record.status == "failed":
             reason = record.reason or "no reason recorded"
             failure = f"{key}: ran ok in the last {len(recent)} comparable runs, fails now: {reason}"
