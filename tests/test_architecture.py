@@ -74,9 +74,10 @@ OPTIONAL = {
         "bench.history.db",
         "bench.history.ingest",
         "bench.history.trend",
-        "bench.history.gate",
+        "bench.commands.gate",
         "bench.history.dashboard",
     },  # each command loads only what it runs
+    "bench.commands.gate": {"bench.history.db", "bench.history.ingest"},  # sqlalchemy: --history only
 }
 
 

@@ -16,10 +16,11 @@ from tests.optional import require
 require("sqlalchemy", "the results history's database")
 require("ruptures", "the history's change-point detection")
 
+from bench.commands.gate import check_against_history, gate_on_history  # noqa: E402
 from bench.errors import UsageError  # noqa: E402
 from bench.history.__main__ import main as history_main  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
-from bench.history.gate import check_against_history, gate_on_history  # noqa: E402
+from bench.history.ingest import entry_of  # noqa: E402
 from bench.history.synthetic import CPU_BOX, GPU_BOX, config, fill_demo, synthetic_run  # noqa: E402
 from bench.history.trend import render_text, select_configs, trends  # noqa: E402
 
@@ -114,10 +115,12 @@ def test_gate_on_history_reads_a_run_folder(tmp_path):
     slower = tmp_path / "slower" / "run.json"
     slower.parent.mkdir()
     slower.write_text(json.dumps(doc))
-    (failure,) = gate_on_history(db, slower)
+    (failure,) = gate_on_history(db, entry_of(slower))
     assert failure.startswith("train/cpu/eager/32/2/relu step_ms: median +50")
     with pytest.raises(UsageError, match="no comparable history"):
-        gate_on_history(db, BASELINE)  # the stored run itself is excluded: nothing earlier to compare
+        gate_on_history(
+            db, entry_of(BASELINE)
+        )  # the stored run itself is excluded: nothing earlier to compare
 
 
 def test_history_commands_exit_codes_and_one_line_errors(demo_db, tmp_path, capsys):

@@ -1,14 +1,24 @@
-"""`python -m bench gate`: fail CI on a real slowdown or lost convergence, not on noise.
+"""`python -m bench gate`: fail CI on a real slowdown or lost convergence, not on noise; say
+INCONCLUSIVE where the runs cannot decide.
 
-A configuration present in both runs fails when its median time is more than --max-slowdown slower
-and the 95% bootstrap interval of the median ratio lies wholly above that limit too (a significant
-slowdown beyond the threshold, not only a ratio); when it converged in the baseline and no longer
-does; when its held-out MAE grew beyond max(2 x baseline, baseline + 0.005); or when it ran in the
-baseline and now fails. Every regression is listed, then the exit code is 1 (0 when all pass).
-Bad input exits 2: a missing or unreadable run, another schema version, no configuration in common,
-or machines that differ on CPU model, GPU, torch or CUDA version (unless --allow-env-mismatch).
+A configuration present in both runs regresses when its median time is more than --max-slowdown
+slower and the 95% bootstrap interval of the median ratio lies wholly above that limit too; where
+both runs have two or more repeats (each a fresh model), every current repeat must be beyond the
+limit of every baseline repeat as well, so a slowdown holds against the variance between runs, not
+only within one. It also regresses when it converged in the baseline and no longer does, when its
+held-out MAE grew beyond max(2 x baseline, baseline + 0.005), or when it ran in the baseline and
+fails now. A configuration is INCONCLUSIVE when the runs cannot decide: both flagged noisy (or noisy
+on a loaded machine) with one repeat each, or a ratio beyond the limit whose interval reaches below it. `--metric
+instructions` gates CPU instruction counts per step or call (deterministic: the ratio of the median
+counts, default limit 1%). `--history [DB]` gates against the recent comparable runs of the history
+instead of one baseline (`python -m bench history gate` is the same gate).
+
+Exit codes: 0 pass, 1 regression, 2 bad input (a missing or unreadable run, another schema version,
+no configuration in common, machines that differ on CPU model, GPU, torch or CUDA version unless
+--allow-env-mismatch), 3 inconclusive (and no regression): the report says why and what to run instead.
 
     python -m bench gate --baseline results/baselines/linux-2core --current results/latest --out gate.md
+    python -m bench gate --history --current results/latest
     nox -s gate -- --baseline RUN --current RUN --max-slowdown 10%
 """
 
@@ -22,10 +32,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.significance import METHOD, SLOWER, RegressionCheck, SampleComparison, compare_records
+from bench.analysis.significance import (
+    ADVICE,
+    INSTRUCTIONS,
+    INSTRUCTIONS_LIMIT,
+    METHOD,
+    RegressionCheck,
+    Verdict,
+    default_check,
+    judge,
+    metric_samples,
+    slowdown_argument,
+)
 from bench.errors import UsageError
 from bench.history import DEFAULT_WINDOW
-from bench.history.cli import gate_history
 from bench.records import MUST_MATCH, ConfigKey, Record, differing_fields, parse_list
 from bench.render.comparison import interval
 from bench.render.report import fmt, markdown_table
@@ -33,12 +53,14 @@ from bench.store.load import load_run
 from bench.store.run_folder import Run
 from sumnet.cli_args import positive_int
 
-METRICS = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # times: lower is better
-# The training step only, by default: inference rows are 7 blocks of 10 ms, and on a 2-core machine
-# with another busy process their latency swings 3-300x between runs (measured; docs/ci-gate.md).
+TIMES = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # lower is better
+METRICS = (*TIMES, INSTRUCTIONS)
+# The training step only, by default: inference rows are 7 blocks of 10 ms whose latency swings
+# several-fold between runs on a busy machine (docs/ci-gate.md).
 DEFAULT_METRICS = ("step_ms",)
 MAE_FACTOR = 2.0  # held-out MAE may at most double ...
 MAE_SLACK = 0.005  # ... or grow by half the exact-sum tolerance, whichever allows more (sum units)
+EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
 
 
 @dataclass(frozen=True)
@@ -77,11 +99,16 @@ class GateResult:
     convergence: pd.DataFrame  # one line per configuration with a convergence verdict in both runs
     not_compared: pd.DataFrame  # configuration, baseline status, current status, note
     failures: list[str] = field(default_factory=list)
+    inconclusive: list[str] = field(default_factory=list)  # `config metric: why`
     env_note: str = ""
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.inconclusive
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REGRESSION if self.failures else EXIT_INCONCLUSIVE if self.inconclusive else EXIT_PASS
 
 
 def env_mismatch(
@@ -101,22 +128,15 @@ def _status(record: Record | None) -> str:
     return "absent" if record is None else record.status
 
 
-def _speed_verdict(result: SampleComparison, check: RegressionCheck, failure: str | None) -> str:
-    if failure:
-        return "REGRESSION"
-    if result.ratio > check.limit:
-        return "above limit, not significant" if result.tested else "within limit"
-    if not result.tested:
-        return "within limit (not tested)"
-    if result.verdict == SLOWER:
-        return f"slower, within {check.max_slowdown:.0%}"
-    return result.verdict
+def _measured(record: Record, metric: str) -> bool:
+    if metric == INSTRUCTIONS:
+        return bool(record.raw(metric_samples(metric, record.key.workload)))
+    return not math.isnan(record.number(metric))
 
 
-def _noisy(baseline: Record, current: Record) -> str:
-    """` (noisy: baseline, current)` for records flagged noisy (IQR over 10% of the median)."""
-    noisy = [name for name, r in (("baseline", baseline), ("current", current)) if "noisy" in r.flags]
-    return f" (noisy: {', '.join(noisy)})" if noisy else ""
+def _cores(run_env: dict) -> int | None:
+    cores = run_env.get("cpu_cores")
+    return cores if isinstance(cores, int) and not isinstance(cores, bool) else None
 
 
 def _refuse_different_lengths(pairs: Sequence[tuple[ConfigKey, Record | None, Record | None]]) -> None:
@@ -139,16 +159,35 @@ def pair_by_key(
     return [(k, before.get(k), now.get(k)) for k in [*before, *(k for k in now if k not in before)]]
 
 
+def speed_line(key: ConfigKey, metric: str, verdict: Verdict) -> dict[str, object]:
+    """One line of the speed table (the same for a stored baseline and the history)."""
+    r = verdict.result
+    return {
+        "config": str(key),
+        "metric": metric,
+        "baseline": r.baseline,
+        "current": r.current,
+        "n_baseline": r.n_baseline,
+        "n_current": r.n_current,
+        "ratio": r.ratio,
+        "ci_low": r.ci_low,
+        "ci_high": r.ci_high,
+        "p_slower": r.p_slower,
+        "verdict": verdict.text,
+    }
+
+
 def gate(
     baseline: Run,
     current: Run,
-    check: RegressionCheck = RegressionCheck(),
+    check: RegressionCheck | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     allow_env_mismatch: bool = False,
     convergence: ConvergenceCheck = ConvergenceCheck(),
     allow_missing: bool = False,
 ) -> GateResult:
-    """Compare every configuration of `current` with `baseline`; UsageError on input that cannot be gated."""
+    """Compare every configuration of `current` with `baseline`; UsageError on input that cannot be
+    gated. `check` None: each metric's default limit (10% for times, 1% for instructions)."""
     differ, unknown = env_mismatch(baseline.env, current.env)
     if differ and not allow_env_mismatch:
         raise UsageError(
@@ -163,7 +202,7 @@ def gate(
 
     pairs = pair_by_key(baseline.records, current.records)
     _refuse_different_lengths(pairs)
-    speed, conv, skipped, failures = [], [], [], []
+    speed, conv, skipped, failures, inconclusive = [], [], [], [], []
     for key, before, now in pairs:
         if before is None or now is None or not before.ok or not now.ok:
             note = "listed, not compared"
@@ -183,30 +222,17 @@ def gate(
             )
             continue
         for metric in metrics:
-            if math.isnan(before.number(metric)):
+            if not _measured(before, metric):
                 continue
-            if math.isnan(now.number(metric)):
+            if not _measured(now, metric):
                 failures.append(f"{key} {metric}: measured in the baseline, not in the current run")
                 continue
-            result = compare_records(now, before, metric, check.q)
-            failure = check.failure(result)
-            if failure:
-                failures.append(f"{key} {metric}: {failure}")
-            speed.append(
-                {
-                    "config": str(key),
-                    "metric": metric,
-                    "baseline": result.baseline,
-                    "current": result.current,
-                    "n_baseline": result.n_baseline,
-                    "n_current": result.n_current,
-                    "ratio": result.ratio,
-                    "ci_low": result.ci_low,
-                    "ci_high": result.ci_high,
-                    "p_slower": result.p_slower,
-                    "verdict": _speed_verdict(result, check, failure) + _noisy(before, now),
-                }
-            )
+            verdict = judge(before, now, metric, check or default_check(metric), _cores(current.env))
+            if verdict.failure:
+                failures.append(f"{key} {metric}: {verdict.failure}")
+            if verdict.why:
+                inconclusive.append(f"{key} {metric}: {verdict.why}")
+            speed.append(speed_line(key, metric, verdict))
         was, is_now = before.value("converged"), now.value("converged")
         if was is not None and is_now is not None:
             failure = convergence.fails(now, before)
@@ -232,6 +258,7 @@ def gate(
         convergence=pd.DataFrame(conv, columns=_CONV_COLUMNS),
         not_compared=pd.DataFrame(skipped, columns=["config", "baseline", "current", "note"]),
         failures=failures,
+        inconclusive=inconclusive,
         env_note=env_note,
     )
 
@@ -280,22 +307,26 @@ def render_markdown(
     result: GateResult,
     baseline: Run,
     current: Run,
-    check: RegressionCheck,
+    check: RegressionCheck | None,
     convergence: ConvergenceCheck,
     metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> str:
-    """The report CI posts: verdict, rules, every compared configuration, every regression."""
-    head = (
-        "PASS"
-        if result.passed
-        else f"FAIL ({len(result.failures)} regression{'s' * (len(result.failures) != 1)})"
-    )
+    """The report CI posts: verdict, rules, every compared configuration, every regression and
+    every configuration the runs could not decide."""
+    time_check = check or RegressionCheck()
+    rules = [f"- Speed rule: a configuration {time_check.describe()}; {BETWEEN_RULE}."]
+    if INSTRUCTIONS in metrics:
+        limit = check.max_slowdown if check else INSTRUCTIONS_LIMIT
+        rules.append(
+            f"- Instructions rule: fails when the median count per step or call is more than {limit:.0%} higher."
+        )
     parts = [
-        f"# Benchmark gate: {head}",
+        f"# Benchmark gate: {verdict_head(result.failures, result.inconclusive)}",
         "",
         f"- Baseline: {_describe_run(baseline)}",
         f"- Current: {_describe_run(current)}",
-        f"- Speed rule: a configuration {check.describe()}. Ratio = current / baseline (above 1 is slower).",
+        *rules,
+        "- Ratio = current / baseline (above 1 is slower). Exit codes: 0 pass, 1 regression, 2 bad input, 3 inconclusive.",
         f"- Metrics gated: {', '.join(metrics)}.",
         f"- Method: {METHOD}; p is one-sided (current slower).",
         f"- Convergence rule: {convergence.describe()}.",
@@ -310,8 +341,8 @@ def render_markdown(
         columns = {
             "config": "configuration",
             "metric": "metric",
-            "baseline": f"baseline ({check.statistic})",
-            "current": f"current ({check.statistic})",
+            "baseline": f"baseline ({time_check.statistic})",
+            "current": f"current ({time_check.statistic})",
             "samples": "n (base / cur)",
             "ratio": "ratio",
             "interval": "95% CI",
@@ -346,7 +377,26 @@ def render_markdown(
         parts.append("")
     if result.failures:
         parts += ["## Regressions", ""] + [f"{i}. {f}" for i, f in enumerate(result.failures, 1)] + [""]
+    if result.inconclusive:
+        parts += ["## Inconclusive", ""] + [f"{i}. {f}" for i, f in enumerate(result.inconclusive, 1)]
+        parts += ["", f"What to run instead: {ADVICE}.", ""]
     return "\n".join(parts)
+
+
+BETWEEN_RULE = (
+    "where both runs have two or more repeats, every current repeat must also be beyond the limit of "
+    "every baseline repeat (the variance between runs); rows flagged noisy in both runs, or noisy on a "
+    "loaded machine, with one repeat each, and ratios beyond the limit whose interval reaches below it are INCONCLUSIVE"
+)
+
+
+def verdict_head(failures: Sequence[str], inconclusive: Sequence[str]) -> str:
+    """PASS, FAIL (n regressions) or INCONCLUSIVE (n configurations)."""
+    if failures:
+        return f"FAIL ({len(failures)} regression{'s' * (len(failures) != 1)})"
+    if inconclusive:
+        return f"INCONCLUSIVE ({len(inconclusive)} configuration{'s' * (len(inconclusive) != 1)})"
+    return "PASS"
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -357,14 +407,8 @@ def parse_metrics(text: str) -> list[str]:
     return metrics
 
 
-def parse_check(text: str) -> RegressionCheck:
-    try:
-        return RegressionCheck.parse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "exit codes: 0 pass, 1 regression, 2 bad input, 3 inconclusive (the report says why and what to run instead)"
     parser.add_argument(
         "--baseline", default=None, help="the stored run to compare against (folder, CSV or JSON)"
     )
@@ -385,16 +429,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--current", required=True, help="the run under test")
     parser.add_argument(
         "--max-slowdown",
-        type=parse_check,
-        default=RegressionCheck(),
+        type=slowdown_argument,
+        default=None,
         metavar="PCT",
-        help="largest tolerated slowdown of the median, e.g. 10%% or median:10%% (default 10%%)",
+        help="largest tolerated slowdown of the median, e.g. 10%% or median:10%% or p10:10%% "
+        "(default 10%% for times, 1%% for instructions)",
     )
     parser.add_argument(
         "--metric",
         type=parse_metrics,
         default=list(DEFAULT_METRICS),
-        help=f"comma list of time columns to gate (default {','.join(DEFAULT_METRICS)}; also {', '.join(METRICS[1:])})",
+        help=f"comma list of metrics to gate (default {','.join(DEFAULT_METRICS)}; also {', '.join(METRICS[1:])})",
     )
     parser.add_argument(
         "--allow-env-mismatch",
@@ -421,9 +466,7 @@ def main(args: argparse.Namespace) -> int:
     if args.history is not None:
         if args.baseline is not None:
             raise UsageError("give --baseline RUN or --history [DB], not both")
-        if args.max_slowdown.statistic != "median":
-            raise UsageError("--history gates the median; give --max-slowdown as a plain percentage")
-        return gate_history(args.history or None, args.current, args.window, args.max_slowdown.max_slowdown)
+        return gate_history(args.history or None, args.current, args.window, args.max_slowdown, args.metric)
     if args.baseline is None:
         raise UsageError("give --baseline RUN (a stored run) or --history [DB] (the recent comparable runs)")
     if _run_identity(args.baseline) == _run_identity(args.current):
@@ -447,4 +490,133 @@ def main(args: argparse.Namespace) -> int:
         except OSError as err:
             raise UsageError(f"cannot write {args.out}: {err.strerror or err}") from None
     print(markdown)
-    return 0 if result.passed else 1
+    return result.exit_code
+
+
+# --- against the history ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryCheck:
+    """One configuration and metric of the current run against its history."""
+
+    config_key: str
+    metric: str
+    runs: int  # history runs pooled
+    commits: str  # oldest..newest commit of those runs
+    comparison: object | None  # bench.analysis.significance.SampleComparison; None for a status check
+    failure: str | None  # why it fails, or None
+    why: str | None = None  # why the history cannot decide, or None
+
+
+def check_against_history(
+    history,
+    current,
+    window: int = DEFAULT_WINDOW,
+    check: RegressionCheck | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> list[HistoryCheck]:
+    """Every comparable configuration of `current` (a bench.history.model.RunEntry) against the last
+    `window` comparable runs of the open `history` (same machine fingerprint, ok, no later than the
+    current run, itself excluded), their raw samples pooled as the baseline and judged by the one
+    rule (significance.judge); UsageError when nothing in it has any history."""
+    fp = current.machine.fingerprint
+    checks = []
+    for entry in current.records:
+        key = str(entry.config)
+        recent = history.recent_runs(fp, key, window, before=current.time_utc, exclude_run=current.run_id)
+        if not recent:
+            continue
+        commits = _commit_range([commit for _, commit, _ in reversed(recent)])
+        if entry.status == "failed":
+            reason = entry.reason or "no reason recorded"
+            failure = f"{key}: ran ok in the last {len(recent)} comparable runs, fails now: {reason}"
+            checks.append(HistoryCheck(key, "status", len(recent), commits, None, failure))
+            continue
+        now = Record(entry.config, entry.status, samples=entry.samples, derived={"flags": entry.flags})
+        for metric in metrics:
+            name = metric_samples(metric, entry.config.workload)
+            if not now.ok or not now.raw(name):
+                continue
+            pooled = history.samples_of(key, name, [run_id for run_id, _, _ in recent])
+            baseline = [v for run_id, _, _ in recent for v in pooled.get(run_id, [])]
+            if not baseline:
+                continue
+            before = Record(entry.config, samples={name: baseline})
+            verdict = judge(before, now, metric, check or default_check(metric), _cores(current.env))
+            failure = (
+                verdict.failure
+                and f"{key} {metric}: {verdict.failure}; baseline: {len(pooled)} runs of history ({commits})"
+            )
+            checks.append(
+                HistoryCheck(key, metric, len(pooled), commits, verdict.result, failure, verdict.why)
+            )
+    if not checks:
+        raise UsageError(
+            f"no comparable history for {current.source}: machine {fp} ({current.machine.label}) has no "
+            f"earlier ok run of its configurations in {history.where}"
+        )
+    return checks
+
+
+def gate_on_history(
+    db: str | Path | None,
+    current,
+    window: int = DEFAULT_WINDOW,
+    max_slowdown: float = 0.10,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> list[str]:
+    """The failures of `current` (a RunEntry: bench.history.ingest.entry_of(path)) against the last
+    `window` comparable runs in the history at `db` (a SQLite path or database URL; None: the default)."""
+    from bench.history.db import open_history  # sqlalchemy: only the history needs it
+
+    with open_history(db, create=False) as history:
+        checks = check_against_history(history, current, window, RegressionCheck(max_slowdown), metrics)
+    return [c.failure for c in checks if c.failure]
+
+
+def gate_history(
+    db: str | None,
+    current: str,
+    window: int = DEFAULT_WINDOW,
+    check: RegressionCheck | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> int:
+    """`bench gate --history` and `bench history gate`: print every check against the history and
+    return the exit code (0 pass, 1 regression, 3 inconclusive)."""
+    from bench.history.db import open_history  # sqlalchemy: only the history needs it
+    from bench.history.ingest import entry_of
+
+    entry = entry_of(current)
+    with open_history(db, create=False) as history:
+        checks = check_against_history(history, entry, window, check, metrics)
+    failures = [c.failure for c in checks if c.failure]
+    unsure = [f"{c.config_key} {c.metric}: {c.why}" for c in checks if c.why]
+    limit = (check or default_check(metrics[0])).max_slowdown
+    print(
+        f"History gate: {verdict_head(failures, unsure)}; {current} against the last {window} comparable runs, "
+        f"limit +{limit:.0%}"
+    )
+    for c in checks:
+        result = c.comparison
+        if result is None:
+            continue
+        shown = f" [{result.ci_low:.3f}-{result.ci_high:.3f}]" if result.tested else ""
+        verdict = "REGRESSION" if c.failure else "INCONCLUSIVE" if c.why else "ok"
+        print(
+            f"  {c.config_key} {c.metric}: ratio {result.ratio:.3f}{shown} vs {c.runs} runs ({c.commits}): {verdict}"
+        )
+    for i, failure in enumerate(failures, 1):
+        print(f"{i}. {failure}")
+    for line in unsure:
+        print(f"inconclusive: {line}")
+    if unsure:
+        print(f"What to run instead: {ADVICE}.")
+    return EXIT_REGRESSION if failures else EXIT_INCONCLUSIVE if unsure else EXIT_PASS
+
+
+def _commit_range(commits: Sequence[str]) -> str:
+    named = [c[:12] for c in commits if c]
+    if not named:
+        return "no commits recorded"
+    return named[0] if named[0] == named[-1] else f"{named[0]}..{named[-1]}"

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.analysis.derive import per_record
@@ -93,7 +94,17 @@ COLUMNS = (
     "peak_mem_bytes",  # torch.cuda.max_memory_allocated, CUDA only
     "peak_rss_bytes",  # process peak resident set size when the record was made
     "page_faults_per_call",  # inference: minor page faults per timed forward (near 0 when memory is reused)
+    # how busy the machine was (/proc), and the deterministic metric (bench run --metric instructions)
+    "load_avg_before",  # 1-minute load average before the configuration ran
+    "load_avg_after",
+    "cpu_steal_frac",  # share of CPU time stolen by the hypervisor while it ran
+    "instructions_per_step",  # CPU instructions of one training step, median over processes (callgrind)
+    "instructions_per_call",  # CPU instructions of one inference call
 )
+COUNT_SAMPLES = (
+    "instructions_per_step",
+    "instructions_per_call",
+)  # their column is the median of the samples
 TEXT_COLUMNS = (
     "workload",
     "device",
@@ -224,6 +235,9 @@ def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[
                 f"{metric}_min": summary.min,
             }
         )
+    for name in COUNT_SAMPLES:
+        if record.raw(name):
+            row[name] = float(np.median(record.raw(name)))
     row.update(per_record(record))
     row.update(record.derived)
     row.update(derived or {})
