@@ -50,9 +50,21 @@ def _quantile_resamples(
     return out
 
 
+def _resampled(group: Sequence, rng: np.random.Generator, resamples: int, q: float) -> np.ndarray:
+    """Bootstrap q-quantiles of a sample; of a list of runs (each a list of raw samples), two-stage:
+    each run's quantile from a resample of its samples, then the median of runs drawn with replacement."""
+    if len(group) and isinstance(group[0], (list, tuple, np.ndarray)):
+        per_run = np.stack(
+            [_quantile_resamples(np.asarray(run, dtype=float), rng, resamples, q) for run in group]
+        )
+        picks = rng.integers(0, len(group), (resamples, len(group)))
+        return np.median(per_run[picks, np.arange(resamples)[:, None]], axis=1)
+    return _quantile_resamples(np.asarray(group, dtype=float), rng, resamples, q)
+
+
 def bootstrap_ratio_interval(
-    current: Sequence[float],
-    baseline: Sequence[float],
+    current: Sequence,
+    baseline: Sequence,
     confidence: float = 1 - ALPHA,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
@@ -60,24 +72,37 @@ def bootstrap_ratio_interval(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of median(current) / median(baseline) (or of another q-quantile).
 
-    The two sets are resampled independently (unpaired). Samples must be positive (times).
+    Each side is a sample of positive times, or a list of runs (lists of raw samples: the interval of
+    the ratio of the medians of run medians, two-stage, for the history's change points). The sides
+    are resampled independently (unpaired), current first, with one seeded generator.
     """
-    cur, base = np.asarray(current, dtype=float), np.asarray(baseline, dtype=float)
-    if len(cur) == 0 or len(base) == 0:
+    if (
+        not len(current)
+        or not len(baseline)
+        or any(len(r) == 0 for r in (*current, *baseline) if isinstance(r, (list, tuple, np.ndarray)))
+    ):
         raise ValueError("bootstrap of an empty sample")
     rng = np.random.default_rng(seed)
-    ratios = _quantile_resamples(cur, rng, resamples, q) / _quantile_resamples(base, rng, resamples, q)
+    ratios = _resampled(current, rng, resamples, q) / _resampled(baseline, rng, resamples, q)
     tail = (1 - confidence) / 2
     low, high = np.quantile(ratios, [tail, 1 - tail])
     return float(low), float(high)
 
 
 def mann_whitney_p(
-    current: Sequence[float], baseline: Sequence[float], alternative: str = "two-sided"
+    current: Sequence[float],
+    baseline: Sequence[float],
+    alternative: str = "two-sided",
+    permutations: int | None = None,
+    seed: int = BOOTSTRAP_SEED,
 ) -> float:
-    """Mann-Whitney U p-value; alternative "greater" tests current > baseline (slower)."""
-    result = _scipy_stats.mannwhitneyu(current, baseline, alternative=alternative)
-    return float(result.pvalue)
+    """Mann-Whitney U p-value (scipy); alternative "greater" tests current > baseline (slower).
+    `permutations`: a permutation test of U with that many seeded resamples instead of the normal
+    approximation (exact, over every split, when there are fewer splits); ties take average ranks."""
+    method = (
+        "auto" if permutations is None else _scipy_stats.PermutationMethod(permutations, random_state=seed)
+    )
+    return float(_scipy_stats.mannwhitneyu(current, baseline, alternative=alternative, method=method).pvalue)
 
 
 @dataclass(frozen=True)
