@@ -370,3 +370,45 @@ def test_pytest_benchmark_rounds_of_several_calls_are_read_per_call():
     doc["benchmarks"][0]["extra_info"]["calls_per_round"] = 100  # each round timed 100 steps
     row = read_pytest_benchmark(doc, "bench.json").frame.set_index("workload").loc["train"]
     assert row["step_ms"] == pytest.approx(2.0) and row["step_ms_min"] == pytest.approx(1.0)
+
+
+def test_a_threads_cell_that_is_text_is_refused(pair, tmp_path, capsys):
+    """Issue 20: it used to load as a blank thread count (a key that matches nothing)."""
+    csv = tmp_path / "many.csv"
+    df = pd.read_csv(pair[0] / "results.csv", dtype=object, keep_default_na=False)
+    df.loc[0, "threads"] = "many"
+    df.to_csv(csv, index=False)
+    code, _, err = _cli(["compare", str(pair[1]), str(csv), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "many.csv: line 2: threads is 'many', not a number" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("machine_info"), "without machine_info"),
+        (
+            lambda d: [b.update(name=None, fullname=None, extra_info={}) for b in d["benchmarks"]],
+            "without a name",
+        ),
+    ],
+)
+def test_a_pytest_benchmark_file_without_machine_or_name_is_refused(change, message):
+    doc = _pytest_benchmark_doc([0.001] * 3, [0.0001] * 3)
+    change(doc)
+    with pytest.raises(UsageError, match=message):
+        read_pytest_benchmark(doc, "b.json")
+
+
+def test_many_configurations_draw_the_largest_changes_only():
+    """Issue 20: compare_ratios.png of two 50-configuration runs had ~100 overlapping labels."""
+    pytest.importorskip("matplotlib")
+    from bench.render.figures import COMPARE_LINES, _compare_figure
+
+    ratios = [1.0 + 0.01 * i for i in range(100)]
+    table = pd.DataFrame(
+        {"label": [f"line {i}" for i in range(100)], "ratio": ratios, "ci_low": ratios, "ci_high": ratios}
+    )
+    fig = _compare_figure(table, "subtitle", "ratio")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [f"line {i}" for i in range(100 - COMPARE_LINES, 100)]  # the largest, in table order
+    assert f"The {COMPARE_LINES} largest of 100 ratios" in fig.texts[0].get_text()

@@ -418,3 +418,31 @@ def test_the_exit_codes_are_documented_in_the_help(capsys):
     with pytest.raises(SystemExit):
         bench_main(["gate", "-h"])
     assert "0 pass, 1 regression, 2 bad input, 3 inconclusive" in capsys.readouterr().out
+
+
+# --- issue 20: unreadable cells are bad input, never a pass -------------------------------------
+
+
+def test_unreadable_convergence_is_bad_input_not_a_pass(tmp_path, capsys):
+    base = make_run(tmp_path / "b", seed=1)
+
+    def edit(df):
+        df["converged"] = "maybe"
+
+    cur = _edit_csv(make_run(tmp_path / "c", seed=2), edit)
+    code, out, err = gate(capsys, base, cur)
+    assert code == 2 and "PASS" not in out and len(err.strip().splitlines()) == 1
+    assert "line 2: converged is 'maybe', not True or False" in err
+
+
+def test_a_threads_cell_that_is_text_is_bad_input(tmp_path, capsys):
+    base = make_run(tmp_path / "b", seed=1)
+
+    def edit(df):
+        df.loc[df["workload"] == "inference", "threads"] = "many"
+
+    cur = _edit_csv(make_run(tmp_path / "c", seed=2), edit)
+    code, _, err = gate(capsys, base, cur)
+    assert (
+        code == 2 and len(err.strip().splitlines()) == 1 and "line 3: threads is 'many', not a number" in err
+    )

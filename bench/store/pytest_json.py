@@ -40,7 +40,11 @@ _ENV_FIELDS = (
 
 
 def _env(doc: dict, source: Path) -> dict[str, object]:
-    machine = doc.get("machine_info") or {}
+    machine = doc.get("machine_info")
+    if not isinstance(machine, dict) or not machine:
+        raise UsageError(
+            f"{source}: a pytest-benchmark file without machine_info: which machine ran it is unknown"
+        )
     cpu = machine.get("cpu") or {}
     commit = doc.get("commit_info") or {}
     env: dict[str, object] = {k: machine[k] for k in _ENV_FIELDS if k in machine}
@@ -61,17 +65,19 @@ def _env(doc: dict, source: Path) -> dict[str, object]:
     return env
 
 
-def _key(bench: dict) -> ConfigKey:
+def _key(bench: dict, source: Path) -> ConfigKey:
     """The configuration: extra_info first, then params, else the benchmark's name as workload."""
     extra, params = bench.get("extra_info") or {}, bench.get("params") or {}
     config = {c: extra.get(c, params.get(c)) for c in ConfigKey.columns()}
     if not config["workload"]:
-        config["workload"] = bench.get("name") or bench.get("fullname") or "?"
+        config["workload"] = bench.get("name") or bench.get("fullname")
+    if not config["workload"]:
+        raise UsageError(f"{source}: a benchmark without a name (and no workload in extra_info or params)")
     try:
         return ConfigKey.from_row(config)
     except (TypeError, ValueError):
         raise UsageError(
-            f"benchmark {bench.get('name')!r}: a batch_size, threads or world_size that is not a number"
+            f"{source}: benchmark {bench.get('name')!r}: a batch_size, threads or world_size that is not a number"
         ) from None
 
 
@@ -80,7 +86,7 @@ def _number(value: object) -> float | None:
 
 
 def _record(bench: dict, source: Path) -> Record:
-    key = _key(bench)
+    key = _key(bench, source)
     stats = bench.get("stats") or {}
     name = bench.get("fullname") or bench.get("name") or "?"
     median = _number(stats.get("median"))
