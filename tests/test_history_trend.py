@@ -168,3 +168,24 @@ def test_commands_plug_into_the_bench_command_convention(demo_db, tmp_path, caps
     with pytest.raises(SystemExit) as exit_:
         parser.parse_args([])  # --out is required: one line, exit 2
     assert exit_.value.code == 2
+
+
+def test_bench_gate_history_and_history_gate_are_one_gate(tmp_path, capsys):
+    """`python -m bench history gate` is an alias of `bench gate --history`: same checks, output, exit code."""
+    from bench.__main__ import main as bench_main
+
+    db = str(tmp_path / "h.db")
+    assert history_main(["ingest", str(BASELINE), "--db", db]) == 0
+    doc = json.loads((BASELINE / "run.json").read_text())
+    doc["env"]["timestamp_utc"] = "2026-12-01T00:00:00Z"
+    doc["rows"][0]["samples"]["step_ms"] = [v * 1.5 for v in doc["rows"][0]["samples"]["step_ms"]]
+    slower = tmp_path / "slower" / "run.json"
+    slower.parent.mkdir()
+    slower.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert history_main(["gate", "--current", str(slower), "--db", db, "--max-slowdown", "10%"]) == 1
+    alias = capsys.readouterr().out
+    assert bench_main(["gate", "--history", db, "--current", str(slower)]) == 1
+    assert capsys.readouterr().out == alias
+    assert alias.startswith("History gate: FAIL (1 regression);") and "step_ms: ratio 1.5" in alias
+    assert history_main(["gate", "--current", str(slower), "--db", db, "--max-slowdown", "60%"]) == 0

@@ -268,7 +268,7 @@ LOADED_PER_CORE = 1.0  # a load average above this many runnable tasks per core:
 LOADED_STEAL = 0.05  # or more than 5% of CPU time stolen by the hypervisor
 INCONCLUSIVE = "INCONCLUSIVE"
 ADVICE = (
-    "run `python -m bench ab BASE` (both commits interleaved in one job, paired), more `--repeats` "
+    "`python -m bench ab BASE` (both commits interleaved in one job, paired), more `--repeats` "
     "(the variance between repeats then decides), or `--metric instructions` (a count that load does not change)"
 )
 
