@@ -22,9 +22,9 @@ from bench.commands.compare import (
     env_differences,
     not_compared,
     parse_reference,
-    render_markdown,
 )
 from bench.errors import UsageError
+from bench.render.comparison import compare_markdown
 from bench.store.load import load_run
 from bench.store.pytest_json import read_pytest_benchmark
 from bench.store.run_folder import COLUMNS, RunWriter
@@ -144,7 +144,11 @@ def test_environment_differences_and_skipped_rows_are_listed(pair):
     skipped_rows = not_compared(runs)
     assert list(skipped_rows["config"]) == ["train/cuda/eager/32/2/relu"]
     assert "no CUDA GPU" in skipped_rows["reason"].iloc[0]
-    markdown = render_markdown(runs, comparison_table(runs), Reference(0, "cpu", "eager"))
+    labels = ["R1", "R2"]
+    reference = Reference(0, "cpu", "eager").label(labels)
+    markdown = compare_markdown(
+        runs, labels, reference, comparison_table(runs), diffs.reset_index(), skipped_rows
+    )
     for text in (
         "R1 cpu eager",
         "bootstrap",

@@ -23,34 +23,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.significance import METHOD, compare_records
+from bench.analysis.significance import compare_records
 from bench.errors import UsageError
 from bench.records import SHOWN_WHEN_DIFFERENT, Record, differing_fields
-from bench.render.comparison import interval
+from bench.render.comparison import compare_markdown
 from bench.render.figures import write_compare_figures
-from bench.render.report import fmt, markdown_table
 from bench.store.load import load_run
 from bench.store.run_folder import KEY_COLUMNS, Run
 
 REFERENCE_DEFAULT = ("cpu", "eager")
-
-TABLE_COLUMNS = {
-    "workload": "workload",
-    "batch_size": "batch",
-    "run": "run",
-    "device": "device",
-    "mode": "mode",
-    "threads": "threads",
-    "output_activation": "output act.",
-    "metric": "metric",
-    "median": "median",
-    "ratio": "ratio to ref (x)",
-    "interval": "95% CI",
-    "p_value": "p (U test)",
-    "verdict": "vs reference",
-    "converged": "converged",
-    "mae": "MAE",
-}
 
 
 # --- the reference --------------------------------------------------------------------------
@@ -240,67 +221,6 @@ def env_differences(runs: Sequence[Run], fields: tuple[str, ...] = SHOWN_WHEN_DI
     return pd.DataFrame(rows, columns=["field", *labels])
 
 
-# --- rendering ------------------------------------------------------------------------------
-
-
-def render_markdown(runs: Sequence[Run], table: pd.DataFrame, reference: Reference) -> str:
-    labels = run_labels(runs)
-    run_lines = pd.DataFrame(
-        [
-            {
-                "run": labels[i],
-                "source": run.source,
-                "host": run.env.get("host", ""),
-                "cpu": run.env.get("cpu_model", ""),
-                "gpu": run.env.get("gpu_name", ""),
-                "torch": run.env.get("torch_version", ""),
-                "commit": run.env.get("git_commit", ""),
-                "time (UTC)": run.env.get("timestamp_utc", ""),
-            }
-            for i, run in enumerate(runs)
-        ]
-    )
-    parts = [
-        f"# Comparison of {len(runs)} run{'s' if len(runs) > 1 else ''}",
-        "",
-        markdown_table(run_lines, {c: c for c in run_lines.columns}),
-        "",
-        f"Reference: {reference.label(labels)}. Each line's ratio is its median time over the reference's "
-        "median for the same workload, batch size and output activation (same thread count when the "
-        "reference has it); above 1 is slower.",
-        "",
-        f"Method: {METHOD}. Verdict: faster or slower when the interval excludes 1 and the two-sided "
-        "U test agrees; otherwise no significant difference.",
-        "",
-    ]
-    diffs = env_differences(runs)
-    if len(runs) > 1:
-        if diffs.empty:
-            parts += ["Environment: the runs agree on " + ", ".join(SHOWN_WHEN_DIFFERENT) + ".", ""]
-        else:
-            parts += [
-                "Environment fields that differ between the runs:",
-                "",
-                markdown_table(diffs, {c: c for c in diffs.columns}),
-                "",
-            ]
-    if table.empty:
-        parts += ["No timed configuration to compare.", ""]
-    else:
-        shown = table.assign(interval=[interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])])
-        shown["mae"] = [fmt(v) if v >= 0.1 else ("" if math.isnan(v) else f"{v:.4f}") for v in shown["mae"]]
-        parts += [markdown_table(shown, TABLE_COLUMNS), ""]
-    skipped = not_compared(runs)
-    if not skipped.empty:
-        parts += ["Not compared (skipped, failed or untimed rows):", ""]
-        parts += [
-            f"- {r.run} {r.config}: {r.status}{' - ' + r.reason if r.reason else ''}"
-            for r in skipped.itertuples()
-        ]
-        parts.append("")
-    return "\n".join(parts)
-
-
 # --- command line ---------------------------------------------------------------------------
 
 
@@ -356,7 +276,10 @@ def main(args: argparse.Namespace) -> int:
             f"and mode {reference.mode!r} in {runs[reference.run].source}"
         )
     table = comparison_table(runs, reference)
-    markdown = render_markdown(runs, table, reference)
+    labels = run_labels(runs)
+    markdown = compare_markdown(
+        runs, labels, reference.label(labels), table, env_differences(runs), not_compared(runs)
+    )
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path("results") / f"compare-{stamp}"
     _write(out, markdown, table)

@@ -35,8 +35,6 @@ import pandas as pd
 from bench.analysis.significance import (
     ADVICE,
     INSTRUCTIONS,
-    INSTRUCTIONS_LIMIT,
-    METHOD,
     RegressionCheck,
     Verdict,
     default_check,
@@ -47,8 +45,7 @@ from bench.analysis.significance import (
 from bench.errors import UsageError
 from bench.history import DEFAULT_WINDOW
 from bench.records import MUST_MATCH, ConfigKey, Record, differing_fields, parse_list
-from bench.render.comparison import interval
-from bench.render.report import fmt, markdown_table
+from bench.render.comparison import gate_markdown, verdict_head
 from bench.store.load import load_run
 from bench.store.run_folder import Run
 from sumnet.cli_args import positive_int
@@ -293,112 +290,6 @@ def _few(run: Run) -> str:
     return ", ".join(ok[:3]) + (f" and {len(ok) - 3} more" if len(ok) > 3 else "")
 
 
-def _describe_run(run: Run) -> str:
-    env = run.env
-    bits = [str(env.get(k)) for k in ("host", "git_commit", "timestamp_utc") if env.get(k)]
-    return f"`{run.source}`" + (f" ({', '.join(bits)})" if bits else "")
-
-
-def _mae(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.4f}"
-
-
-def render_markdown(
-    result: GateResult,
-    baseline: Run,
-    current: Run,
-    check: RegressionCheck | None,
-    convergence: ConvergenceCheck,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-) -> str:
-    """The report CI posts: verdict, rules, every compared configuration, every regression and
-    every configuration the runs could not decide."""
-    time_check = check or RegressionCheck()
-    rules = [f"- Speed rule: a configuration {time_check.describe()}; {BETWEEN_RULE}."]
-    if INSTRUCTIONS in metrics:
-        limit = check.max_slowdown if check else INSTRUCTIONS_LIMIT
-        rules.append(
-            f"- Instructions rule: fails when the median count per step or call is more than {limit:.0%} higher."
-        )
-    parts = [
-        f"# Benchmark gate: {verdict_head(result.failures, result.inconclusive)}",
-        "",
-        f"- Baseline: {_describe_run(baseline)}",
-        f"- Current: {_describe_run(current)}",
-        *rules,
-        "- Ratio = current / baseline (above 1 is slower). Exit codes: 0 pass, 1 regression, 2 bad input, 3 inconclusive.",
-        f"- Metrics gated: {', '.join(metrics)}.",
-        f"- Method: {METHOD}; p is one-sided (current slower).",
-        f"- Convergence rule: {convergence.describe()}.",
-        f"- Environment {result.env_note}.",
-        "",
-    ]
-    if not result.speed.empty:
-        speed = result.speed.assign(
-            interval=[interval(lo, hi) for lo, hi in zip(result.speed["ci_low"], result.speed["ci_high"])],
-            samples=[f"{b} / {c}" for b, c in zip(result.speed["n_baseline"], result.speed["n_current"])],
-        )
-        columns = {
-            "config": "configuration",
-            "metric": "metric",
-            "baseline": f"baseline ({time_check.statistic})",
-            "current": f"current ({time_check.statistic})",
-            "samples": "n (base / cur)",
-            "ratio": "ratio",
-            "interval": "95% CI",
-            "p_slower": "p (slower)",
-            "verdict": "verdict",
-        }
-        parts += ["## Speed", "", markdown_table(speed, columns), ""]
-    if not result.convergence.empty:
-        conv = result.convergence.assign(
-            base=[
-                f"{fmt(c)}, MAE {_mae(m)}"
-                for c, m in zip(result.convergence["baseline_converged"], result.convergence["baseline_mae"])
-            ],
-            cur=[
-                f"{fmt(c)}, MAE {_mae(m)}"
-                for c, m in zip(result.convergence["current_converged"], result.convergence["current_mae"])
-            ],
-        )
-        columns = {
-            "config": "configuration",
-            "base": "baseline converged",
-            "cur": "current converged",
-            "verdict": "verdict",
-        }
-        parts += ["## Convergence", "", markdown_table(conv, columns), ""]
-    if not result.not_compared.empty:
-        parts += ["## Not compared", ""]
-        parts += [
-            f"- {r.config}: baseline {r.baseline}, current {r.current}; {r.note}"
-            for r in result.not_compared.itertuples()
-        ]
-        parts.append("")
-    if result.failures:
-        parts += ["## Regressions", ""] + [f"{i}. {f}" for i, f in enumerate(result.failures, 1)] + [""]
-    if result.inconclusive:
-        parts += ["## Inconclusive", ""] + [f"{i}. {f}" for i, f in enumerate(result.inconclusive, 1)]
-        parts += ["", f"What to run instead: {ADVICE}.", ""]
-    return "\n".join(parts)
-
-
-BETWEEN_RULE = (
-    "where both runs have two or more repeats, every current repeat must also be beyond the limit of "
-    "every baseline repeat (the variance between runs); rows flagged noisy in both runs, or noisy on a "
-    "loaded machine, with one repeat each, and ratios beyond the limit whose interval reaches below it are INCONCLUSIVE"
-)
-
-
-def verdict_head(failures: Sequence[str], inconclusive: Sequence[str]) -> str:
-    """PASS, FAIL (n regressions) or INCONCLUSIVE (n configurations)."""
-    if failures:
-        return f"FAIL ({len(failures)} regression{'s' * (len(failures) != 1)})"
-    if inconclusive:
-        return f"INCONCLUSIVE ({len(inconclusive)} configuration{'s' * (len(inconclusive) != 1)})"
-    return "PASS"
-
-
 def parse_metrics(text: str) -> list[str]:
     metrics = parse_list(text)
     unknown = [m for m in metrics if m not in METRICS]
@@ -482,7 +373,9 @@ def main(args: argparse.Namespace) -> int:
         convergence,
         args.allow_missing,
     )
-    markdown = render_markdown(result, baseline, current, args.max_slowdown, convergence, args.metric)
+    markdown = gate_markdown(
+        result, baseline, current, args.max_slowdown, convergence.describe(), args.metric
+    )
     if args.out is not None:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
