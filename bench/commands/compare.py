@@ -29,7 +29,7 @@ from bench.records import SHOWN_WHEN_DIFFERENT, Record, differing_fields
 from bench.render.comparison import compare_markdown
 from bench.render.figures import write_compare_figures
 from bench.store.load import load_run
-from bench.store.run_folder import KEY_COLUMNS, Run
+from bench.store.run_folder import Run
 
 REFERENCE_DEFAULT = ("cpu", "eager")
 
@@ -124,22 +124,6 @@ def _labels(table: pd.DataFrame) -> list[str]:
     ]
 
 
-_LINE_COLUMNS = (
-    "run",
-    *KEY_COLUMNS,
-    "metric",
-    "median",
-    "n",
-    "ratio",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "verdict",
-    "converged",
-    "mae",
-)
-
-
 def comparison_table(runs: Sequence[Run], reference: Reference | None = None) -> pd.DataFrame:
     """Every timed ok record of every run against the reference's matching record.
 
@@ -182,7 +166,7 @@ def comparison_table(runs: Sequence[Run], reference: Reference | None = None) ->
                 )
                 line["verdict"] = result.verdict if result.tested else "not tested: too few raw samples"
             lines.append(line)
-    table = pd.DataFrame(lines, columns=["label", *_LINE_COLUMNS])
+    table = pd.DataFrame(lines)
     if table.empty:
         return table
     for column in ("batch_size", "threads"):  # whole numbers or None, never floats
@@ -191,7 +175,7 @@ def comparison_table(runs: Sequence[Run], reference: Reference | None = None) ->
     table = table.assign(_w=table["workload"].map(order), _b=pd.to_numeric(table["batch_size"]))
     table = table.sort_values(["_w", "_b", "output_activation", "run", "device", "mode"], kind="stable")
     table = table.drop(columns=["_w", "_b"]).reset_index(drop=True)
-    table["label"] = _labels(table)
+    table.insert(0, "label", _labels(table))
     return table
 
 

@@ -251,36 +251,13 @@ def gate(
             f"({_few(current)}) with the metrics {', '.join(metrics)} or a convergence verdict"
         )
     return GateResult(
-        speed=pd.DataFrame(speed, columns=_SPEED_COLUMNS),
-        convergence=pd.DataFrame(conv, columns=_CONV_COLUMNS),
+        speed=pd.DataFrame(speed),
+        convergence=pd.DataFrame(conv),
         not_compared=pd.DataFrame(skipped, columns=["config", "baseline", "current", "note"]),
         failures=failures,
         inconclusive=inconclusive,
         env_note=env_note,
     )
-
-
-_SPEED_COLUMNS = [
-    "config",
-    "metric",
-    "baseline",
-    "current",
-    "n_baseline",
-    "n_current",
-    "ratio",
-    "ci_low",
-    "ci_high",
-    "p_slower",
-    "verdict",
-]
-_CONV_COLUMNS = [
-    "config",
-    "baseline_converged",
-    "baseline_mae",
-    "current_converged",
-    "current_mae",
-    "verdict",
-]
 
 
 def _few(run: Run) -> str:
