@@ -1,5 +1,4 @@
-"""`python -m bench gate`: fail CI on a real slowdown or lost convergence, not on noise; say
-INCONCLUSIVE where the runs cannot decide.
+"""`python -m bench gate`: fail CI on a real slowdown or lost convergence, not on noise.
 
 A configuration present in both runs regresses when its median time is more than --max-slowdown
 slower and the 95% bootstrap interval of the median ratio lies wholly above that limit too; where
@@ -7,11 +6,11 @@ both runs have two or more repeats (each a fresh model), every current repeat mu
 limit of every baseline repeat as well, so a slowdown holds against the variance between runs, not
 only within one. It also regresses when it converged in the baseline and no longer does, when its
 held-out MAE grew beyond max(2 x baseline, baseline + 0.005), or when it ran in the baseline and
-fails now. A configuration is INCONCLUSIVE when the runs cannot decide: both flagged noisy (or noisy
-on a loaded machine) with one repeat each, or a ratio beyond the limit whose interval reaches below it. `--metric
-instructions` gates CPU instruction counts per step or call (deterministic: the ratio of the median
-counts, default limit 1%). `--history [DB]` gates against the recent comparable runs of the history
-instead of one baseline (`python -m bench history gate` is the same gate).
+fails now. A configuration is INCONCLUSIVE when the runs cannot decide: both flagged noisy (or
+noisy on a loaded machine) with one repeat each, or a ratio beyond the limit whose interval
+reaches below it. `--metric instructions` gates CPU instruction counts per step or call
+(deterministic: the ratio of the median counts, default limit 1%). `--history [DB]` gates against
+the recent comparable runs of the history instead (`python -m bench history gate` is the same gate).
 
 Exit codes: 0 pass, 1 regression, 2 bad input (a missing or unreadable run, another schema version,
 no configuration in common, machines that differ on CPU model, GPU, torch or CUDA version unless
