@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.analysis.derive import per_record
@@ -94,17 +93,14 @@ COLUMNS = (
     "peak_mem_bytes",  # torch.cuda.max_memory_allocated, CUDA only
     "peak_rss_bytes",  # process peak resident set size when the record was made
     "page_faults_per_call",  # inference: minor page faults per timed forward (near 0 when memory is reused)
-    # how busy the machine was (/proc), and the deterministic metric (bench run --metric instructions)
-    "load_avg_before",  # 1-minute load average before the configuration ran
+    # --metric instructions (callgrind): medians over the measured regions
+    "instructions_per_step",  # CPU instructions per training step
+    "instructions_per_call",  # CPU instructions per inference call
+    # how busy the machine was (bench.measure.machine_load)
+    "load_avg_before",  # 1-minute load average before the configuration
     "load_avg_after",
-    "cpu_steal_frac",  # share of CPU time stolen by the hypervisor while it ran
-    "instructions_per_step",  # CPU instructions of one training step, median over processes (callgrind)
-    "instructions_per_call",  # CPU instructions of one inference call
+    "cpu_steal_frac",  # share of CPU time stolen by the hypervisor during it
 )
-COUNT_SAMPLES = (
-    "instructions_per_step",
-    "instructions_per_call",
-)  # their column is the median of the samples
 TEXT_COLUMNS = (
     "workload",
     "device",
@@ -137,6 +133,8 @@ DERIVED_COLUMNS = (
     "lower_bound_us",
     "ratio_to_bound",
     "scaling_efficiency",
+    "instructions_per_step",
+    "instructions_per_call",
 )
 _RECORD_FIELDS = ("schema_version", "status", "reason", "notes", "seed", "steps", "repeats")
 _BOOLS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
@@ -235,9 +233,6 @@ def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[
                 f"{metric}_min": summary.min,
             }
         )
-    for name in COUNT_SAMPLES:
-        if record.raw(name):
-            row[name] = float(np.median(record.raw(name)))
     row.update(per_record(record))
     row.update(record.derived)
     row.update(derived or {})
