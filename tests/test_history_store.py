@@ -331,3 +331,80 @@ def test_ingest_refuses_a_run_it_could_not_key_in_one_line(tmp_path, capsys, bui
         bench_main(["history", "ingest", str(path), "--db", str(tmp_path / "h.db")])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+@contextlib.contextmanager
+def _read_only(path: Path):
+    """`path` (a file or a folder) read-only to this process: chmod, or for root (whom modes do not
+    stop) the immutable attribute, as `chattr +i` sets it."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode
+    ):
+        pytest.skip("running as root without `chattr +i`: nothing can be made read-only to this process")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def _bench(argv: list[str]) -> int:
+    from bench.__main__ import main
+
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@pytest.mark.parametrize("read_only", ["file", "folder"])
+def test_ingest_into_a_history_the_user_cannot_write_is_one_line_and_exit_2(tmp_path, capsys, read_only):
+    folder = tmp_path / "histories"
+    folder.mkdir()
+    db = folder / "history.db"
+    assert _bench(["history", "ingest", str(BASELINE), "--db", str(db)]) == 0
+    capsys.readouterr()
+    for wal in folder.glob("history.db-*"):
+        wal.unlink()  # as a history copied from elsewhere: only the database file
+    with _read_only(db if read_only == "file" else folder):
+        assert (
+            _bench(["history", "ingest", str(REPO / "results/reference/cpu-2core-default"), "--db", str(db)])
+            == 2
+        )
+    out, err = capsys.readouterr()
+    assert len(err.splitlines()) == 1 and err.startswith("python -m bench history ingest: error: cannot "), (
+        err
+    )
+    assert "sqlite:///" in err and "Traceback" not in err
+
+
+def test_bench_run_into_a_history_the_user_cannot_write_keeps_the_run_notes_it_and_exits_0(tmp_path, capsys):
+    db = tmp_path / "history.db"
+    with open_history(db) as history:
+        assert history.count_runs() == 0
+    for wal in tmp_path.glob("history.db-*"):
+        wal.unlink()
+    argv = ["run", "--device", "cpu", "--mode", "eager", "--threads", "1", "--steps", "20", "--repeats", "1"]
+    argv += [
+        "--no-inference",
+        "--no-figures",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+        "--db",
+        str(db),
+    ]
+    with _read_only(db):
+        assert _bench(argv) == 0
+    out, err = capsys.readouterr()
+    notes = [line for line in err.splitlines() if line.startswith("note: the history was not updated")]
+    assert len(notes) == 1 and "cannot write to the history" in notes[0] and "Traceback" not in err, err
+    assert (tmp_path / "out/latest/report.md").exists() and "results in" in out
