@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 from bench.errors import UsageError
 from bench.records import Record
@@ -90,19 +89,12 @@ def bootstrap_ratio_interval(
 
 
 def mann_whitney_p(
-    current: Sequence[float],
-    baseline: Sequence[float],
-    alternative: str = "two-sided",
-    permutations: int | None = None,
-    seed: int = BOOTSTRAP_SEED,
+    current: Sequence[float], baseline: Sequence[float], alternative: str = "two-sided"
 ) -> float:
-    """Mann-Whitney U p-value (scipy); alternative "greater" tests current > baseline (slower).
-    `permutations`: a permutation test of U with that many seeded resamples instead of the normal
-    approximation (exact, over every split, when there are fewer splits); ties take average ranks."""
-    method = (
-        "auto" if permutations is None else _scipy_stats.PermutationMethod(permutations, random_state=seed)
-    )
-    return float(_scipy_stats.mannwhitneyu(current, baseline, alternative=alternative, method=method).pvalue)
+    """Mann-Whitney U p-value; alternative "greater" tests current > baseline (slower)."""
+    from scipy.stats import mannwhitneyu  # scipy.stats costs a second: `history trend` never needs it
+
+    return float(mannwhitneyu(current, baseline, alternative=alternative).pvalue)
 
 
 @dataclass(frozen=True)
