@@ -17,7 +17,7 @@ require("sqlalchemy", "the results history's database")
 require("ruptures", "the history's change-point detection")
 
 from bench.__main__ import main as bench_main  # noqa: E402
-from bench.commands.gate import check_against_history, gate_on_history  # noqa: E402
+from bench.commands.gate import check_against_history  # noqa: E402
 from bench.errors import UsageError  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
 from bench.history.ingest import entry_of  # noqa: E402
@@ -78,6 +78,12 @@ def _current(factor: float, status: str = "ok"):
     """A run after the demo history (index 100) on the CPU box with the eager step x factor."""
     rng = np.random.default_rng(100)
     return synthetic_run(100, CPU_BOX, {EAGER: 0.6 * factor}, rng, spread=0.03, status={EAGER: status})
+
+
+def gate_on_history(db, current) -> list[str]:
+    """The failures of `current` (a RunEntry) against the last 10 comparable runs in the history `db`."""
+    with open_history(db, create=False) as history:
+        return [c.failure for c in check_against_history(history, current) if c.failure]
 
 
 def test_gate_on_history_fails_a_real_slowdown_and_passes_noise(demo_db):
