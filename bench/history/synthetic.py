@@ -23,17 +23,10 @@ RUN_EVERY = _dt.timedelta(minutes=10)
 
 def config(key: str) -> ConfigKey:
     """A ConfigKey from its text `workload/device/mode/batch/threads/activation[/wsN/backend]`."""
-    parts = key.split("/")
-    world_size, backend = (int(parts[6][2:]), parts[7]) if len(parts) == 8 else (1, "")
+    workload, device, mode, batch, threads, activation, *ddp = key.split("/")
+    number = [int(v) if v else None for v in (batch, threads)]
     return ConfigKey(
-        workload=parts[0],
-        device=parts[1],
-        mode=parts[2],
-        batch_size=int(parts[3]) if parts[3] else None,
-        threads=int(parts[4]) if parts[4] else None,
-        output_activation=parts[5],
-        world_size=world_size,
-        backend=backend,
+        workload, device, mode, *number, activation, int(ddp[0][2:]) if ddp else 1, "/".join(ddp[1:])
     )
 
 
