@@ -35,15 +35,13 @@ from bench.analysis.significance import (
     default_check,
     judge,
     metric_samples,
-    slowdown_argument,
 )
 from bench.errors import UsageError
-from bench.history import DEFAULT_WINDOW
+from bench.history import DEFAULT_WINDOW, add_gate_arguments
 from bench.records import MUST_MATCH, ConfigKey, Record, differing_fields, parse_list
 from bench.render.comparison import gate_markdown, verdict_head
 from bench.store.load import load_run
 from bench.store.run_folder import Run
-from sumnet.cli_args import positive_int
 
 TIMES = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # lower is better
 METRICS = (*TIMES, INSTRUCTIONS)
@@ -269,21 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DB",
         help="compare with the recent comparable runs in the history instead (default DB results/history.db)",
     )
-    parser.add_argument(
-        "--window",
-        type=positive_int,
-        default=DEFAULT_WINDOW,
-        help=f"history runs pooled (default {DEFAULT_WINDOW})",
-    )
-    parser.add_argument("--current", required=True, help="the run under test")
-    parser.add_argument(
-        "--max-slowdown",
-        type=slowdown_argument,
-        default=None,
-        metavar="PCT",
-        help="largest tolerated slowdown of the median, e.g. 10%% or median:10%% or p10:10%% "
-        "(default 10%% for times, 1%% for instructions)",
-    )
+    add_gate_arguments(parser)
     parser.add_argument(
         "--metric",
         type=parse_metrics,

@@ -63,12 +63,7 @@ def check_schema(version: object, source: Path) -> int:
 
 
 def _check_required(records: list[Record], source: Path) -> None:
-    names = {
-        "workload": lambda r: r.key.workload,
-        "device": lambda r: r.key.device,
-        "mode": lambda r: r.key.mode,
-    }
-    missing = [c for c, get in names.items() if not any(get(r) for r in records)]
+    missing = [c for c in ("workload", "device", "mode") if not any(getattr(r.key, c) for r in records)]
     if missing:
         raise UsageError(f"{source}: results without the column(s) {', '.join(missing)}")
 
