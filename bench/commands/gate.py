@@ -91,10 +91,6 @@ class GateResult:
     env_note: str = ""
 
     @property
-    def passed(self) -> bool:
-        return not self.failures and not self.inconclusive
-
-    @property
     def exit_code(self) -> int:
         return EXIT_REGRESSION if self.failures else EXIT_INCONCLUSIVE if self.inconclusive else EXIT_PASS
 
@@ -110,10 +106,6 @@ def env_mismatch(
         if name not in unknown
     ]
     return differ, unknown
-
-
-def _status(record: Record | None) -> str:
-    return "absent" if record is None else record.status
 
 
 def _measured(record: Record, metric: str) -> bool:
@@ -193,9 +185,8 @@ def gate(
                 note = f"current: {now.reason}"
             elif before is not None and not before.ok and before.reason:
                 note = f"baseline: {before.reason}"
-            skipped.append(
-                {"config": str(key), "baseline": _status(before), "current": _status(now), "note": note}
-            )
+            status = ["absent" if r is None else r.status for r in (before, now)]
+            skipped.append({"config": str(key), "baseline": status[0], "current": status[1], "note": note})
             continue
         for metric in metrics:
             if not _measured(before, metric):

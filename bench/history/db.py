@@ -394,18 +394,9 @@ class History:
     def points(self, config_keys: Iterable[str] | None = None) -> list[Point]:
         """Every ok, timed record as a trend point, ordered by machine, configuration, time."""
         r, run = records_table, runs_table
+        columns = [(run if name in run.c else r).c[name] for name in Point._fields]  # Point's order
         query = (
-            sa.select(
-                run.c.fingerprint,
-                r.c.config_key,
-                r.c.metric,
-                run.c.run_id,
-                run.c.time_utc,
-                run.c.git_commit,
-                run.c.git_dirty,
-                r.c.median,
-                r.c.median_rel_se,
-            )
+            sa.select(*columns)
             .select_from(r.join(run, r.c.run_id == run.c.run_id))
             .where(r.c.status == "ok", r.c.median.is_not(None), r.c.metric.is_not(None))
             .order_by(run.c.fingerprint, r.c.config_key, run.c.time_utc, run.c.run_id)

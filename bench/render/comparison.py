@@ -50,20 +50,11 @@ def compare_markdown(
 ) -> str:
     """compare.md: the runs, the reference and the method, the environment fields that differ
     (`diffs`), every timed line of `table` against the reference, and what was not compared."""
+    shown_env = {"host": "host", "cpu": "cpu_model", "gpu": "gpu_name", "torch": "torch_version"}
+    shown_env.update({"commit": "git_commit", "time (UTC)": "timestamp_utc"})
     run_lines = pd.DataFrame(
-        [
-            {
-                "run": labels[i],
-                "source": run.source,
-                "host": run.env.get("host", ""),
-                "cpu": run.env.get("cpu_model", ""),
-                "gpu": run.env.get("gpu_name", ""),
-                "torch": run.env.get("torch_version", ""),
-                "commit": run.env.get("git_commit", ""),
-                "time (UTC)": run.env.get("timestamp_utc", ""),
-            }
-            for i, run in enumerate(runs)
-        ]
+        {"run": label, "source": run.source, **{h: run.env.get(f, "") for h, f in shown_env.items()}}
+        for label, run in zip(labels, runs)
     )
     parts = [
         f"# Comparison of {len(runs)} run{'s' if len(runs) > 1 else ''}",

@@ -68,26 +68,21 @@ def _check_required(records: list[Record], source: Path) -> None:
         raise UsageError(f"{source}: results without the column(s) {', '.join(missing)}")
 
 
-def _numbers(values: object, what: str, path: Path) -> list[float]:
-    """Raw samples as floats; UsageError when they are not numbers."""
-    if not isinstance(values, list):
-        raise UsageError(f"{path}: the raw samples of {what} are not a list")
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise UsageError(f"{path}: the raw samples of {what} are not numbers") from None
-    if any(not math.isfinite(v) or v < 0 for v in out):
-        raise UsageError(f"{path}: the raw samples of {what} hold a negative or non-finite time")
-    return out
-
-
 def _checked_samples(samples: object, what: str, path: Path) -> dict[str, object]:
+    """The samples of one record with its times as floats; UsageError for times that are not a list
+    of non-negative, finite numbers."""
     if not isinstance(samples, dict):
         raise UsageError(f"{path}: the samples of {what} are not an object")
     out = dict(samples)
-    for metric in ("step_ms", "latency_ms"):
-        if out.get(metric) is not None:
-            out[metric] = _numbers(out[metric], f"{what} {metric}", path)
+    for metric in (m for m in ("step_ms", "latency_ms") if out.get(m) is not None):
+        if not isinstance(out[metric], list):
+            raise UsageError(f"{path}: the raw samples of {what} {metric} are not a list")
+        try:
+            out[metric] = [float(v) for v in out[metric]]
+        except (TypeError, ValueError):
+            raise UsageError(f"{path}: the raw samples of {what} {metric} are not numbers") from None
+        if any(not math.isfinite(v) or v < 0 for v in out[metric]):
+            raise UsageError(f"{path}: the raw samples of {what} {metric} hold a negative or non-finite time")
     return out
 
 
