@@ -75,7 +75,8 @@ def _time_of(env: Mapping[str, object], source: Path) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(os.path.getmtime(source), _dt.timezone.utc).replace(tzinfo=None)
 
 
-def _record(record: Record) -> RecordEntry:
+def record_entry(record: Record) -> RecordEntry:
+    """A record as the history stores it: its speed's median and standard error, its results row."""
     metric = record.timing_metric if record.ok else None
     values = record.raw(metric) if metric else []
     return RecordEntry(
@@ -99,7 +100,7 @@ def entry_of(path: str | Path) -> RunEntry:
     UsageError for an unreadable run or a configuration seen twice."""
     run = load_run(path)
     path = Path(run.source)
-    records = [_record(r) for r in run.records]
+    records = [record_entry(r) for r in run.records]
     keys = [r.config for r in records]
     for key in keys:
         if keys.count(key) > 1:

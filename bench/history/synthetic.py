@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from bench.history.ingest import median_rel_se
-from bench.history.model import Machine, RecordEntry, RunEntry
-from bench.records import ConfigKey
+from bench.history.ingest import record_entry
+from bench.history.model import Machine, RunEntry
+from bench.records import ConfigKey, Record, timing_metric_for
 
 CPU_BOX = Machine("cpu0cpu0cpu0", "Intel(R) Xeon(R) Processor", "", "2.13.0+cpu", "")
 GPU_BOX = Machine("gpu0gpu0gpu0", "Intel(R) Xeon(R) Processor", "NVIDIA H200", "2.11.0+cu130", "13.0")
@@ -52,21 +52,10 @@ def synthetic_run(
         else:
             values = level * np.exp(rng.normal(0.0, spread, samples))
         state = (status or {}).get(cfg, "ok")
-        ok = state == "ok"
-        metric = "step_ms" if cfg.workload in ("train", "ddp") else "latency_ms"
-        records.append(
-            RecordEntry(
-                config=cfg,
-                status=state,
-                reason="" if ok else "synthetic failure",
-                metric=metric if ok else None,
-                median=float(np.median(values)) if ok else None,
-                median_rel_se=median_rel_se(values) if ok else None,
-                n_samples=len(values) if ok else 0,
-                row={"workload": cfg.workload, "status": state},
-                samples={metric: [round(float(v), 6) for v in values]} if ok else {},
-            )
-        )
+        raw = {timing_metric_for(cfg.workload): [round(float(v), 6) for v in values]}
+        failed = state != "ok"
+        reason = "synthetic failure" if failed else ""
+        records.append(record_entry(Record(cfg, state, reason, samples={} if failed else raw)))
     return RunEntry(
         run_id=f"synthetic-{machine.fingerprint[:4]}-{index:07d}",
         machine=machine,
