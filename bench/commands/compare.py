@@ -166,12 +166,7 @@ def comparison_table(runs: Sequence[Run], reference: Reference | None = None) ->
 def not_compared(runs: Sequence[Run]) -> pd.DataFrame:
     """Records that were skipped or failed, or are not timed, with their reason (listed, not compared)."""
     lines = [
-        {
-            "run": label,
-            "config": str(r.key),
-            "status": r.status,
-            "reason": r.reason if not r.ok else "no step or latency time",
-        }
+        (label, str(r.key), r.status, r.reason if not r.ok else "no step or latency time")
         for label, run in zip(run_labels(runs), runs)
         for r in run.records
         if not (r.ok and r.timing_metric)

@@ -82,10 +82,7 @@ def select_machines(machines: dict[str, Machine], pattern: str | None) -> set[st
 
 
 def trends(
-    history: History,
-    configs: Sequence[str] | None = None,
-    machine: str | None = None,
-    intervals: bool = True,
+    history: History, configs: Sequence[str] | None = None, machine: str | None = None, intervals: bool = True
 ) -> list[Series]:
     """Every series in the history (or those matching `configs` / `machine`), with change points;
     `intervals` adds the bootstrap interval of each change's size (reads the raw samples around it)."""
