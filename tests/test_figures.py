@@ -408,3 +408,41 @@ def test_figures_leave_pyplot_and_the_backend_alone(tmp_path):
         [sys.executable, "-c", code, str(tmp_path)], cwd=root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_inference_table_and_figure_show_each_thread_count():
+    """Two thread counts of one mode: one table column and one figure line each, the same numbers
+    (the table used to keep the first thread count's and the figure the best of both)."""
+    from bench.render.report import render_run_report
+
+    rows = [
+        new_row(
+            workload="inference",
+            device="cpu",
+            mode="compile-fullstep",
+            batch_size=1,
+            samples_per_s=s,
+            threads=t,
+        )
+        for t, s in ((1, 5196.0), (2, 19973.0))
+    ]
+    df = frame(rows)
+    report = render_run_report(df, ENV, {}, None, [])
+    header = next(line for line in report.splitlines() if line.startswith("| batch size"))
+    assert "cpu compile-fullstep · 1 threads" in header and "cpu compile-fullstep · 2 threads" in header
+    assert "| 1 " in report and "5,196" in report and "19,973" in report
+    lines = figures._inference_figure(df, SUBTITLE).axes[0].get_lines()
+    drawn = {line.get_label(): list(line.get_ydata()) for line in lines}
+    assert drawn == {
+        "cpu · compile-fullstep · 1 threads": [5196.0],
+        "cpu · compile-fullstep · 2 threads": [19973.0],
+    }
+
+
+def test_the_flag_legend_takes_its_limits_from_the_constants(monkeypatch):
+    from bench.render import report
+
+    monkeypatch.setattr(report, "NOISY_IQR_RATIO", 0.2)
+    monkeypatch.setattr(report, "CURVE_TOLERANCE", 0.07)
+    text = report.render_run_report(frame(_train_rows()), ENV, {}, None, [])
+    assert "`noisy` = IQR over 20% of the median" in text and "over 7% from eager's" in text

@@ -65,6 +65,7 @@ class FigureSet:
 
     paths: dict[str, Path] = field(default_factory=dict)
     skipped: str | None = None  # why no figure was written (matplotlib missing, no data), else None
+    failed: dict[str, str] = field(default_factory=dict)  # file name -> why it could not be saved
 
 
 def matplotlib_missing() -> str | None:
@@ -152,7 +153,7 @@ def _inference_figure(df: pd.DataFrame, subtitle: str) -> Figure:
             sizes,
             [curve[b] for b in sizes],
             label=f"{device} · {mode}",
-            color=_colour(mode),
+            color=_colour(mode.split(" · ")[0]),  # mode, or "mode · N threads"
             linestyle="--" if gpu else "-",
             marker="s" if gpu else "o",
             markersize=4,
@@ -394,13 +395,25 @@ def _subtitle(env_or_subtitle: Mapping | str | None) -> str:
     return subtitle_for(env_or_subtitle or {})
 
 
+def run_figures_with_data(df: pd.DataFrame) -> list[str]:
+    """The run figures (FILE_NAMES keys) that `df` has data for, in report order."""
+    train = ok_rows(df, "train")
+    names = ["inference"] if inference_curves(df) else []
+    if (numeric(train, "step_ms") > 0).any():
+        names.append("train_steps")
+    if ((numeric(train, "run_s") > 0) & np.isfinite(numeric(train, "first_call_s"))).any():
+        names.append("run_split")
+    return names
+
+
 def write_run_figures(
     df: pd.DataFrame,
     samples: Mapping[ConfigKey, Mapping] | None,
     out_dir: str | Path,
     env: Mapping | str | None,
 ) -> FigureSet:
-    """The run figures that have data, written into `out_dir`; skipped with a reason otherwise.
+    """The run figures that have data, written into `out_dir`; skipped with a reason otherwise. A
+    figure that cannot be saved (a full disk) is left out and named in `failed`; the others are kept.
 
     `df` is the run's results frame (all workloads), `samples` the raw samples per ConfigKey, `env`
     the environment dict (or a ready subtitle).
@@ -408,19 +421,24 @@ def write_run_figures(
     missing = matplotlib_missing()
     if missing is not None:
         return FigureSet(skipped=missing)
-    out_dir = Path(out_dir)
-    subtitle = _subtitle(env)
-    paths: dict[str, Path] = {}
-    if inference_curves(df):
-        paths["inference"] = plot_inference(df, out_dir / FILE_NAMES["inference"], subtitle)
-    train = ok_rows(df, "train")
-    if (numeric(train, "step_ms") > 0).any():
-        paths["train_steps"] = plot_train_steps(df, samples, out_dir / FILE_NAMES["train_steps"], subtitle)
-    if ((numeric(train, "run_s") > 0) & np.isfinite(numeric(train, "first_call_s"))).any():
-        paths["run_split"] = plot_run_split(df, out_dir / FILE_NAMES["run_split"], subtitle)
-    if not paths:
+    names = run_figures_with_data(df)
+    if not names:
         return FigureSet(skipped="no measured (status ok) inference or training rows to draw")
-    return FigureSet(paths=paths)
+    out_dir, subtitle = Path(out_dir), _subtitle(env)
+    draw = {
+        "inference": lambda path: plot_inference(df, path, subtitle),
+        "train_steps": lambda path: plot_train_steps(df, samples, path, subtitle),
+        "run_split": lambda path: plot_run_split(df, path, subtitle),
+    }
+    paths, failed = {}, {}
+    for name in names:
+        path = out_dir / FILE_NAMES[name]
+        try:
+            paths[name] = draw[name](path)
+        except OSError as err:
+            path.unlink(missing_ok=True)  # no half-written PNG
+            failed[path.name] = err.strerror or str(err)
+    return FigureSet(paths=paths, failed=failed)
 
 
 def write_compare_figures(

@@ -13,8 +13,11 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from tabulate import tabulate
 
-from bench.analysis.crossover import inference_crossover
+from bench.analysis.crossover import inference_crossover, inference_curves
+from bench.analysis.derive import CURVE_TOLERANCE
 from bench.analysis.frames import ok_rows
+from bench.analysis.stats import NOISY_IQR_RATIO
+from bench.measure.machine_load import LOADED_LOAD_PER_CORE, LOADED_STEAL_FRAC, loaded_reason
 from bench.records import Record
 
 
@@ -58,7 +61,7 @@ TRAIN_COLUMNS = {
     "samples_per_s": "samples/s",
     "first_call_s": "first call s",
     "run_s": "3000-step run s",
-    "speedup_vs_cpu_eager": "speed-up vs CPU eager",
+    "speedup_vs_cpu_eager": "speed-up vs CPU eager (same threads)",
     "ratio_to_floor": "x floor",
     "break_even_step": "break-even step",
     "mae": "held-out MAE",
@@ -68,7 +71,7 @@ TRAIN_COLUMNS = {
 
 
 def train_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Training rows with the presentation columns: IQR as % of median, speed-up against CPU eager."""
+    """Training rows in the report's units: IQR as % of median, GFLOP/s, %, MiB (nothing derived)."""
     train = ok_rows(df, "train")
     if train.empty:
         return train
@@ -77,14 +80,6 @@ def train_summary(df: pd.DataFrame) -> pd.DataFrame:
     train["utilization_pct"] = 100 * train["utilization"]
     train["peak_mem_mib"] = train["peak_mem_bytes"] / 2**20
     train["peak_rss_mib"] = train["peak_rss_bytes"] / 2**20
-    cpu_eager = train[(train["device"] == "cpu") & (train["mode"] == "eager")]
-    if not cpu_eager.empty:
-        # against CPU eager at the same thread count where there is one, else the first
-        base = {int(t): v for t, v in zip(cpu_eager["threads"], cpu_eager["step_ms"])}
-        first = cpu_eager["step_ms"].iloc[0]
-        train["speedup_vs_cpu_eager"] = [
-            base.get(int(t), first) / ms for t, ms in zip(train["threads"], train["step_ms"])
-        ]
     return train
 
 
@@ -138,8 +133,8 @@ def _overhead_sentence(settings: Mapping[str, object]) -> str:
         return ""
     outside = max(0.0, float(wall) - float(timed))
     return (
-        f"The run took {float(wall):.0f} s, {float(timed):.0f} s of it inside timed regions; the harness's own work "
-        f"(building models, figures, writing files) took {outside:.1f} s ({outside / float(wall):.0%})."
+        f"The run took {float(wall):.0f} s to this report, {float(timed):.0f} s of it inside timed regions; the "
+        f"harness's own work (building models, writing files) took {outside:.1f} s ({outside / float(wall):.0%})."
     )
 
 
@@ -206,6 +201,10 @@ def render_run_report(
         "",
         _summary_table(train),
         "",
+        "First call, run time, steps and time to target and the final loss are the first (cold) repeat's; "
+        "step ms pools the steady blocks of every repeat; MAE, accuracy and eval time are medians over the "
+        "repeats. Speed-up divides CPU eager's step time at the row's thread count by the row's.",
+        "",
         _floor_sentence(train),
         _figure_link(figures, "train_steps", "Training step time per device and mode"),
         _figure_link(figures, "run_split", "Whole-run time: first call vs steady state"),
@@ -237,7 +236,6 @@ def render_run_report(
                     "flops_per_step": "FLOPs/step",
                     "gflops_per_s": "GFLOP/s",
                     "utilization_pct": "% of FP32 peak",
-                    "ratio_to_fastest": "x fastest",
                     "ratio_to_floor": "x floor",
                     "floor_mode": "floor",
                     "kernels_per_step": "kernels/step",
@@ -252,19 +250,21 @@ def render_run_report(
             ),
             "",
         ]
-    inf = ok_rows(df, "inference")
-    if not inf.empty:
-        inf["config"] = inf["device"].astype(str) + " " + inf["mode"].astype(str)
-        pivot = inf.pivot_table(index="batch_size", columns="config", values="samples_per_s", aggfunc="first")
-        pivot = pivot.reset_index()
+    curves = inference_curves(df)
+    if curves:
+        sizes = sorted({b for curve in curves.values() for b in curve})
+        table = pd.DataFrame({"batch_size": sizes})
+        for (device, label), curve in curves.items():
+            table[f"{device} {label}"] = [curve.get(b, math.nan) for b in sizes]
         out += [
             "## Inference throughput (samples/s)",
             "",
-            markdown_table(pivot, {c: str(c) if c != "batch_size" else "batch size" for c in pivot.columns}),
+            markdown_table(table, {c: str(c) if c != "batch_size" else "batch size" for c in table.columns}),
             "",
             crossover_sentence(df),
             _figure_link(figures, "inference", "Inference throughput against batch size"),
         ]
+    out += _instructions_section(df) + _load_section(df)
     bad = df[df["status"] != "ok"]
     # one line per configuration and reason (a skipped mode's train and inference rows say the same),
     # but each inference batch size that failed on its own keeps its line
@@ -297,9 +297,68 @@ def render_run_report(
     skipped_figs = getattr(figures, "skipped", None)
     if skipped_figs:
         out += [f"Figures skipped: {skipped_figs}.", ""]
+    for name, why in (getattr(figures, "failed", None) or {}).items():
+        out += [f"Figure not saved: {name} ({why}).", ""]
     out += [
-        "Flags: `noisy` = IQR over 10% of the median; `below-floor` = faster than the device can be; "
-        "`curve-deviates` = loss curve over 5% from eager's at the same seed.",
+        f"Flags: `noisy` = IQR over {NOISY_IQR_RATIO:.0%} of the median; `below-floor` = faster than the device "
+        f"can be; `curve-deviates` = loss curve over {CURVE_TOLERANCE:.0%} from eager's at the same seed.",
         "",
     ]
     return "\n".join(out)
+
+
+_COUNT_COLUMNS = ("instructions_per_step", "instructions_per_call")
+_LOAD_COLUMNS = ("load_avg_before", "load_avg_after", "cpu_steal_frac")
+
+
+def _absent(df: pd.DataFrame, *columns: str) -> list[str]:
+    return [c for c in columns if c not in df.columns]
+
+
+def _instructions_section(df: pd.DataFrame) -> list[str]:
+    """--metric instructions: instructions per training step and per inference call."""
+    ok = df[df["status"] == "ok"].reindex(columns=[*df.columns, *_absent(df, *_COUNT_COLUMNS)])
+    counted = ok[ok["instructions_per_step"].notna() | ok["instructions_per_call"].notna()]
+    if counted.empty:
+        return []
+    columns = {**_CONFIG_COLUMNS, "workload": "workload", "batch_size": "batch"}
+    columns.update(instructions_per_step="instructions/step", instructions_per_call="instructions/call")
+    return [
+        "## Instructions (callgrind)",
+        "",
+        "CPU instructions counted by Valgrind's callgrind around the measured steps and calls only "
+        "(median of the repeats): Python, the dispatcher and the CPU kernels, not memory stalls or the clock.",
+        "",
+        markdown_table(counted, columns, digits=4),
+        "",
+    ]
+
+
+def _load_section(df: pd.DataFrame) -> list[str]:
+    """How busy the machine was: the configurations measured while it was loaded, and why."""
+    rows = df.reindex(columns=[*df.columns, *_absent(df, *_LOAD_COLUMNS)])
+    rows = rows[rows["load_avg_before"].notna()]
+    if rows.empty:
+        return []
+    loaded = []
+    for row in rows.to_dict("records"):
+        reason = loaded_reason(row)
+        if reason:
+            size = f" batch {int(row['batch_size'])}" if row["workload"] == "inference" else ""
+            loaded.append(
+                f"- {row['device']} · {row['mode']} · {row['threads']} threads {row['workload']}{size}: {reason}"
+            )
+    loads = pd.concat([rows["load_avg_before"], rows["load_avg_after"]])
+    head = (
+        f"## Machine load\n\n1-minute load average {loads.min():.2f} to {loads.max():.2f}, CPU steal up to "
+        f"{rows['cpu_steal_frac'].max():.1%} (results.csv: `load_avg_before`, `load_avg_after`, `cpu_steal_frac`). "
+        f"Loaded means a load average above {LOADED_LOAD_PER_CORE:g}x the cores or steal above {LOADED_STEAL_FRAC:.0%}"
+    )
+    if not loaded:
+        return [head + ": no configuration was measured loaded.", ""]
+    return [
+        head + "; these were, so their times (and `noisy` flags) say more about the machine than the code:",
+        "",
+        *loaded,
+        "",
+    ]

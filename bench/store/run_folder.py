@@ -64,9 +64,9 @@ COLUMNS = (
     "flops_per_step",  # counted FLOPs of one training step or forward
     "achieved_flops_per_s",
     "utilization",  # achieved / peak FLOP/s where the device's peak is known, else empty
-    "ratio_to_fastest",  # step time / fastest mode's on the same device and threads
     "ratio_to_floor",  # step time / the fastest hand-written floor on the same device and threads
     "floor_mode",  # which floor that was
+    "speedup_vs_cpu_eager",  # CPU eager's step time at the row's thread count / this step time
     "break_even_step",  # steps after which a compiled mode's total time beats eager's
     "kernels_per_step",  # CUDA kernels launched per training step (torch.profiler, outside timed runs)
     "us_per_kernel",  # mean device time of one of them
@@ -92,8 +92,15 @@ COLUMNS = (
     "not_converged",  # "seed: reason" for each seed that never converged, ";"-joined
     # memory
     "peak_mem_bytes",  # torch.cuda.max_memory_allocated, CUDA only
-    "peak_rss_bytes",  # process peak resident set size when the record was made
+    "peak_rss_bytes",  # peak resident set size during this configuration (VmHWM reset before it)
     "page_faults_per_call",  # inference: minor page faults per timed forward (near 0 when memory is reused)
+    # --metric instructions (callgrind): medians over the measured regions
+    "instructions_per_step",  # CPU instructions per training step
+    "instructions_per_call",  # CPU instructions per inference call
+    # how busy the machine was (bench.measure.machine_load)
+    "load_avg_before",  # 1-minute load average before the configuration
+    "load_avg_after",
+    "cpu_steal_frac",  # share of CPU time stolen by the hypervisor during it
 )
 TEXT_COLUMNS = (
     "workload",
@@ -130,8 +137,8 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[str, object]:
-    """A record flattened to results columns: summary statistics computed from its samples,
-    per-record derived values, then `derived` (the across-records values of analysis.derive)."""
+    """A record flattened to results columns: summary statistics computed from its samples, then
+    `derived` (its values from analysis.derive)."""
     row: dict[str, object] = dict.fromkeys(COLUMNS)
     row.update(asdict(record.key))
     row.update(
@@ -156,7 +163,6 @@ def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[
                 f"{metric}_min": summary.min,
             }
         )
-    row.update(per_record(record))
     row.update(derived or {})
     return row
 
@@ -164,8 +170,10 @@ def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[
 def frame(
     records: Iterable[Record], derived: Mapping[ConfigKey, Mapping[str, object]] | None = None
 ) -> pd.DataFrame:
-    """Records as a results DataFrame in schema column order: built once, for the CSV and the tables."""
-    derived = derived or {}
+    """Records as a results DataFrame in schema column order: built once, for the CSV and the tables.
+    `derived` None (records read without a derive step: pytest JSON): their per-record values."""
+    if derived is None:
+        derived = {r.key: per_record(r) for r in records}
     rows = [to_row(r, derived.get(r.key)) for r in records]
     return normalise(pd.DataFrame(rows, columns=list(COLUMNS)))
 
@@ -395,7 +403,9 @@ def from_run_json(
             }
             return df, env, samples
         records = [record_from_json(r) for r in doc["records"]]
-        derived = {ConfigKey(**d["key"]): dict(d["values"]) for d in doc.get("derived") or []}
+        stored = {ConfigKey(**d["key"]): dict(d["values"]) for d in doc.get("derived") or []}
+        # a run.json of an older harness kept the per-record values out of "derived"
+        derived = {r.key: {**per_record(r), **stored.get(r.key, {})} for r in records}
     except (KeyError, TypeError, AttributeError, ValueError):
         raise UsageError(
             f"{path}: a run.json whose records are not in the version {version} layout"
