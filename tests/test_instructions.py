@@ -51,3 +51,13 @@ def test_dumps_are_read_in_dump_order(tmp_path):
         (tmp_path / f"cg.7.{n}").write_text(f"events: Ir\nsummary: 5\ntotals: {total}\n")
     (tmp_path / "cg.7").write_text("totals: 0\n")  # the dump at exit, after the last region
     assert instructions._dumped_totals(tmp_path, 7) == [10, 20, 100]
+
+
+def test_compiled_modes_are_skipped_where_inductor_would_build_avx512(tmp_path, monkeypatch):
+    monkeypatch.setattr(instructions, "valgrind_missing", lambda: None)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512vl\n")
+    assert "AVX-512" in instructions.instructions_skip_reason("cpu", "compile-fullstep", cpuinfo)
+    assert instructions.instructions_skip_reason("cpu", "eager", cpuinfo) is None
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2\n")
+    assert instructions.instructions_skip_reason("cpu", "compile", cpuinfo) is None

@@ -455,7 +455,7 @@ def test_without_valgrind_instruction_rows_are_skipped_with_the_reason(tmp_path,
     assert bench_main([*args, "--no-figures", "--no-history", "--no-progress", "--batch-sizes", "1"]) == 0
     df = load_run(tmp_path / "latest").frame
     assert set(df.status) == {"skipped"} and set(df.reason) == {"valgrind not found: install valgrind"}
-    assert instructions.instructions_skip_reason("cuda").startswith(
+    assert instructions.instructions_skip_reason("cuda", "eager").startswith(
         "instructions are counted on the CPU only"
     )
 

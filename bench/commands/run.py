@@ -362,7 +362,7 @@ class _Matrix:
         done = self.progress.n + self.opts.train.repeats + (1 if self.opts.inference_enabled else 0)
         reason = skip_reason(config[0], config[1])
         if reason is None and self.opts.metric == "instructions":
-            reason = instructions_skip_reason(config[0])
+            reason = instructions_skip_reason(config[0], config[1])
         if reason is not None:
             self.unmeasured(config, "skipped", reason)
         elif self.opts.metric == "instructions":
@@ -428,6 +428,9 @@ class _Matrix:
         except Exception as err:  # valgrind or the mode failed: the configuration's rows say why
             self.unmeasured(config, "failed", describe(err))
             return
+        except KeyboardInterrupt:
+            self.unmeasured(config, "failed", INTERRUPTED)
+            raise
         for record in counts.records(partial(self.key, device=config[0], mode=config[1], threads=config[2])):
             self.writer.add(record)
 
@@ -521,7 +524,10 @@ def run(opts: RunOptions) -> Session:
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)  # counts do not depend on load: in parallel
     if opts.metric == "instructions":
         for config in configs:
-            if skip_reason(config[0], config[1]) is None and instructions_skip_reason(config[0]) is None:
+            if (
+                skip_reason(config[0], config[1]) is None
+                and instructions_skip_reason(config[0], config[1]) is None
+            ):
                 matrix.counting[config] = pool.submit(count_instructions, matrix.plan(config))
     try:
         session.loop(configs, matrix.measure)

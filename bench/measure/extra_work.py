@@ -11,12 +11,9 @@ share is larger for the modes whose step is cheaper). The training itself is unc
 
 from __future__ import annotations
 
-import math
-import os
-
 import torch
 
-from bench.errors import UsageError
+from bench.modes import env_number
 from bench.modes.base import Trainer
 
 EXTRA_WORK_ENV = "SUMNET_BENCH_EXTRA_WORK"
@@ -26,16 +23,7 @@ OPS_PER_STEP = 100  # operator calls of one eager CPU step, roughly: the unit th
 
 def extra_work_fraction(environ: dict[str, str] | None = None) -> float:
     """The validated SUMNET_BENCH_EXTRA_WORK fraction (0 when unset); UsageError for anything else."""
-    text = (os.environ if environ is None else environ).get(EXTRA_WORK_ENV, "").strip()
-    if not text:
-        return 0.0
-    try:
-        fraction = float(text)
-    except ValueError:
-        fraction = math.nan
-    if not 0 <= fraction <= MAX_EXTRA_WORK:  # also refuses nan and inf
-        raise UsageError(f"{EXTRA_WORK_ENV} must be a number from 0 to {MAX_EXTRA_WORK:g}, got {text!r}")
-    return fraction
+    return env_number(EXTRA_WORK_ENV, MAX_EXTRA_WORK, environ)
 
 
 def with_extra_work(trainer: Trainer, batch_size: int, fraction: float | None = None) -> Trainer:

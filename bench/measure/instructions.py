@@ -74,11 +74,20 @@ def valgrind_missing() -> str | None:
     return None
 
 
-def instructions_skip_reason(device: str) -> str | None:
-    """Why --metric instructions does not count `device`'s configurations, else None."""
+def instructions_skip_reason(device: str, mode: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """Why --metric instructions does not count (device, mode), else None."""
     if device != "cpu":
         return "instructions are counted on the CPU only: callgrind sees no GPU work"
+    if mode.startswith("compile") and _has_avx512(cpuinfo):
+        return "torch.compile builds AVX-512 code for this CPU, which valgrind cannot run"
     return valgrind_missing()
+
+
+def _has_avx512(cpuinfo: Path) -> bool:
+    try:
+        return " avx512f" in cpuinfo.read_text()
+    except OSError:
+        return False
 
 
 @dataclass

@@ -365,23 +365,6 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_inference(df: pd.DataFrame, path: str | Path, subtitle: str) -> Path:
-    """inference_throughput.png from inference rows (device, mode, batch_size, samples_per_s, status)."""
-    return save_figure(_inference_figure(df, subtitle), path)
-
-
-def plot_train_steps(
-    df: pd.DataFrame, samples: Mapping[ConfigKey, Mapping] | None, path: str | Path, subtitle: str
-) -> Path:
-    """train_step_time.png from train rows (step_ms, step_ms_iqr) and raw samples keyed by ConfigKey."""
-    return save_figure(_train_step_figure(df, samples, subtitle), path)
-
-
-def plot_run_split(df: pd.DataFrame, path: str | Path, subtitle: str) -> Path:
-    """train_run_split.png from train rows (first_call_s, run_s), in seconds."""
-    return save_figure(_run_split_figure(df, subtitle), path)
-
-
 def plot_compare_ratios(
     table: pd.DataFrame, path: str | Path, subtitle: str, xlabel: str = "ratio to the reference (×)"
 ) -> Path:
@@ -426,15 +409,15 @@ def write_run_figures(
         return FigureSet(skipped="no measured (status ok) inference or training rows to draw")
     out_dir, subtitle = Path(out_dir), _subtitle(env)
     draw = {
-        "inference": lambda path: plot_inference(df, path, subtitle),
-        "train_steps": lambda path: plot_train_steps(df, samples, path, subtitle),
-        "run_split": lambda path: plot_run_split(df, path, subtitle),
+        "inference": lambda: _inference_figure(df, subtitle),
+        "train_steps": lambda: _train_step_figure(df, samples, subtitle),
+        "run_split": lambda: _run_split_figure(df, subtitle),
     }
     paths, failed = {}, {}
     for name in names:
         path = out_dir / FILE_NAMES[name]
         try:
-            paths[name] = draw[name](path)
+            paths[name] = save_figure(draw[name](), path)
         except OSError as err:
             path.unlink(missing_ok=True)  # no half-written PNG
             failed[path.name] = err.strerror or str(err)
