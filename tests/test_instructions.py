@@ -61,3 +61,25 @@ def test_compiled_modes_are_skipped_where_inductor_would_build_avx512(tmp_path, 
     assert instructions.instructions_skip_reason("cpu", "eager", cpuinfo) is None
     cpuinfo.write_text("flags\t\t: fpu sse2 avx2\n")
     assert instructions.instructions_skip_reason("cpu", "compile", cpuinfo) is None
+
+
+def test_instruction_counts_round_trip_and_text_counts_are_refused(tmp_path):
+    import json
+
+    from bench.analysis.derive import derive
+    from bench.records import ConfigKey, Record
+    from bench.store.load import load_run
+    from bench.store.run_folder import RunWriter
+    from sumnet.model import NetConfig
+
+    key = ConfigKey("train", "cpu", "eager", 32, 1)
+    writer = RunWriter(tmp_path, {})
+    writer.add(Record(key, samples={"instructions_per_step": [2.0e6, 2.2e6, 2.1e6]}))
+    writer.derived = derive(writer.records, {}, NetConfig())
+    writer.flush()
+    assert load_run(tmp_path).frame.iloc[0].instructions_per_step == 2.1e6  # the median
+    doc = json.loads((tmp_path / "run.json").read_text())
+    doc["records"][0]["samples"]["instructions_per_step"] = ["many"]
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    with pytest.raises(UsageError, match="instructions_per_step are not numbers"):
+        load_run(tmp_path)

@@ -537,3 +537,30 @@ def test_a_training_row_takes_its_first_call_run_and_target_from_the_first_repea
     )
     assert m["time_to_target_s"] >= m["first_call_s"]  # the target's time holds the compile it waited for
     assert m["mae"] == 0.003 and m["run_warm_s"] == 1.5  # stated statistics: medians over the repeats
+
+
+def test_metric_instructions_writes_the_counts_from_each_configurations_plan(tmp_path, monkeypatch, capsys):
+    """The run's side of --metric instructions, with the valgrind child replaced by its answer."""
+    plans = []
+
+    def fake_count(plan):
+        plans.append(plan)
+        return instructions.InstructionCounts(
+            plan, [2.0e6, 2.1e6], {1: [1e5, 1.2e5], 64: [3e6, 3e6]}, ["a note"]
+        )
+
+    monkeypatch.setattr(instructions, "valgrind_missing", lambda: None)
+    monkeypatch.setattr(runner, "count_instructions", fake_count)
+    args = ["run", "--device", "cpu", "--mode", "eager", "--metric", "instructions", "--out", str(tmp_path)]
+    assert bench_main([*args, "--no-history", "--no-progress", "--batch-sizes", "1,64", "--steps", "10"]) == 0
+    assert [(p.mode, p.threads, p.steps, p.repeats, p.inference_batch_sizes) for p in plans] == [
+        ("eager", 1, 10, 2, (1, 64))
+    ]
+    df = load_run(tmp_path / "latest").frame.set_index("workload")
+    assert df.loc["train", "instructions_per_step"] == pytest.approx(2.05e6)
+    inference = df.loc["inference"].set_index("batch_size")
+    assert list(inference.instructions_per_call) == [pytest.approx(1.1e5), 3e6]
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("| device") and "instructions/step" in out.splitlines()[0]
+    report = (tmp_path / "latest" / "report.md").read_text()
+    assert "## Instructions (callgrind)" in report and "2,050,000" in report

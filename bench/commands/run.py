@@ -69,7 +69,7 @@ from bench.render.figures import (
     run_figures_with_data,
     write_run_figures,
 )
-from bench.render.report import render_run_report, summary_markdown
+from bench.render.report import instructions_table, render_run_report, summary_markdown
 from bench.store.run_folder import RunWriter, WriteError, atomic_write
 from sumnet.cli_args import bounded_positive_int, positive_float, seed_int
 from sumnet.data import TestSet, make_test_set
@@ -436,16 +436,15 @@ class _Matrix:
 
     def plan(self, config: tuple[str, str, int]) -> InstructionPlan:
         o = self.opts
-        sizes = tuple(o.inference.batch_sizes) if o.inference_enabled else ()
         return InstructionPlan(
-            config[1],
-            o.batch_size,
-            config[2],
-            o.seed,
-            o.output_activation,
-            o.train.repeats,
-            o.train.steps,
-            sizes,
+            mode=config[1],
+            batch_size=o.batch_size,
+            threads=config[2],
+            seed=o.seed,
+            output_activation=o.output_activation,
+            repeats=o.train.repeats,
+            steps=o.train.steps,
+            inference_batch_sizes=tuple(o.inference.batch_sizes) if o.inference_enabled else (),
         )
 
 
@@ -550,6 +549,7 @@ class _Outputs:
 
     session: Session
     figures: bool
+    metric: str
     unsaved: dict[str, str] = field(default_factory=dict)  # file name -> why
 
     def __call__(self) -> str:
@@ -569,12 +569,12 @@ class _Outputs:
                     atomic_write(run_dir / "report.md", report)
         if skipped and self.figures:
             print(f"figures skipped: {skipped}", file=sys.stderr)
-        return summary_markdown(df)
+        return instructions_table(df) if self.metric == "instructions" else summary_markdown(df)
 
 
 def main(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
-    outputs = _Outputs(run(opts), opts.figures)
+    outputs = _Outputs(run(opts), opts.figures, opts.metric)
     code = outputs.session.finish(outputs)
     if outputs.unsaved and code == 0:
         unsaved = "; ".join(f"{outputs.session.run_dir / n} ({why})" for n, why in outputs.unsaved.items())

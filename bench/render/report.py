@@ -129,7 +129,7 @@ def env_line(env: Mapping[str, object]) -> str:
 
 def _overhead_sentence(settings: Mapping[str, object]) -> str:
     wall, timed = settings.get("wall_s"), settings.get("timed_s")
-    if not wall or timed is None:
+    if not wall or not timed:  # nothing timed (--metric instructions): no overhead to state
         return ""
     outside = max(0.0, float(wall) - float(timed))
     return (
@@ -236,8 +236,7 @@ def render_run_report(
                     "flops_per_step": "FLOPs/step",
                     "gflops_per_s": "GFLOP/s",
                     "utilization_pct": "% of FP32 peak",
-                    "ratio_to_floor": "x floor",
-                    "floor_mode": "floor",
+                    "floor_mode": "floor",  # its ratio is the summary's x floor
                     "kernels_per_step": "kernels/step",
                     "us_per_kernel": "us/kernel",
                     "lower_bound_us": "lower bound us",
@@ -315,21 +314,28 @@ def _absent(df: pd.DataFrame, *columns: str) -> list[str]:
     return [c for c in columns if c not in df.columns]
 
 
-def _instructions_section(df: pd.DataFrame) -> list[str]:
-    """--metric instructions: instructions per training step and per inference call."""
+def instructions_table(df: pd.DataFrame) -> str:
+    """Instructions per training step and per inference call of the counted rows."""
     ok = df[df["status"] == "ok"].reindex(columns=[*df.columns, *_absent(df, *_COUNT_COLUMNS)])
     counted = ok[ok["instructions_per_step"].notna() | ok["instructions_per_call"].notna()]
     if counted.empty:
-        return []
+        return "(no instructions counted)"
     columns = {**_CONFIG_COLUMNS, "workload": "workload", "batch_size": "batch"}
     columns.update(instructions_per_step="instructions/step", instructions_per_call="instructions/call")
+    return markdown_table(counted, columns, digits=4)
+
+
+def _instructions_section(df: pd.DataFrame) -> list[str]:
+    table = instructions_table(df)
+    if table.startswith("(no"):
+        return []
     return [
         "## Instructions (callgrind)",
         "",
         "CPU instructions counted by Valgrind's callgrind around the measured steps and calls only "
         "(median of the repeats): Python, the dispatcher and the CPU kernels, not memory stalls or the clock.",
         "",
-        markdown_table(counted, columns, digits=4),
+        table,
         "",
     ]
 

@@ -277,10 +277,13 @@ class RunWriter:
     env: dict[str, object]
     settings: dict[str, object] = field(default_factory=dict)  # the run's options, for run.json
     records: list[Record] = field(default_factory=list)
-    derived: dict[ConfigKey, dict[str, object]] = field(default_factory=dict)  # set once, at the end
+    derived: dict[ConfigKey, dict[str, object]] = field(default_factory=dict)  # analysis.derive's
 
     def add(self, record: Record) -> None:
+        """Keep `record` with its per-record derived values (a run cut short keeps its throughput and
+        noise flags; the run's derive step replaces them all at the end) and rewrite the files."""
         self.records.append(record)
+        self.derived[record.key] = per_record(record)
         self.flush()
 
     def frame(self) -> pd.DataFrame:
@@ -379,7 +382,7 @@ def _checked_samples(samples: object, what: str, path: Path) -> dict[str, object
     if not isinstance(samples, dict):
         raise UsageError(f"{path}: the samples of {what} are not an object")
     out = dict(samples)
-    for metric in ("step_ms", "latency_ms"):
+    for metric in ("step_ms", "latency_ms", "instructions_per_step", "instructions_per_call"):
         if metric in out and out[metric] is not None:
             out[metric] = _numbers(out[metric], f"{what} {metric}", path)
     return out
@@ -404,13 +407,13 @@ def from_run_json(
             return df, env, samples
         records = [record_from_json(r) for r in doc["records"]]
         stored = {ConfigKey(**d["key"]): dict(d["values"]) for d in doc.get("derived") or []}
-        # a run.json of an older harness kept the per-record values out of "derived"
-        derived = {r.key: {**per_record(r), **stored.get(r.key, {})} for r in records}
     except (KeyError, TypeError, AttributeError, ValueError):
         raise UsageError(
             f"{path}: a run.json whose records are not in the version {version} layout"
         ) from None
     samples = {r.key: _checked_samples(r.samples, str(r.key), path) for r in records}
+    # a run.json of an older harness kept the per-record values out of "derived"
+    derived = {r.key: {**per_record(r), **stored.get(r.key, {})} for r in records}
     return frame(records, derived), env, samples
 
 
