@@ -522,12 +522,8 @@ def run(opts: RunOptions) -> Session:
     default_threads = torch.get_num_threads()
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)  # counts do not depend on load: in parallel
     if opts.metric == "instructions":
-        for config in configs:
-            if (
-                skip_reason(config[0], config[1]) is None
-                and instructions_skip_reason(config[0], config[1]) is None
-            ):
-                matrix.counting[config] = pool.submit(count_instructions, matrix.plan(config))
+        counted = [c for c in configs if not (skip_reason(*c[:2]) or instructions_skip_reason(*c[:2]))]
+        matrix.counting = {c: pool.submit(count_instructions, matrix.plan(c)) for c in counted}
     try:
         session.loop(configs, matrix.measure)
     finally:

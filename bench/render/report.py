@@ -73,6 +73,8 @@ TRAIN_COLUMNS = {
 def train_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Training rows in the report's units: IQR as % of median, GFLOP/s, %, MiB (nothing derived)."""
     train = ok_rows(df, "train")
+    if "instructions_per_step" in train:  # counted, not timed (--metric instructions): its own table
+        train = train[train["step_ms"].notna() | train["instructions_per_step"].isna()]
     if train.empty:
         return train
     train["step_iqr_pct"] = 100 * train["step_ms_iqr"] / train["step_ms"]
