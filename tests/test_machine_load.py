@@ -52,3 +52,28 @@ def test_loaded_means_load_above_the_cores_or_steal_above_five_percent():
     )
     reason = ml.loaded_reason({"load_avg_after": 6.0, "cpu_steal_frac": 0.33}, cores=2)
     assert reason == "load average 6.0 on 2 cores, 33% of CPU time stolen"
+
+
+def test_the_report_names_the_configurations_measured_loaded():
+    import pandas as pd
+
+    from bench.render.report import load_section
+
+    rows = pd.DataFrame(
+        {
+            "workload": ["train", "inference", "train"],
+            "device": ["cpu"] * 3,
+            "mode": ["eager", "eager", "compile"],
+            "threads": [1, 1, 1],
+            "load_avg_before": [0.5, 2.5, 0.4],
+            "load_avg_after": [0.7, 1.0, 0.6],
+            "cpu_steal_frac": [0.0, 0.01, 0.08],
+        }
+    )
+    text = "\n".join(load_section(rows, cores=2))
+    assert "1-minute load average 0.40 to 2.50, CPU steal up to 8.0%" in text
+    assert "- cpu · eager · 1 threads: load average 2.5 on 2 cores" in text  # the worst of its rows
+    assert "- cpu · compile · 1 threads: 8% of CPU time stolen" in text
+    assert load_section(rows.assign(load_avg_before=0.1, load_avg_after=0.1, cpu_steal_frac=0.0), 2)[
+        0
+    ].endswith("no configuration was measured loaded.")

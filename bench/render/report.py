@@ -61,7 +61,7 @@ TRAIN_COLUMNS = {
     "samples_per_s": "samples/s",
     "first_call_s": "first call s",
     "run_s": "3000-step run s",
-    "speedup_vs_cpu_eager": "speed-up vs CPU eager (same threads)",
+    "speedup_vs_cpu_eager": "speed-up vs CPU eager",  # at the row's thread count: said under the table
     "ratio_to_floor": "x floor",
     "break_even_step": "break-even step",
     "mae": "held-out MAE",
@@ -265,7 +265,7 @@ def render_run_report(
             crossover_sentence(df),
             _figure_link(figures, "inference", "Inference throughput against batch size"),
         ]
-    out += _instructions_section(df) + _load_section(df)
+    out += _instructions_section(df) + load_section(df, _int(env.get("cpu_cores")))
     bad = df[df["status"] != "ok"]
     # one line per configuration and reason (a skipped mode's train and inference rows say the same),
     # but each inference batch size that failed on its own keeps its line
@@ -302,7 +302,8 @@ def render_run_report(
         out += [f"Figure not saved: {name} ({why}).", ""]
     out += [
         f"Flags: `noisy` = IQR over {NOISY_IQR_RATIO:.0%} of the median; `below-floor` = faster than the device "
-        f"can be; `curve-deviates` = loss curve over {CURVE_TOLERANCE:.0%} from eager's at the same seed.",
+        f"can be; `curve-deviates` = loss curve over {CURVE_TOLERANCE:.0%} from eager's at the same seed. "
+        "Rows measured while the machine was loaded are listed under Machine load.",
         "",
     ]
     return "\n".join(out)
@@ -310,6 +311,10 @@ def render_run_report(
 
 _COUNT_COLUMNS = ("instructions_per_step", "instructions_per_call")
 _LOAD_COLUMNS = ("load_avg_before", "load_avg_after", "cpu_steal_frac")
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and value == value and value > 0 else None
 
 
 def _absent(df: pd.DataFrame, *columns: str) -> list[str]:
@@ -342,21 +347,18 @@ def _instructions_section(df: pd.DataFrame) -> list[str]:
     ]
 
 
-def _load_section(df: pd.DataFrame) -> list[str]:
-    """How busy the machine was: the configurations measured while it was loaded, and why."""
+def load_section(df: pd.DataFrame, cores: int | None) -> list[str]:
+    """How busy the machine was (`cores`: the measured machine's): the configurations measured
+    while it was loaded, and why."""
     rows = df.reindex(columns=[*df.columns, *_absent(df, *_LOAD_COLUMNS)])
     rows = rows[rows["load_avg_before"].notna()]
     if rows.empty:
         return []
-    loaded = []
-    for row in rows.to_dict("records"):
-        reason = loaded_reason(row)
-        if reason:
-            size = f" batch {int(row['batch_size'])}" if row["workload"] == "inference" else ""
-            loaded.append(
-                f"- {row['device']} · {row['mode']} · {row['threads']} threads {row['workload']}{size}: {reason}"
-            )
-    loads = pd.concat([rows["load_avg_before"], rows["load_avg_after"]])
+    worst = rows.groupby(["device", "mode", "threads"], sort=False)[list(_LOAD_COLUMNS)].max()
+    loaded = [
+        f"- {d} · {m} · {t} threads: {why}" for (d, m, t), r in worst.iterrows() if (why := loaded_reason(r))
+    ]
+    loads = rows[["load_avg_before", "load_avg_after"]].stack()
     head = (
         f"## Machine load\n\n1-minute load average {loads.min():.2f} to {loads.max():.2f}, CPU steal up to "
         f"{rows['cpu_steal_frac'].max():.1%} (results.csv: `load_avg_before`, `load_avg_after`, `cpu_steal_frac`). "
