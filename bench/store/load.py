@@ -69,12 +69,14 @@ def _check_required(records: list[Record], source: Path) -> None:
 
 
 def _checked_samples(samples: object, what: str, path: Path) -> dict[str, object]:
-    """The samples of one record with its times as floats; UsageError for times that are not a list
-    of non-negative, finite numbers."""
+    """The samples of one record with its times and counts as floats; UsageError for any that are not
+    a list of non-negative, finite numbers."""
     if not isinstance(samples, dict):
         raise UsageError(f"{path}: the samples of {what} are not an object")
     out = dict(samples)
-    for metric in (m for m in ("step_ms", "latency_ms") if out.get(m) is not None):
+    for metric in ("step_ms", "latency_ms", "instructions_per_step", "instructions_per_call"):
+        if out.get(metric) is None:
+            continue
         if not isinstance(out[metric], list):
             raise UsageError(f"{path}: the raw samples of {what} {metric} are not a list")
         try:
@@ -82,7 +84,9 @@ def _checked_samples(samples: object, what: str, path: Path) -> dict[str, object
         except (TypeError, ValueError):
             raise UsageError(f"{path}: the raw samples of {what} {metric} are not numbers") from None
         if any(not math.isfinite(v) or v < 0 for v in out[metric]):
-            raise UsageError(f"{path}: the raw samples of {what} {metric} hold a negative or non-finite time")
+            raise UsageError(
+                f"{path}: the raw samples of {what} {metric} hold a negative or non-finite value"
+            )
     return out
 
 
