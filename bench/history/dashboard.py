@@ -156,7 +156,7 @@ def _latest_table(series: Sequence[Series], pages: dict[tuple[str, str], str]) -
             if s is None:
                 tds.append('<td class="empty">&ndash;</td>')
                 continue
-            p = s.latest
+            p = s.points[-1]
             tip = f"{len(s.points)} runs; latest {p.time_utc:%Y-%m-%d %H:%M} UTC, commit {commit_label(p)}"
             href = pages[(s.machine.fingerprint, str(s.config))]
             tds.append(

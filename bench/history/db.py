@@ -252,10 +252,7 @@ class History:
     def __init__(self, engine: sa.Engine, where: str) -> None:
         self.engine = engine
         self.where = where  # the URL, password hidden: for messages
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name  # "sqlite" | "postgresql"
+        self.postgres = engine.dialect.name == "postgresql"  # else SQLite
 
     def close(self) -> None:
         self.engine.dispose()
@@ -285,7 +282,7 @@ class History:
 
     def _insert(self, table: sa.Table):
         """INSERT ... ON CONFLICT DO NOTHING in this database's dialect."""
-        insert = _pg.insert if self.dialect == "postgresql" else _sqlite.insert
+        insert = _pg.insert if self.postgres else _sqlite.insert
         return insert(table).on_conflict_do_nothing()
 
     def _prepare(self, create: bool) -> None:
@@ -309,7 +306,7 @@ class History:
             )
 
         def make(conn: sa.Connection) -> None:
-            if self.dialect == "postgresql":
+            if self.postgres:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
             metadata.create_all(conn, checkfirst=True)
             conn.execute(

@@ -31,14 +31,6 @@ class Series:
     points: list[Point]
     changes: list[Change] = field(default_factory=list)
 
-    @property
-    def medians(self) -> list[float]:
-        return [p.median for p in self.points]
-
-    @property
-    def latest(self) -> Point:
-        return self.points[-1]
-
     def recent_change(self, runs: int) -> Change | None:
         """The newest change whose first run is among the last `runs` runs, if any."""
         recent = [c for c in self.changes if c.last >= len(self.points) - runs]
@@ -96,7 +88,7 @@ def trends(
             continue
         points = list(group)
         one = Series(machines[fp], all_configs[key], points[0].metric, points)
-        one.changes = detect(one.medians, [p.median_rel_se for p in points])
+        one.changes = detect([p.median for p in points], [p.median_rel_se for p in points])
         if intervals and one.changes:
             one.changes = _with_intervals(history, one)
         series.append(one)
