@@ -1,31 +1,18 @@
 """`fused`: the article's whole training step in ONE Triton kernel (CUDA; CPU only in the interpreter).
 
-One launch draws the batch (Philox), runs forward, MSE, backward and Adam for the Net
-Linear(30,60) ReLU Linear(60,60) ReLU Linear(60,1) [ReLU], float32, and can loop over K steps
-while the weights and Adam moments stay on chip (bench/modes/fused_kernel.py holds the kernel). On CUDA
-each launch is captured once in a CUDA graph and replayed, so a step costs one graph launch.
+One launch draws the batch (Philox), runs forward, MSE, backward and Adam, float32, and can loop
+over K steps while the weights and Adam moments stay in one CTA's registers (the kernel:
+bench/modes/fused_kernel.py). On CUDA each launch is captured once in a CUDA graph and replayed,
+so a step costs one graph launch. What bounds a step is one SM issuing a chain of small dependent
+products, not memory (registers and spills: `python -m bench.modes.fused_kernel`; figures and
+why: docs/validation.md).
 
-Design. One program (one CTA on one SM, `num_warps` warps, 8 by default) keeps the whole state in
-registers: padded to 32 inputs and 64 hidden units, the parameters and both moments are 19,011
-floats (76 KB). A step is a chain of dependent products 32 to 64 wide, 1.18 MFLOP with the padding,
-so what bounds it is one SM issuing instructions (fp32 "ieee" dots run on the FMA units), plus the
-layout conversions between dots (through 36 KB of shared memory) and the register spills of the
-dots (`python -m bench.modes.fused_kernel` compiles for sm_90 without a GPU and prints them; the
-figures and why: docs/validation.md); not memory, and with K steps per launch not launches.
-Spreading over SMs would need a grid-wide exchange after every layer; not done here.
+Precision: fp32 dots (`input_precision="ieee"`) by default; "tf32x3" behind `precision=`. Plain
+tf32 is refused: it does not converge. The batch has make_batch's distribution, not its draws
+(Philox counter per element, `u % 101 / 100`: a modulo bias of 2.4e-8 relative).
 
-Precision: fp32 dots (`input_precision="ieee"`) by default; "tf32x3" (three tf32 tensor-core
-products, close to fp32) behind `precision=`. Plain tf32 is refused: the issue measured it does
-not converge. Trainer.notes records the choice.
-
-Batch: inside the kernel, element (row, col) of global step s takes Philox counter
-s * B * IN + row * IN + col (int64, never reused) under key `config.seed` and keeps `u % 101 / 100`
-(a modulo bias of 2.4e-8 relative, far below what 3000 steps can see; rejection would cost a
-data-dependent loop); the target is the row sum: make_batch's distribution, not its draws.
-
-K steps per launch: `Trainer.step()` runs ONE step (a graph replay of a K = 1 launch), so the
-harness's per-step times stay per step and every mode is timed alike. `FusedTrainer.train_steps(k)`
-runs k steps in one launch (one graph per k), for the "best K" sweep: time it and divide by k.
+`Trainer.step()` runs ONE step (a graph replay of a K = 1 launch), so every mode is timed per
+step alike; `FusedTrainer.train_steps(k)` runs k steps in one launch, for the "best K" sweep.
 
     .venv/bin/python -m pytest -q tests/test_fused.py   # interpreter tests on the CPU, CUDA tests on a GPU
     python -c "import torch; from bench.modes.fused import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
@@ -49,7 +36,7 @@ from sumnet.train import TrainConfig, init_net
 
 INTERPRET_ENV = "TRITON_INTERPRET"  # "1": Triton's interpreter runs kernels on CPU tensors (tests)
 DEFAULT_PRECISION = "ieee"  # fp32 dots; "tf32x3" is the faster near-fp32 option
-DEFAULT_NUM_WARPS = 8  # fewest spilled bytes in all at sm_90 (see the docstring); not timed on a GPU yet
+DEFAULT_NUM_WARPS = 8  # fewest spilled bytes in all at sm_90 (docs/validation.md); not timed on a GPU yet
 MAX_PADDED_BATCH = 128  # the batch tile lives in registers too: (128, 64) floats per activation
 MAX_PADDED_WIDTH = 128  # a (128, 128) weight tile and its two moments: 49k of one SM's 64k registers
 _NOT_CUDA = "fused runs on cuda only (set TRITON_INTERPRET=1 to run it on the CPU interpreter for tests)"
@@ -276,12 +263,9 @@ class FusedTrainer:
         """One training step, one launch: the loss as a 0-dim device tensor (static on CUDA)."""
         if not self.use_graph:
             return self.launch(1)[0]
-        if self._step_replay is None:
+        if self._step_replay is None:  # no per-step view or lookup: the host cost is the replay
             graph, losses = self._captured(1)
-            self._step_replay = (
-                graph.replay,
-                losses[0],
-            )  # no per-step view or lookup: the host cost is the replay
+            self._step_replay = (graph.replay, losses[0])
         replay, loss = self._step_replay
         replay()
         return loss

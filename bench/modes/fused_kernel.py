@@ -89,6 +89,19 @@ def layout(input_size: int, hidden_size: int) -> Layout:
 
 
 @triton.jit
+def _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, idx):
+    """One tensor's parameter, exp_avg and exp_avg_sq at `idx` of the flat state buffers."""
+    return tl.load(params_ptr + idx), tl.load(exp_avg_ptr + idx), tl.load(exp_avg_sq_ptr + idx)
+
+
+@triton.jit
+def _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, idx, p, m, v):
+    tl.store(params_ptr + idx, p)
+    tl.store(exp_avg_ptr + idx, m)
+    tl.store(exp_avg_sq_ptr + idx, v)
+
+
+@triton.jit
 def _adam(p, g, m, v, step_size, bc2_sqrt, BETA1: tl.constexpr, BETA2: tl.constexpr, EPS: tl.constexpr):
     """torch.optim.Adam's single-tensor update of one tensor (no weight decay, no amsgrad)."""
     m = m + (1.0 - BETA1) * (g - m)  # exp_avg.lerp_(grad, 1 - beta1): m + w (g - m) for w < 0.5
@@ -142,24 +155,12 @@ def fused_train_kernel(
     w2_idx = OFF_W2 + rh[:, None] * H_P + rh[None, :]
 
     # The whole optimizer state, on chip for the K steps.
-    w1 = tl.load(params_ptr + w1_idx)
-    m_w1 = tl.load(exp_avg_ptr + w1_idx)
-    v_w1 = tl.load(exp_avg_sq_ptr + w1_idx)
-    b1 = tl.load(params_ptr + OFF_B1 + rh)
-    m_b1 = tl.load(exp_avg_ptr + OFF_B1 + rh)
-    v_b1 = tl.load(exp_avg_sq_ptr + OFF_B1 + rh)
-    w2 = tl.load(params_ptr + w2_idx)
-    m_w2 = tl.load(exp_avg_ptr + w2_idx)
-    v_w2 = tl.load(exp_avg_sq_ptr + w2_idx)
-    b2 = tl.load(params_ptr + OFF_B2 + rh)
-    m_b2 = tl.load(exp_avg_ptr + OFF_B2 + rh)
-    v_b2 = tl.load(exp_avg_sq_ptr + OFF_B2 + rh)
-    w3 = tl.load(params_ptr + OFF_W3 + rh)
-    m_w3 = tl.load(exp_avg_ptr + OFF_W3 + rh)
-    v_w3 = tl.load(exp_avg_sq_ptr + OFF_W3 + rh)
-    b3 = tl.load(params_ptr + OFF_B3)
-    m_b3 = tl.load(exp_avg_ptr + OFF_B3)
-    v_b3 = tl.load(exp_avg_sq_ptr + OFF_B3)
+    w1, m_w1, v_w1 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, w1_idx)
+    b1, m_b1, v_b1 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B1 + rh)
+    w2, m_w2, v_w2 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, w2_idx)
+    b2, m_b2, v_b2 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B2 + rh)
+    w3, m_w3, v_w3 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_W3 + rh)
+    b3, m_b3, v_b3 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B3)
     steps_done = tl.load(steps_ptr)
     beta1_pow = tl.load(scalars_ptr)
     beta2_pow = tl.load(scalars_ptr + 1)
@@ -215,24 +216,12 @@ def fused_train_kernel(
         w3, m_w3, v_w3 = _adam(w3, g_w3, m_w3, v_w3, step_size, bc2_sqrt, BETA1, BETA2, EPS)
         b3, m_b3, v_b3 = _adam(b3, g_b3, m_b3, v_b3, step_size, bc2_sqrt, BETA1, BETA2, EPS)
 
-    tl.store(params_ptr + w1_idx, w1)
-    tl.store(exp_avg_ptr + w1_idx, m_w1)
-    tl.store(exp_avg_sq_ptr + w1_idx, v_w1)
-    tl.store(params_ptr + OFF_B1 + rh, b1)
-    tl.store(exp_avg_ptr + OFF_B1 + rh, m_b1)
-    tl.store(exp_avg_sq_ptr + OFF_B1 + rh, v_b1)
-    tl.store(params_ptr + w2_idx, w2)
-    tl.store(exp_avg_ptr + w2_idx, m_w2)
-    tl.store(exp_avg_sq_ptr + w2_idx, v_w2)
-    tl.store(params_ptr + OFF_B2 + rh, b2)
-    tl.store(exp_avg_ptr + OFF_B2 + rh, m_b2)
-    tl.store(exp_avg_sq_ptr + OFF_B2 + rh, v_b2)
-    tl.store(params_ptr + OFF_W3 + rh, w3)
-    tl.store(exp_avg_ptr + OFF_W3 + rh, m_w3)
-    tl.store(exp_avg_sq_ptr + OFF_W3 + rh, v_w3)
-    tl.store(params_ptr + OFF_B3, b3)
-    tl.store(exp_avg_ptr + OFF_B3, m_b3)
-    tl.store(exp_avg_sq_ptr + OFF_B3, v_b3)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, w1_idx, w1, m_w1, v_w1)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B1 + rh, b1, m_b1, v_b1)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, w2_idx, w2, m_w2, v_w2)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B2 + rh, b2, m_b2, v_b2)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_W3 + rh, w3, m_w3, v_w3)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B3, b3, m_b3, v_b3)
     tl.store(steps_ptr, steps_done + num_steps)
     tl.store(scalars_ptr, beta1_pow)
     tl.store(scalars_ptr + 1, beta2_pow)
