@@ -291,14 +291,7 @@ def run_ddp(
     backend = check_setup(world_size, device, backend, scaling, nnodes)
     nproc = world_size // nnodes
     plan = DDPPlan(
-        device=device,
-        backend=backend,
-        scaling=scaling,
-        steps=steps,
-        seed=seed,
-        threads_per_rank=threads_per_rank,
-        block_steps=block_steps,
-        init_timeout_s=init_timeout_s,
+        device, backend, scaling, steps, seed, threads_per_rank, block_steps, init_timeout_s=init_timeout_s
     )
     with tempfile.TemporaryDirectory(prefix="sumnet-ddp-") as scratch:
         path = Path(out) if out is not None else Path(scratch) / "result.json"
