@@ -203,34 +203,15 @@ class FusedTrainer:
         if record is not None and not all(t.is_contiguous() for t in record):
             raise ValueError("record buffers must be contiguous: the kernel writes them in place")
         x, y = x.contiguous(), y.contiguous()
-        lay, k = self.layout, self._kernel
+        k, relu_out = self._kernel, self.net_config.output_activation == "relu"
+        load, save = batches is not None, record is not None
+        fixed = k.constants(batch_size, n_in, self.layout, relu_out, self.precision, load, save)
         kernel_args = (self.params, self.exp_avg, self.exp_avg_sq, self.steps_done, self.scalars, losses)
         with torch.cuda.device(self.device) if self.device.type == "cuda" else nullcontext():
             k.fused_train_kernel[(1,)](
-                *kernel_args,
-                x,
-                y,
-                rec_x,
-                rec_y,
-                self.config.seed,
-                num_steps,
-                B=batch_size,
-                IN=n_in,
-                B_P=k.padded(batch_size),
-                IN_P=lay.in_p,
-                H_P=lay.h_p,
-                RELU_OUT=self.net_config.output_activation == "relu",
-                LOAD_BATCH=batches is not None,
-                RECORD_BATCH=record is not None,
-                PRECISION=self.precision,
-                LEVELS=k.LEVELS,
-                SCALE=k.SCALE,
-                BETA1=k.BETA1,
-                BETA2=k.BETA2,
-                EPS=k.EPS,
-                num_warps=self.num_warps,
-                enable_fp_fusion=k.ENABLE_FP_FUSION,
-            )
+                *kernel_args, x, y, rec_x, rec_y, self.config.seed, num_steps, **fixed,
+                num_warps=self.num_warps, enable_fp_fusion=k.ENABLE_FP_FUSION,
+            )  # fmt: skip
         return losses
 
     def _captured(self, num_steps: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
