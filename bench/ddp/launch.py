@@ -21,7 +21,6 @@ import math
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -141,13 +140,6 @@ def scaling_efficiency(result: DDPResult, one_process: DDPResult) -> float:
     For weak scaling this is t1 / tW; for strong scaling (same global batch) it is t1 / (W * tW).
     """
     return result.samples_per_s / (result.world_size * one_process.samples_per_s)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind to port 0), for a rendezvous endpoint."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def torchrun_command(

@@ -120,8 +120,7 @@ def capture_step(
 
 
 def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
-    """The cudagraph Trainer (CUDA only). The first step() warms up, rewinds, captures and replays,
-    so the harness's first-call time holds the capture, as it holds compilation for compiled modes."""
+    """The cudagraph Trainer (CUDA only); the first step() captures (see the module's docstring)."""
 
     device = torch.device(device)
     if device.type != "cuda":

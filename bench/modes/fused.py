@@ -82,13 +82,6 @@ def _late_interpreter_reason() -> str | None:
     )
 
 
-def _kernel_module() -> ModuleType:
-    """bench.modes.fused_kernel, imported on first use (it imports triton, which may be absent)."""
-    from bench.modes import fused_kernel  # optional: it imports triton
-
-    return fused_kernel
-
-
 def _check_config(net_config: NetConfig, config: TrainConfig, precision: str, kernel: ModuleType) -> None:
     if net_config.hidden_layers != 2:
         raise ValueError(f"fused is written for 2 hidden layers, got {net_config.hidden_layers}")
@@ -121,7 +114,8 @@ class FusedTrainer:
         num_warps: int = DEFAULT_NUM_WARPS,
         cuda_graph: bool = True,
     ) -> None:
-        kernel = _kernel_module()
+        from bench.modes import fused_kernel as kernel  # on first use: it imports triton, maybe absent
+
         _check_config(net_config, config, precision, kernel)
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:

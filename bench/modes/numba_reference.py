@@ -376,22 +376,13 @@ def _round_up(n: int, multiple: int) -> int:
 def plan_layout(net_config: NetConfig, batch_size: int) -> tuple[np.ndarray, int]:
     """(meta, float32 elements in all): where each buffer lives in the one float32 workspace; every
     region starts on 64 bytes."""
-    hidden_pad = _round_up(net_config.hidden_size, LANES)
-    layers = net_config.hidden_layers
-    sizes = {
-        _BATCH: batch_size,
-        _BATCH_PAD: _round_up(batch_size, ROWS),
-        _INPUT: net_config.input_size,
-        _INPUT_PAD: _round_up(net_config.input_size, ROWS),
-        _HIDDEN: net_config.hidden_size,
-        _HIDDEN_PAD: hidden_pad,
-        _HIDDEN_ROWS: _round_up(net_config.hidden_size, ROWS),
-        _LAYERS: layers,
-        _RELU_OUT: int(net_config.output_activation == "relu"),
-    }
+    c, layers = net_config, net_config.hidden_layers
     meta = np.zeros(_HEADER + layers + 1, dtype=np.int64)
-    for slot, value in sizes.items():
-        meta[slot] = value
+    meta[_BATCH : _RELU_OUT + 1] = [  # the sizes, in the order of their slots
+        batch_size, _round_up(batch_size, ROWS), c.input_size, _round_up(c.input_size, ROWS), c.hidden_size,
+        _round_up(c.hidden_size, LANES), _round_up(c.hidden_size, ROWS), layers, c.output_activation == "relu",
+    ]  # fmt: skip
+    bp, hidden_pad = int(meta[_BATCH_PAD]), int(meta[_HIDDEN_PAD])
     end = 0
 
     def region(count: int) -> int:
@@ -400,14 +391,13 @@ def plan_layout(net_config: NetConfig, batch_size: int) -> tuple[np.ndarray, int
         return start
 
     for layer in range(layers):
-        rows = sizes[_INPUT_PAD] if layer == 0 else sizes[_HIDDEN_ROWS]
+        rows = meta[_INPUT_PAD] if layer == 0 else meta[_HIDDEN_ROWS]
         meta[_HEADER + layer] = region(rows * hidden_pad + hidden_pad)  # W.T, then b
     meta[_HEADER + layers] = region(hidden_pad + 1)  # output weights, then its bias
     meta[_PARAM_COUNT] = end
     region(3 * end)  # gradients, exp_avg, exp_avg_sq: the same layout, one after the other
-    bp = sizes[_BATCH_PAD]
     for slot, count in (
-        (_X, bp * sizes[_INPUT_PAD]),
+        (_X, bp * meta[_INPUT_PAD]),
         (_Y, bp),
         (_ACTS, layers * bp * hidden_pad),
         (_DELTAS, layers * bp * hidden_pad),
@@ -416,7 +406,7 @@ def plan_layout(net_config: NetConfig, batch_size: int) -> tuple[np.ndarray, int
         (_WCOPY, (layers - 1) * net_config.hidden_size * hidden_pad),
     ):
         meta[slot] = region(count)
-    return meta, end
+    return meta, int(end)
 
 
 def _aligned_zeros(count: int, align_bytes: int = 64) -> np.ndarray:
