@@ -137,16 +137,6 @@ def _graph_compile(flat: Callable[..., torch.Tensor], args: list[torch.Tensor], 
     return inductor_compile(graph, args, options=options)
 
 
-def _compiled_and_tried(
-    compile_fn: Callable[[], Callable[..., torch.Tensor]], args: list[torch.Tensor]
-) -> Callable[..., torch.Tensor]:
-    """compile_fn(), run once on copies of `args`: torch.compile compiles (and can fail) only when
-    called, and a run on copies finds that out without touching the training state."""
-    compiled = compile_fn()
-    compiled(*[a.clone() for a in args])
-    return compiled
-
-
 def compile_step(
     flat: Callable[..., torch.Tensor], args: list[torch.Tensor], device: torch.device
 ) -> tuple[Callable[..., torch.Tensor], str, list[str]]:
@@ -167,7 +157,9 @@ def compile_step(
     failures = []
     for how, attempt in attempts:
         try:
-            return _compiled_and_tried(attempt, args), how, failures
+            compiled = attempt()
+            compiled(*[a.clone() for a in args])  # torch.compile fails, if at all, when first called
+            return compiled, how, failures
         except Exception as err:  # any compiler failure: fall back to the next way, and say why
             message = first_line(err)[:200]
             failures.append(f"{how} failed ({type(err).__name__}: {message})")

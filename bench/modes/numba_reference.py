@@ -481,12 +481,6 @@ class NumbaNet:
         """One article iteration: a fresh batch, forward, MSE, backward, Adam. Returns the loss."""
         return _train_step(self.ws, self.meta, self.state, self.lr, True)
 
-    def step_on_batch(self, x: np.ndarray, y: np.ndarray) -> float:
-        """The same compiled step on a given batch x (batch, input_size), y (batch, 1) (for tests)."""
-        self.inputs[...] = x
-        self.targets[...] = y
-        return _train_step(self.ws, self.meta, self.state, self.lr, False)
-
     def forward_buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Zeroed input (rows padded, Inp), activations (L, rows padded, Hp) and output buffers."""
         padded = _round_up(rows, ROWS)

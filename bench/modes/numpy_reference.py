@@ -150,12 +150,6 @@ class NumpyNet:
         tmp2 *= F32(step_size)
         self.params -= tmp2
 
-    def train_on(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One step on a given batch (for tests against torch): copies it into the buffers."""
-        self.inputs[...] = x
-        self.targets[...] = y
-        return self.train_on_buffers()
-
     def layer_parameters(self) -> list[np.ndarray]:
         """(weight (out, in), bias (out,)) of each layer, as torch's Net orders its parameters."""
         result = []
