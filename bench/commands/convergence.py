@@ -67,13 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_activations(text: str) -> list[str]:
     items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-    if not items:
-        raise UsageError("empty --output-activation: give relu, none or relu,none")
-    for item in items:
-        if item not in OUTPUT_ACTIVATIONS:
-            raise UsageError(
-                f"unknown output activation {item!r}: choose from {', '.join(OUTPUT_ACTIVATIONS)}"
-            )
+    unknown = [t for t in items if t not in OUTPUT_ACTIVATIONS] or ([] if items else [""])
+    if unknown:
+        raise UsageError(f"unknown output activation {unknown[0]!r}: choose relu, none or relu,none")
     return items
 
 
@@ -115,12 +111,11 @@ def main(args: argparse.Namespace) -> int:
     compared = comparisons(results, settings.target_mae)
 
     def render() -> str:
-        figures: dict[str, str] = {}
-        skipped = "--no-figures given" if args.no_figures else None
-        if not args.no_figures:
-            figures, skipped = write_figures(session.run_dir, labelled)
-            if skipped:
-                print(f"figures skipped: {skipped}")
+        figures, skipped = (
+            ({}, "--no-figures given") if args.no_figures else write_figures(session.run_dir, labelled)
+        )
+        if skipped and not args.no_figures:
+            print(f"figures skipped: {skipped}")
         report = render_report(session.writer, results, settings, compared, figures, skipped)
         atomic_write(session.run_dir / "report.md", report)
         lines = [summary_table(session.writer), *(f"{c.b} vs {c.a}: {c.conclusion}" for c in compared)]

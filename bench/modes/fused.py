@@ -255,11 +255,10 @@ class FusedTrainer:
             "ieee": 'fp32 dots (input_precision="ieee", FMA)',
             "tf32x3": "tf32x3 dots (3 tf32 tensor-core products)",
         }
-        run = (
-            "each launch replayed from a CUDA graph (captured at the first step of each k)"
-            if self.use_graph
-            else f"launched directly ({'Triton interpreter on the CPU: a correctness check, not a timing' if self.device.type == 'cpu' else 'no CUDA graph'})"
-        )
+        run = "each launch replayed from a CUDA graph (captured at the first step of each k)"
+        if not self.use_graph:
+            interpreter = "Triton interpreter on the CPU: a correctness check, not a timing"
+            run = f"launched directly ({interpreter if self.device.type == 'cpu' else 'no CUDA graph'})"
         return [
             f"one Triton kernel per step: Philox batch, forward, MSE, backward, Adam; {precision[self.precision]}; "
             f"one CTA, {self.num_warps} warps, weights and Adam moments in registers",
