@@ -140,7 +140,8 @@ class FusedTrainer:
                 view.copy_(self.net.get_parameter(name))
 
     # --- the state, as the Net names it ---------------------------------------------------------
-    def _views(self, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
+    def views(self, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of params, exp_avg or exp_avg_sq, named and shaped as the Net's parameters."""
         lay, n_in, n_h = self.layout, self.net_config.input_size, self.net_config.hidden_size
         w1 = buffer[lay.w1 : lay.b1].view(lay.in_p, lay.h_p)[:n_in, :n_h].T  # (60, 30), a view
         w2 = buffer[lay.w2 : lay.b2].view(lay.h_p, lay.h_p)[:n_h, :n_h].T  # (60, 60)
@@ -155,14 +156,7 @@ class FusedTrainer:
 
     def parameters(self) -> dict[str, torch.Tensor]:
         """Views of the trained parameters, named and shaped as the Net's (writing them writes the state)."""
-        return self._views(self.params)
-
-    def adam_state(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """name -> (exp_avg, exp_avg_sq) views, as torch.optim.Adam's state holds them."""
-        return {
-            name: (m, v)
-            for (name, m), v in zip(self._views(self.exp_avg).items(), self._views(self.exp_avg_sq).values())
-        }
+        return self.views(self.params)
 
     def _state(self) -> list[torch.Tensor]:
         return [self.params, self.exp_avg, self.exp_avg_sq, self.steps_done, self.scalars]
