@@ -125,16 +125,21 @@ def main(args: argparse.Namespace) -> int:
         writer.records.append(Record(key, status="failed", reason=NOT_MEASURED, seed=args.seed))
     writer.flush()
 
+    launch = (
+        args.device,
+        args.backend,
+        args.scaling,
+        args.steps,
+        args.seed,
+        args.threads_per_rank,
+        args.timeout,
+    )
+
     def measure(world_size: int) -> None:
         index = sizes.index(world_size)
         print(f"ddp: world size {world_size} ({args.device}) ...", file=sys.stderr)
         try:
-            a = args
-            result = run_ddp(
-                world_size, a.device, a.backend, a.scaling, a.steps, a.seed, a.threads_per_rank, a.timeout
-            )
-        except ValueError as err:  # a setup that cannot run (nccl on cpu, strong scaling that doesn't divide)
-            raise UsageError(str(err)) from None
+            result = run_ddp(world_size, *launch)
         except KeyboardInterrupt:
             writer.records[index] = replace(writer.records[index], reason=INTERRUPTED)
             writer.flush()
@@ -143,10 +148,8 @@ def main(args: argparse.Namespace) -> int:
         results[world_size] = result
         writer.records[index] = ddp_record(result, result.per_rank_batch, result.backend)
         writer.flush()
-        print(
-            f"ddp: world size {world_size}: {result.status} {result.reason or result.verdict}",
-            file=sys.stderr,
-        )
+        outcome = result.reason or result.verdict
+        print(f"ddp: world size {world_size}: {result.status} {outcome}", file=sys.stderr)
 
     session.loop(sizes, measure)
     writer.records = [r for r in writer.records if r.reason != NOT_MEASURED]  # after an interrupt

@@ -37,6 +37,7 @@ from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices
 from bench.errors import first_line
 from bench.measure.timing import clock_for, synchronize, time_block, time_call
 from bench.measure.workloads import block_sizes
+from bench.store.run_folder import atomic_write
 from sumnet.data import make_batch, make_generator, make_test_set
 from sumnet.evaluate import evaluate, verdict
 from sumnet.model import NetConfig, count_parameters
@@ -212,9 +213,7 @@ def _write_result(
         **outcome,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(document, indent=1))
-    partial.replace(path)
+    atomic_write(path, json.dumps(document, indent=1))
 
 
 def _parse(argv: list[str] | None) -> tuple[DDPPlan, Path]:
