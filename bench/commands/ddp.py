@@ -125,15 +125,8 @@ def main(args: argparse.Namespace) -> int:
         writer.records.append(Record(key, status="failed", reason=NOT_MEASURED, seed=args.seed))
     writer.flush()
 
-    launch = (
-        args.device,
-        args.backend,
-        args.scaling,
-        args.steps,
-        args.seed,
-        args.threads_per_rank,
-        args.timeout,
-    )
+    flags = ("device", "backend", "scaling", "steps", "seed", "threads_per_rank", "timeout")
+    launch = [getattr(args, flag) for flag in flags]  # run_ddp's arguments after the world size
 
     def measure(world_size: int) -> None:
         index = sizes.index(world_size)
