@@ -33,7 +33,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
 from bench.ddp import die_with_parent
-from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices
+from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices, resolve_backend
 from bench.errors import first_line
 from bench.measure.timing import clock_for, synchronize, time_block, time_call
 from bench.measure.workloads import block_sizes
@@ -233,7 +233,7 @@ def _parse(argv: list[str] | None) -> tuple[DDPPlan, Path]:
     parser.add_argument("--init-timeout-s", type=float, default=DDPPlan.init_timeout_s)
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
-    args["backend"] = args["backend"] or ("gloo" if args["device"] == "cpu" else "nccl")
+    args["backend"] = resolve_backend(args["device"], args["backend"])[0]
     return DDPPlan(**args), out
 
 

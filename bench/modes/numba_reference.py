@@ -481,17 +481,17 @@ class NumbaNet:
         """One article iteration: a fresh batch, forward, MSE, backward, Adam. Returns the loss."""
         return _train_step(self.ws, self.meta, self.state, self.lr, True)
 
-    def forward_buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Zeroed input (rows padded, Inp), activations (L, rows padded, Hp) and output buffers."""
-        padded = _round_up(rows, ROWS)
-        x = np.zeros((padded, self.meta[_INPUT_PAD]), dtype=F32)
+    def forward_buffers(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Input (rows padded, Inp) holding x, zeroed activations (L, rows padded, Hp) and output."""
+        padded = _round_up(len(x), ROWS)
+        xp = np.zeros((padded, self.meta[_INPUT_PAD]), dtype=F32)
+        xp[: len(x), : x.shape[1]] = x
         acts = np.zeros((self.meta[_LAYERS], padded, self.meta[_HIDDEN_PAD]), dtype=F32)
-        return x, acts, np.zeros(padded, dtype=F32)
+        return xp, acts, np.zeros(padded, dtype=F32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Forward on any number of rows, (N, input_size) -> (N, 1) (allocates; not the timed path)."""
-        xp, acts, out = self.forward_buffers(len(x))
-        xp[: len(x), : x.shape[1]] = x
+        xp, acts, out = self.forward_buffers(x)
         _forward(self.ws, self.meta, xp, acts, out)
         return out[: len(x), None].copy()
 
@@ -502,8 +502,7 @@ def _numpy_input(x: torch.Tensor) -> np.ndarray:
 
 def _inference(model: NumbaNet) -> Callable[[torch.Tensor], Callable[[], object]]:
     def make(x: torch.Tensor) -> Callable[[], object]:
-        xp, acts, out = model.forward_buffers(len(x))
-        xp[: len(x), : x.shape[1]] = _numpy_input(x)
+        xp, acts, out = model.forward_buffers(_numpy_input(x))
         result = out[: len(x), None]
         ws, meta = model.ws, model.meta
 
