@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.container import ErrorbarContainer
 
 from bench.analysis.crossover import crossover_batch_size, inference_crossover
 from bench.records import ConfigKey
@@ -20,7 +21,6 @@ from bench.render import figures
 from bench.render.figures import (
     FILE_NAMES,
     FigureSet,
-    plot_compare_ratios,
     save_figure,
     subtitle_for,
     write_compare_figures,
@@ -34,10 +34,6 @@ def frame(rows: list[dict], env: dict | None = None) -> pd.DataFrame:
     """A results frame from hand-written rows (the environment lives in run.json, not the frame)."""
     return read_rows(rows)
 
-
-pytest.importorskip("matplotlib")
-from matplotlib.collections import PathCollection  # noqa: E402
-from matplotlib.container import ErrorbarContainer  # noqa: E402
 
 ENV = {"host": "box", "cpu_model": "Test CPU 9000", "gpu_name": "", "torch_version": "2.13.0+cpu"}
 SUBTITLE = "box · Test CPU 9000 · no GPU · torch 2.13.0+cpu"
@@ -339,7 +335,9 @@ def test_compare_figure_points_ci_and_reference_line(tmp_path):
     assert [t.get_text() for t in ax.get_yticklabels()] == list(_ratio_table()["label"])
     assert ax.get_xscale() == "linear" and ax.get_xlabel() == "step time ratio (×)"
     assert ax.get_legend() is not None
-    _assert_sensible_png(plot_compare_ratios(_ratio_table(), tmp_path / "cmp.png", SUBTITLE))
+    _assert_sensible_png(
+        save_figure(figures._compare_figure(_ratio_table(), SUBTITLE, "ratio"), tmp_path / "cmp.png")
+    )
 
 
 def test_compare_figure_goes_log_when_ratios_span_more_than_10x():
@@ -385,16 +383,6 @@ def test_write_compare_figures(tmp_path):
     _assert_sensible_png(result.paths["compare"])
     empty = write_compare_figures(_ratio_table().iloc[:0], tmp_path / "empty", ENV)
     assert empty.paths == {} and empty.skipped == "no ratios to draw"
-
-
-def test_missing_matplotlib_skips_with_a_reason(tmp_path, monkeypatch):
-    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
-        monkeypatch.setitem(sys.modules, name, None)  # `import matplotlib...` now raises ImportError
-    df = _run_frame()
-    run = write_run_figures(df, _samples(df), tmp_path, ENV)
-    assert run == FigureSet(skipped="matplotlib is not installed")
-    assert write_compare_figures(_ratio_table(), tmp_path, ENV).skipped == "matplotlib is not installed"
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_figures_leave_pyplot_and_the_backend_alone(tmp_path):

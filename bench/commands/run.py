@@ -65,7 +65,6 @@ from bench.records import ConfigKey, Record
 from bench.render.figures import (
     FILE_NAMES,
     FigureSet,
-    matplotlib_missing,
     run_figures_with_data,
     write_run_figures,
 )
@@ -551,8 +550,8 @@ class _Outputs:
     def __call__(self) -> str:
         writer, run_dir = self.session.writer, self.session.run_dir
         df = writer.frame()
-        skipped = matplotlib_missing() if self.figures else "--no-figures"
-        names = run_figures_with_data(df) if skipped is None else []
+        skipped = None if self.figures else "--no-figures"
+        names = run_figures_with_data(df) if self.figures else []
         planned = FigureSet({n: run_dir / FILE_NAMES[n] for n in names}, skipped)
         report = render_run_report(df, writer.env, writer.settings, planned, writer.records)
         atomic_write(run_dir / "report.md", report)
@@ -563,8 +562,6 @@ class _Outputs:
                 with suppress(WriteError):  # the report written above stays, its links to them dangling
                     report = render_run_report(df, writer.env, writer.settings, written, writer.records)
                     atomic_write(run_dir / "report.md", report)
-        if skipped and self.figures:
-            print(f"figures skipped: {skipped}", file=sys.stderr)
         return instructions_table(df) if self.metric == "instructions" else summary_markdown(df)
 
 

@@ -11,8 +11,6 @@ bars) and saved by a `plot_*` function:
 
 Figures are drawn with matplotlib's `Figure` and the Agg canvas directly, never through pyplot, so
 the caller's backend and open figures are left alone and nothing stays registered after saving.
-matplotlib is optional: without it `write_run_figures` and `write_compare_figures` return a
-FigureSet that says why the figures were skipped.
 
     python -c "from bench.store.load import load_run; from bench.render.figures import write_run_figures as w; r = load_run('results/latest'); print(w(r.frame, r.samples, 'results/latest', r.env))"
 """
@@ -23,20 +21,21 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from bench.analysis.crossover import inference_crossover, inference_curves, is_gpu
 from bench.analysis.frames import numeric, ok_rows
 from bench.modes import MODES
 from bench.records import ConfigKey
 from bench.store.run_folder import KEY_COLUMNS
-
-if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 DPI = 110
 SIZE_IN = (8.0, 4.5)
@@ -65,24 +64,8 @@ class FigureSet:
     """The figures written: name (a FILE_NAMES key) -> PNG path, only figures that had data."""
 
     paths: dict[str, Path] = field(default_factory=dict)
-    skipped: str | None = None  # why no figure was written (matplotlib missing, no data), else None
+    skipped: str | None = None  # why no figure was written (--no-figures, no data), else None
     failed: dict[str, str] = field(default_factory=dict)  # file name -> why it could not be saved
-
-
-def matplotlib_missing() -> str | None:
-    """Why figures cannot be drawn here (e.g. "matplotlib is not installed"), or None when they can."""
-    try:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-    except ImportError as err:
-        if err.name is not None and err.name.split(".")[0] == "matplotlib":
-            return "matplotlib is not installed"
-        return f"matplotlib cannot be imported: {err}"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------------
-# pure helpers
 
 
 def subtitle_for(env: Mapping) -> str:
@@ -120,13 +103,7 @@ def _colour(mode: str) -> str:
     return _PALETTE[sum(map(ord, mode)) % len(_PALETTE)]  # stable across runs, unlike hash()
 
 
-# ---------------------------------------------------------------------------------------------------
-# figure builders: pure, return the Figure so tests can read its artists
-
-
 def new_figure(title: str, subtitle: str) -> tuple[Figure, Axes]:
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=SIZE_IN, dpi=DPI, facecolor="white", layout="constrained")
     ax = fig.add_subplot()
     ax.set_facecolor("white")
@@ -141,10 +118,19 @@ def _empty_note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=_SUBTITLE_COLOUR)
 
 
+def _legend(ax: Axes, **kwargs) -> None:
+    ax.legend(fontsize=8, framealpha=0.9, **{"loc": "best", **kwargs})
+
+
+def _configurations_axis(ax: Axes, positions, labels: list[str]) -> None:
+    """Configurations down the y axis, the first on top as in the table."""
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_ylabel("configuration (device · mode)")
+
+
 def _inference_figure(df: pd.DataFrame, subtitle: str) -> Figure:
     """Log-log samples/s against batch size, one line per device and mode, the crossover marked."""
-    from matplotlib.ticker import FuncFormatter
-
     fig, ax = new_figure("Inference throughput against batch size", subtitle)
     curves = inference_curves(df)
     for (device, mode), curve in curves.items():
@@ -190,7 +176,7 @@ def _inference_figure(df: pd.DataFrame, subtitle: str) -> Figure:
     if not curves:
         _empty_note(ax, "no inference rows measured")
     elif len(ax.get_legend_handles_labels()[0]) > 1:
-        ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
+        _legend(ax, loc="lower right")
     return fig
 
 
@@ -259,9 +245,6 @@ def _train_step_figure(
 
 
 def _train_step_legend(ax: Axes, drew_points: bool, drew_whiskers: bool) -> None:
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     handles = [Patch(facecolor="#bbbbbb", edgecolor="#777777", label="median step time")]
     if drew_points:
         handles.append(
@@ -269,7 +252,7 @@ def _train_step_legend(ax: Axes, drew_points: bool, drew_whiskers: bool) -> None
         )
     if drew_whiskers:
         handles.append(Line2D([], [], color=_TEXT_COLOUR, label="IQR, centred on the median"))
-    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.9)
+    _legend(ax, handles=handles)
 
 
 def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
@@ -299,13 +282,11 @@ def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
                 fontsize=7,
             )
         ax.set_xlim(0, float((first + rest).max()) * 1.3)
-        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+        _legend(ax)
     else:
         _empty_note(ax, "no training rows with run and first-call times")
-    ax.set_yticks(positions, labels, fontsize=8)
-    ax.invert_yaxis()  # first row on top, as in the table
+    _configurations_axis(ax, positions, labels)
     ax.set_xlabel("training time (s), evaluation excluded")
-    ax.set_ylabel("configuration (device · mode)")
     return fig
 
 
@@ -350,25 +331,17 @@ def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
         if max(span) / min(span) > RATIO_LOG_SPAN:
             ax.set_xscale("log")
             xlabel += ", log scale"
-        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+        _legend(ax)
     else:
         _empty_note(ax, "no ratios to show")
-    ax.set_yticks(positions, labels, fontsize=8)
     ax.set_ylim(-0.7, max(len(ratio), 1) - 0.3)
-    ax.invert_yaxis()
+    _configurations_axis(ax, positions, labels)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("configuration (device · mode)")
     return fig
-
-
-# ---------------------------------------------------------------------------------------------------
-# saving
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Render `fig` to a PNG with the Agg canvas (no pyplot, no global backend change), then drop it."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
@@ -377,17 +350,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_compare_ratios(
-    table: pd.DataFrame, path: str | Path, subtitle: str, xlabel: str = "ratio to the reference (×)"
-) -> Path:
-    """compare_ratios.png from a table with columns label, ratio, ci_low, ci_high (dimensionless)."""
-    return save_figure(_compare_figure(table, subtitle, xlabel), path)
-
-
 def _subtitle(env_or_subtitle: Mapping | str | None) -> str:
-    if isinstance(env_or_subtitle, str):
-        return env_or_subtitle
-    return subtitle_for(env_or_subtitle or {})
+    return env_or_subtitle if isinstance(env_or_subtitle, str) else subtitle_for(env_or_subtitle or {})
 
 
 def run_figures_with_data(df: pd.DataFrame) -> list[str]:
@@ -413,9 +377,6 @@ def write_run_figures(
     `df` is the run's results frame (all workloads), `samples` the raw samples per ConfigKey, `env`
     the environment dict (or a ready subtitle).
     """
-    missing = matplotlib_missing()
-    if missing is not None:
-        return FigureSet(skipped=missing)
     names = run_figures_with_data(df)
     if not names:
         return FigureSet(skipped="no measured (status ok) inference or training rows to draw")
@@ -442,13 +403,9 @@ def write_compare_figures(
     env_or_subtitle: Mapping | str | None,
     xlabel: str = "ratio to the reference (×)",
 ) -> FigureSet:
-    """compare_ratios.png in `out_dir` when `table` has a positive ratio; skipped with a reason otherwise."""
-    missing = matplotlib_missing()
-    if missing is not None:
-        return FigureSet(skipped=missing)
+    """compare_ratios.png in `out_dir` when `table` (columns label, ratio, ci_low, ci_high) has a
+    positive ratio; skipped with a reason otherwise."""
     if not (numeric(table, "ratio") > 0).any():
         return FigureSet(skipped="no ratios to draw")
-    path = plot_compare_ratios(
-        table, Path(out_dir) / FILE_NAMES["compare"], _subtitle(env_or_subtitle), xlabel
-    )
-    return FigureSet(paths={"compare": path})
+    figure = _compare_figure(table, _subtitle(env_or_subtitle), xlabel)
+    return FigureSet(paths={"compare": save_figure(figure, Path(out_dir) / FILE_NAMES["compare"])})
