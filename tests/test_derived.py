@@ -8,8 +8,8 @@ from bench.analysis.derive import (
     break_even_step,
     derive,
     forward_flops,
+    gpu_peaks,
     loss_curve_deviation,
-    peak_flops,
     per_record,
     train_step_flops,
 )
@@ -29,9 +29,9 @@ def test_train_step_flops_match_the_hand_count():
 
 
 def test_peak_flops_known_and_unknown():
-    assert peak_flops("NVIDIA H100 PCIe") == 51e12
-    assert peak_flops("NVIDIA H100 80GB HBM3") == 67e12
-    assert peak_flops("Some Laptop GPU") is None and peak_flops("") is None
+    assert gpu_peaks("NVIDIA H100 PCIe")[0] == 51e12
+    assert gpu_peaks("NVIDIA H100 80GB HBM3")[0] == 67e12
+    assert gpu_peaks("Some Laptop GPU") is None and gpu_peaks("") is None
 
 
 def test_break_even():

@@ -44,12 +44,6 @@ def gpu_peaks(gpu_name: str) -> tuple[float, float] | None:
     return GPU_PEAKS[max(matches, key=len)] if matches else None
 
 
-def peak_flops(gpu_name: str) -> float | None:
-    """The FP32 peak of a known GPU, else None."""
-    peaks = gpu_peaks(gpu_name)
-    return peaks[0] if peaks else None
-
-
 def train_step_bytes(net_config: NetConfig = NetConfig(), batch_size: int = 32) -> int:
     """Bytes one training step must move at least: every parameter, gradient and Adam moment read
     and written once (8 float32 passes), the batch and the activations written and read once."""
@@ -113,26 +107,13 @@ def break_even_step(first_s: float, step_s: float, base_first_s: float, base_ste
     return float(math.ceil(1 + extra / saving))
 
 
-def _median_time_s(record: Record, measured: Mapping[str, object]) -> float:
-    """The record's median step or latency in seconds: from its samples, else as measured (a
-    pytest-benchmark file saved without data); NaN when untimed."""
-    summary = record.timing
-    if summary is not None:
-        return summary.median / 1e3
+def _timing(record: Record) -> tuple[float, float]:
+    """(median seconds, IQR / median) of the record's step or latency: from its samples, else as
+    measured (a pytest-benchmark file saved without data); NaN when untimed."""
     metric = timing_metric_for(record.key.workload)
-    value = measured.get(metric)
-    return float(value) / 1e3 if isinstance(value, (int, float)) else math.nan
-
-
-def _relative_iqr(record: Record) -> float:
-    summary = record.timing
-    if summary is not None:
-        return summary.relative_iqr
-    metric = timing_metric_for(record.key.workload)
-    median, iqr = record.measured.get(metric), record.measured.get(f"{metric}_iqr")
-    if isinstance(median, (int, float)) and isinstance(iqr, (int, float)) and median > 0:
-        return iqr / median
-    return math.nan
+    median, iqr = record.number(metric), record.number(f"{metric}_iqr")
+    relative = iqr / median if median > 0 else (math.inf if record.timing else math.nan)
+    return median / 1e3, relative
 
 
 def per_record(record: Record) -> dict[str, object]:
@@ -140,12 +121,12 @@ def per_record(record: Record) -> dict[str, object]:
     if not record.ok:
         return {}
     out: dict[str, object] = {}
-    seconds = _median_time_s(record, record.measured)
+    seconds, relative_iqr = _timing(record)
     rows = (record.key.batch_size or 0) * record.key.world_size
     if rows > 0 and seconds > 0:
         out["samples_per_s"] = rows / seconds
     flags = [f for f in str(record.measured.get("flags") or "").split(";") if f]
-    if _relative_iqr(record) > NOISY_IQR_RATIO and "noisy" not in flags:
+    if relative_iqr > NOISY_IQR_RATIO and "noisy" not in flags:
         flags.insert(0, "noisy")
     if flags:
         out["flags"] = ";".join(flags)
@@ -170,7 +151,7 @@ def derive(
     Pure: returns {key: {column: value}} and changes nothing."""
     peaks = gpu_peaks(str(env.get("gpu_name", "")))
     out = {r.key: per_record(r) for r in records if r.ok}
-    seconds = {r.key: _median_time_s(r, r.measured) for r in records if r.ok}
+    seconds = {r.key: _timing(r)[0] for r in records if r.ok}
     flop_cache: dict[tuple[str, int], int] = {}
     for record in records:
         key = record.key
