@@ -43,16 +43,18 @@ def fmt(value: object, digits: int = 3) -> str:
 def markdown_table(df: pd.DataFrame, columns: Mapping[str, str], digits: int = 3) -> str:
     """A GitHub markdown table of `df`'s `columns` (name -> header), cells formatted with fmt()."""
     present = {c: h for c, h in columns.items() if c in df.columns}
-    body = [[fmt(_py(v), digits) for v in row] for row in df[list(present)].itertuples(index=False)]
+    rows = df[list(present)].itertuples(index=False)
+    # numpy scalars to Python ones, so fmt() sees bool and float
+    body = [[fmt(v.item() if hasattr(v, "item") else v, digits) for v in row] for row in rows]
     return tabulate(body, headers=list(present.values()), tablefmt="github", disable_numparse=True)
 
 
-def _py(value: object) -> object:
-    """numpy scalars to Python ones so fmt() sees bool and float."""
-    return value.item() if hasattr(value, "item") else value
-
-
 _CONFIG_COLUMNS = {"device": "device", "mode": "mode", "threads": "threads"}  # a training row's identity
+_ROW_COLUMNS = {**_CONFIG_COLUMNS, "workload": "workload", "batch_size": "batch"}  # any row's
+_INTERRUPTED = (
+    "**Interrupted** (Ctrl-C or SIGTERM): the configurations below were measured before it; "
+    "the one cut short is listed as failed."
+)
 
 TRAIN_COLUMNS = {
     **_CONFIG_COLUMNS,
@@ -87,10 +89,7 @@ def train_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def summary_markdown(df: pd.DataFrame) -> str:
     """The training summary table: device x mode, step time, run time, samples/s, speed-up, verdict."""
-    return _summary_table(train_summary(df))
-
-
-def _summary_table(train: pd.DataFrame) -> str:
+    train = train_summary(df)
     if train.empty:
         return "(no training rows measured)"
     cols = dict(TRAIN_COLUMNS)
@@ -191,17 +190,10 @@ def render_run_report(
         + ' A *step* is one batch update (the article\'s "epoch"). '
         "Times are medians of raw block samples; first call includes compilation; run time excludes evaluation.",
         "",
-        *(
-            [
-                "**Interrupted** (Ctrl-C or SIGTERM): the configurations below were measured before it; the one cut short is listed as failed.",
-                "",
-            ]
-            if settings.get("interrupted")
-            else []
-        ),
+        *([_INTERRUPTED, ""] if settings.get("interrupted") else []),
         "## Training",
         "",
-        _summary_table(train),
+        summary_markdown(df),
         "",
         "First call, run time, steps and time to target and the final loss are the first (cold) repeat's; "
         "step ms pools the steady blocks of every repeat; MAE, accuracy and eval time are medians over the "
@@ -280,18 +272,7 @@ def render_run_report(
         out += [
             "## Skipped and failed",
             "",
-            markdown_table(
-                bad,
-                {
-                    "device": "device",
-                    "mode": "mode",
-                    "threads": "threads",
-                    "workload": "workload",
-                    "batch_size": "batch",
-                    "status": "status",
-                    "reason": "reason",
-                },
-            ),
+            markdown_table(bad, {**_ROW_COLUMNS, "status": "status", "reason": "reason"}),
             "",
         ]
     out += _notes_section(records)
@@ -317,19 +298,19 @@ def _int(value: object) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value == value and value > 0 else None
 
 
-def _absent(df: pd.DataFrame, *columns: str) -> list[str]:
-    return [c for c in columns if c not in df.columns]
+def _with_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`df` with the `columns` it lacks added, empty."""
+    return df.reindex(columns=[*df.columns, *(c for c in columns if c not in df.columns)])
 
 
 def instructions_table(df: pd.DataFrame) -> str:
     """Instructions per training step and per inference call of the counted rows."""
-    ok = df[df["status"] == "ok"].reindex(columns=[*df.columns, *_absent(df, *_COUNT_COLUMNS)])
+    ok = _with_columns(df[df["status"] == "ok"], _COUNT_COLUMNS)
     counted = ok[ok["instructions_per_step"].notna() | ok["instructions_per_call"].notna()]
     if counted.empty:
         return "(no instructions counted)"
-    columns = {**_CONFIG_COLUMNS, "workload": "workload", "batch_size": "batch"}
-    columns.update(instructions_per_step="instructions/step", instructions_per_call="instructions/call")
-    return markdown_table(counted, columns, digits=4)
+    columns = {"instructions_per_step": "instructions/step", "instructions_per_call": "instructions/call"}
+    return markdown_table(counted, {**_ROW_COLUMNS, **columns}, digits=4)
 
 
 def _instructions_section(df: pd.DataFrame) -> list[str]:
@@ -350,7 +331,7 @@ def _instructions_section(df: pd.DataFrame) -> list[str]:
 def load_section(df: pd.DataFrame, cores: int | None) -> list[str]:
     """How busy the machine was (`cores`: the measured machine's): the configurations measured
     while it was loaded, and why."""
-    rows = df.reindex(columns=[*df.columns, *_absent(df, *_LOAD_COLUMNS)])
+    rows = _with_columns(df, _LOAD_COLUMNS)
     rows = rows[rows["load_avg_before"].notna()]
     if rows.empty:
         return []
