@@ -22,6 +22,7 @@ from bench.commands.session import (
     INTERRUPTED,
     add_history_arguments,
     history_target,
+    int_list,
     open_session,
     signals_ignored,
 )
@@ -55,18 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--out", default="results", help="parent folder of the run folder (default results)")
     add("--no-figures", action="store_true", help="write no PNG figure")
     add_history_arguments(parser)
-
-
-def _world_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1 or max(sizes) > MAX_WORLD_SIZE:
-        raise UsageError(
-            f"--nproc must be a comma list of world sizes from 1 to {MAX_WORLD_SIZE}, got {text!r}"
-        )
-    return sorted(set(sizes))
 
 
 def _key(device: str, batch_size: int, threads: int, world_size: int, backend: str) -> ConfigKey:
@@ -108,7 +97,7 @@ def ddp_record(result: DDPResult, batch_size: int, backend: str) -> Record:
 
 
 def main(args: argparse.Namespace) -> int:
-    sizes = _world_sizes(args.nproc)
+    sizes = sorted(set(int_list(args.nproc, "--nproc", MAX_WORLD_SIZE, "world sizes")))
     backends = {}
     for world_size in sizes:  # a setup that cannot run is refused before a run folder exists
         try:

@@ -34,6 +34,7 @@ from bench.commands.session import (
     Session,
     add_history_arguments,
     history_target,
+    int_list,
     open_session,
     signals_ignored,
 )
@@ -126,67 +127,30 @@ class RunOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", default="auto", help="comma list of cpu, cuda, cuda:N, mps, or auto (default)"
+    add, most = parser.add_argument, f"1 to {MAX_BATCH_SIZE:,}"
+    add("--device", default="auto", help="comma list of cpu, cuda, cuda:N, mps, or auto (default)")
+    add("--mode", help=f"comma list of {', '.join(MODES)}, or all (default: the preset's)")
+    add("--preset", default="default", help="quick, default or full")
+    add("--out", default="results", help="parent folder for the run folder (default results)")
+    add("--threads", help="torch CPU threads, a comma list to sweep (default: torch's)")
+    add("--seed", type=seed_int, default=0, help="init and data seed (default 0)")
+    steps, repeats = bounded_positive_int(MAX_STEPS), bounded_positive_int(MAX_REPEATS)
+    add("--steps", type=steps, help=f"training steps per run, 1 to {MAX_STEPS:,} (preset: 3000)")
+    add("--repeats", type=repeats, help=f"training runs per configuration, 1 to {MAX_REPEATS:,}")
+    batch = bounded_positive_int(MAX_BATCH_SIZE)
+    add("--batch-size", type=batch, default=32, help=f"training batch size, {most} (default 32)")
+    add("--batch-sizes", help=f"inference sweep, comma list of {most} (default: the preset's)")
+    add("--target-mae", type=positive_float, help="convergence target (default 0.01)")
+    add("--output-activation", choices=OUTPUT_ACTIVATIONS, default="relu")
+    add("--no-inference", action="store_true", help="skip the inference sweep")
+    add("--no-figures", action="store_true", help="write no PNG figures")
+    add("--no-progress", action="store_true", help="no progress bar")
+    metric = (
+        "time (default), or instructions per step and per call under valgrind (CPU; "
+        f"{INSTRUCTION_STEPS} steps x {INSTRUCTION_REPEATS} repeats in one process, 1 thread, unless given)"
     )
-    parser.add_argument(
-        "--mode", default=None, help=f"comma list of {', '.join(MODES)}, or all (default: the preset's)"
-    )
-    parser.add_argument("--preset", default="default", help="quick, default or full")
-    parser.add_argument("--out", default="results", help="parent folder for the run folder (default results)")
-    parser.add_argument(
-        "--threads", default=None, help="torch CPU threads, a comma list to sweep (default: torch's)"
-    )
-    parser.add_argument("--seed", type=seed_int, default=0, help="init and data seed (default 0)")
-    parser.add_argument(
-        "--steps",
-        type=bounded_positive_int(MAX_STEPS),
-        default=None,
-        help=f"training steps per run, 1 to {MAX_STEPS:,} (preset: 3000)",
-    )
-    parser.add_argument(
-        "--repeats",
-        type=bounded_positive_int(MAX_REPEATS),
-        default=None,
-        help=f"training runs per configuration, 1 to {MAX_REPEATS:,}",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=bounded_positive_int(MAX_BATCH_SIZE),
-        default=32,
-        help=f"training batch size, 1 to {MAX_BATCH_SIZE:,} (default 32)",
-    )
-    parser.add_argument(
-        "--batch-sizes",
-        default=None,
-        help=f"inference sweep, comma list of 1 to {MAX_BATCH_SIZE:,} (default: the preset's)",
-    )
-    parser.add_argument(
-        "--target-mae", type=positive_float, default=None, help="convergence target (default 0.01)"
-    )
-    parser.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS, default="relu")
-    parser.add_argument("--no-inference", action="store_true", help="skip the inference sweep")
-    parser.add_argument("--no-figures", action="store_true", help="write no PNG figures")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--metric",
-        choices=METRICS,
-        default="time",
-        help=f"time (default), or instructions per step and per call under valgrind (CPU; "
-        f"{INSTRUCTION_STEPS} steps x {INSTRUCTION_REPEATS} repeats in one process, 1 thread, unless given)",
-    )
+    add("--metric", choices=METRICS, default="time", help=metric)
     add_history_arguments(parser)
-
-
-def _int_list(text: str, what: str, maximum: int) -> list[int]:
-    """A comma list of integers from 1 to `maximum`; UsageError naming the flag otherwise."""
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1 or max(values) > maximum:
-        raise UsageError(f"{what} must be a comma list of integers from 1 to {maximum:,}, got {text!r}")
-    return values
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
@@ -207,10 +171,10 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         train = replace(train, target_mae=args.target_mae)
     inference = preset.inference
     if args.batch_sizes is not None:
-        sizes = _int_list(args.batch_sizes, "--batch-sizes", MAX_BATCH_SIZE)
+        sizes = int_list(args.batch_sizes, "--batch-sizes", MAX_BATCH_SIZE)
         inference = replace(inference, batch_sizes=tuple(dict.fromkeys(sizes)))  # once each, order kept
     if args.threads is not None:
-        threads = sorted(set(_int_list(args.threads, "--threads", max_threads())))
+        threads = sorted(set(int_list(args.threads, "--threads", max_threads())))
     elif args.metric == "instructions":
         threads = [1]  # threads run one at a time under valgrind: more only add spin-waits
     elif preset.thread_sweep:

@@ -99,6 +99,18 @@ def history_target(out: str | Path, db: str | None, no_history: bool) -> str | N
     return os.environ.get(DB_ENV) or str(Path(out) / "history.db")
 
 
+def int_list(text: str, flag: str, maximum: int, what: str = "integers") -> list[int]:
+    """A comma list of integers from 1 to `maximum`, in the order given; UsageError naming the flag."""
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1 or max(values) > maximum:
+        most = f"{maximum:,}" if maximum >= 10_000 else maximum  # 1024, 1,048,576
+        raise UsageError(f"{flag} must be a comma list of {what} from 1 to {most}, got {text!r}")
+    return values
+
+
 def open_session(
     out: str | Path, settings: dict[str, object], latest: str = "latest", history: str | None = None
 ) -> Session:
