@@ -144,8 +144,7 @@ def member_metrics(ensemble: EnsembleNet, inputs: torch.Tensor, targets: torch.T
     """Held-out metrics of every member on the same rows (inputs (N, in), targets (N, 1))."""
     metrics = []
     for start in range(0, ensemble.members, EVAL_MEMBERS_PER_CHUNK):
-        predictions = ensemble.forward_members(
-            inputs, slice(start, start + EVAL_MEMBERS_PER_CHUNK)
-        )  # (e, N, 1)
+        chunk = slice(start, start + EVAL_MEMBERS_PER_CHUNK)
+        predictions = ensemble.forward_members(inputs, chunk)  # (e, N, 1)
         metrics += [metrics_from_predictions(p, targets) for p in predictions]
     return metrics

@@ -83,6 +83,7 @@ def collect() -> dict[str, object]:
     """The run-level environment as a flat dict of JSON-friendly values. The threads a record ran
     with are on the record (its ConfigKey); `default_threads` is torch's default here."""
     cuda = torch.cuda.is_available()
+    driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]) if cuda else ""
     commit, dirty = _git()
     cache_path, cache_warm = _inductor_cache()
     return {
@@ -93,11 +94,7 @@ def collect() -> dict[str, object]:
         "default_threads": torch.get_num_threads(),
         "gpu_name": torch.cuda.get_device_name(0) if cuda else "",
         "gpu_count": torch.cuda.device_count() if cuda else 0,
-        "driver_version": _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
-        .split("\n")[0]
-        .strip()
-        if cuda
-        else "",
+        "driver_version": driver.split("\n")[0].strip(),
         "cuda_version": torch.version.cuda or "",
         "torch_version": torch.__version__,
         "numpy_version": numpy.__version__,

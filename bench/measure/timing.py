@@ -53,12 +53,12 @@ def time_block(fn: Callable[[], object], device: torch.device | str, calls: int)
             end.record()
             end.synchronize()
         return start.elapsed_time(end) / 1e3 / calls
-    synchronize(device)
-    begin = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - begin) / calls
+
+    def block() -> None:
+        for _ in range(calls):
+            fn()
+
+    return time_call(block, device) / calls
 
 
 def time_blocks(
