@@ -436,3 +436,15 @@ def test_the_flag_legend_takes_its_limits_from_the_constants(monkeypatch):
     monkeypatch.setattr(report, "CURVE_TOLERANCE", 0.07)
     text = report.render_run_report(frame(_train_rows()), ENV, {}, None, [])
     assert "`noisy` = IQR over 20% of the median" in text and "over 7% from eager's" in text
+
+
+def test_the_report_names_the_crossover_or_what_it_needs():
+    from bench.render.report import crossover_sentence
+
+    assert crossover_sentence(frame(_inference_rows())) == (
+        "**GPU beats CPU from batch 512 (cuda · compile vs cpu · compile).**"
+    )
+    never = {k: v for k, v in CURVES.items() if k[1] == "eager"} | {("cuda", "eager"): [1.0, 1, 1, 1]}
+    assert crossover_sentence(frame(_inference_rows(never))).startswith("**GPU never beats CPU here")
+    cpu_only = {k: v for k, v in CURVES.items() if k[0] == "cpu"}
+    assert crossover_sentence(frame(_inference_rows(cpu_only))).startswith("Both a CPU and a CUDA device")
