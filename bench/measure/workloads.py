@@ -169,9 +169,8 @@ class InferencePoint:
     @property
     def timed_s(self) -> float:
         """Seconds spent inside timed regions for this point (first call and blocks)."""
-        return (self.first_call_s if self.first_call_s == self.first_call_s else 0.0) + sum(
-            self.latency_s or []
-        ) * self.calls
+        first = 0.0 if math.isnan(self.first_call_s) else self.first_call_s
+        return first + sum(self.latency_s or []) * self.calls
 
 
 def measure_inference(

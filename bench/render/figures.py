@@ -68,11 +68,13 @@ class FigureSet:
     failed: dict[str, str] = field(default_factory=dict)  # file name -> why it could not be saved
 
 
-def subtitle_for(env: Mapping) -> str:
-    """ "host · cpu_model · gpu_name · torch X" from an environment dict; missing fields left out.
-
-    A known-empty gpu_name reads "no GPU", so a CPU-only figure says so.
-    """
+def subtitle_for(env: Mapping | str | None) -> str:
+    """ "host · cpu_model · gpu_name · torch X" from an environment dict (a string is a ready
+    subtitle); missing fields left out. A known-empty gpu_name reads "no GPU", so a CPU-only figure
+    says so."""
+    if isinstance(env, str):
+        return env
+    env = env or {}
     parts = [str(env.get("host") or ""), str(env.get("cpu_model") or "")]
     if "gpu_name" in env:
         parts.append(str(env.get("gpu_name") or "no GPU"))
@@ -350,10 +352,6 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _subtitle(env_or_subtitle: Mapping | str | None) -> str:
-    return env_or_subtitle if isinstance(env_or_subtitle, str) else subtitle_for(env_or_subtitle or {})
-
-
 def run_figures_with_data(df: pd.DataFrame) -> list[str]:
     """The run figures (FILE_NAMES keys) that `df` has data for, in report order."""
     train = ok_rows(df, "train")
@@ -380,7 +378,7 @@ def write_run_figures(
     names = run_figures_with_data(df)
     if not names:
         return FigureSet(skipped="no measured (status ok) inference or training rows to draw")
-    out_dir, subtitle = Path(out_dir), _subtitle(env)
+    out_dir, subtitle = Path(out_dir), subtitle_for(env)
     draw = {
         "inference": lambda: _inference_figure(df, subtitle),
         "train_steps": lambda: _train_step_figure(df, samples, subtitle),
@@ -407,5 +405,5 @@ def write_compare_figures(
     positive ratio; skipped with a reason otherwise."""
     if not (numeric(table, "ratio") > 0).any():
         return FigureSet(skipped="no ratios to draw")
-    figure = _compare_figure(table, _subtitle(env_or_subtitle), xlabel)
+    figure = _compare_figure(table, subtitle_for(env_or_subtitle), xlabel)
     return FigureSet(paths={"compare": save_figure(figure, Path(out_dir) / FILE_NAMES["compare"])})

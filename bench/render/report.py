@@ -291,7 +291,7 @@ _LOAD_COLUMNS = ("load_avg_before", "load_avg_after", "cpu_steal_frac")
 
 
 def _int(value: object) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and value == value and value > 0 else None
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None  # NaN > 0 is False
 
 
 def _with_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
