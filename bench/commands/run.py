@@ -254,10 +254,9 @@ def train_record(
 
 def inference_record(key: ConfigKey, p: InferencePoint, seed: int, measured: dict) -> Record:
     """The record of one inference batch size: latency samples, or why it failed or was skipped."""
-    if p.failed is not None:
-        return Record(key, status="failed", reason=p.failed, seed=seed, measured=measured)
-    if p.latency_s is None:
-        return Record(key, status="skipped", reason=p.skipped or "not measured", seed=seed, measured=measured)
+    if p.failed is not None or p.latency_s is None:
+        status, reason = ("failed", p.failed) if p.failed is not None else ("skipped", p.skipped)
+        return Record(key, status=status, reason=reason or "not measured", seed=seed, measured=measured)
     measured = dict(
         measured,
         first_call_s=p.first_call_s,

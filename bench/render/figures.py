@@ -201,9 +201,7 @@ def _train_step_figure(
         colour = _colour(str(row.get("mode", "")))
         ax.bar(i, median, width=0.6, color=colour, alpha=0.45, edgecolor=colour, gid=f"bar:{label}")
         values.append(median)
-        raw = [
-            float(v) for v in (samples.get(ConfigKey.from_row(row)) or {}).get("step_ms", []) if v is not None
-        ]
+        raw = [float(v) for v in (samples.get(ConfigKey.from_row(row)) or {}).get("step_ms", []) if v]
         raw = [v for v in raw if math.isfinite(v) and v > 0]
         if raw:
             # evenly spread across the bar, not random, so the figure is the same on every run
