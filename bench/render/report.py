@@ -143,21 +143,15 @@ def _figure_link(figures: object, name: str, caption: str) -> str:
 def _notes_section(records: Sequence[Record]) -> list[str]:
     """Each configuration's notes (which Adam ran, a fallback taken, a deliberate slowdown), once per
     distinct set, so the reason behind a number is in the report."""
-    seen: dict[tuple[str, ...], list[str]] = {}
+    seen: dict[tuple[str, ...], dict[str, None]] = {}  # notes -> the configurations' labels, in order
     for r in records:
         if r.notes:
-            label = f"{r.key.device} · {r.key.mode}" + (
-                f" · {r.key.threads} threads" if r.key.threads else ""
-            )
-            seen.setdefault(tuple(r.notes), [])
-            if label not in seen[tuple(r.notes)]:
-                seen[tuple(r.notes)].append(label)
+            threads = f" · {r.key.threads} threads" if r.key.threads else ""
+            seen.setdefault(tuple(r.notes), {})[f"{r.key.device} · {r.key.mode}{threads}"] = None
     if not seen:
         return []
-    out = ["## Notes of the modes", ""]
-    for notes, labels in seen.items():
-        out.append(f"- **{', '.join(labels)}**: " + "; ".join(notes))
-    return [*out, ""]
+    lines = [f"- **{', '.join(labels)}**: " + "; ".join(notes) for notes, labels in seen.items()]
+    return ["## Notes of the modes", "", *lines, ""]
 
 
 def _floor_sentence(train: pd.DataFrame) -> str:
