@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import cache
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -61,6 +62,7 @@ def step_lower_bound_s(
     return max(flops / peak, bytes_moved / bandwidth, launch_s)
 
 
+@cache  # pure: one count per (config, batch size) in a process
 def train_step_flops(net_config: NetConfig = NetConfig(), batch_size: int = 32) -> int:
     """FLOPs of one training step (forward + backward matmuls), counted by torch's FlopCounterMode."""
     net = init_net(net_config, 0)
@@ -71,6 +73,7 @@ def train_step_flops(net_config: NetConfig = NetConfig(), batch_size: int = 32) 
     return int(counter.get_total_flops())
 
 
+@cache
 def forward_flops(net_config: NetConfig = NetConfig(), batch_size: int = 1) -> int:
     """FLOPs of one forward pass over `batch_size` rows, counted on the meta device (no compute)."""
     net = init_net(net_config, 0).to("meta")
@@ -152,16 +155,12 @@ def derive(
     peaks = gpu_peaks(str(env.get("gpu_name", "")))
     out = {r.key: per_record(r) for r in records if r.ok}
     seconds = {r.key: _timing(r)[0] for r in records if r.ok}
-    flop_cache: dict[tuple[str, int], int] = {}
     for record in records:
         key = record.key
         if not record.ok or key.workload not in ("train", "inference") or not key.batch_size:
             continue
         kind, bs, s, values = key.workload, key.batch_size, seconds[key], out[key]
-        if (kind, bs) not in flop_cache:
-            count = train_step_flops if kind == "train" else forward_flops
-            flop_cache[kind, bs] = count(net_config, bs)
-        flops = flop_cache[kind, bs]
+        flops = (train_step_flops if kind == "train" else forward_flops)(net_config, bs)
         values.update(flops_per_step=flops, achieved_flops_per_s=flops / s if s > 0 else math.nan)
         peak, bandwidth = peaks if peaks and key.device.startswith("cuda") else (None, None)
         if peak:

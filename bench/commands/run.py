@@ -163,12 +163,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     train = preset.train
     if args.metric == "instructions":
         train = replace(train, steps=INSTRUCTION_STEPS, repeats=INSTRUCTION_REPEATS)
-    if args.steps is not None:
-        train = replace(train, steps=args.steps)
-    if args.repeats is not None:
-        train = replace(train, repeats=args.repeats)
-    if args.target_mae is not None:
-        train = replace(train, target_mae=args.target_mae)
+    given = {"steps": args.steps, "repeats": args.repeats, "target_mae": args.target_mae}
+    train = replace(train, **{name: value for name, value in given.items() if value is not None})
     inference = preset.inference
     if args.batch_sizes is not None:
         sizes = int_list(args.batch_sizes, "--batch-sizes", MAX_BATCH_SIZE)

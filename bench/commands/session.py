@@ -94,9 +94,7 @@ def history_target(out: str | Path, db: str | None, no_history: bool) -> str | N
     """Where a finished run is recorded: --db, else $SUMNET_BENCH_HISTORY_DB, else OUT/history.db."""
     if no_history:
         return None
-    if db is not None:
-        return db
-    return os.environ.get(DB_ENV) or str(Path(out) / "history.db")
+    return db if db is not None else os.environ.get(DB_ENV) or str(Path(out) / "history.db")
 
 
 def int_list(text: str, flag: str, maximum: int, what: str = "integers") -> list[int]:
