@@ -19,7 +19,15 @@ import numpy as np
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.analysis.paired import INCONCLUSIVE, MIN_ROUNDS, PASS, REGRESSION, compare_paired, paired_verdict
+from bench.analysis.paired import (
+    INCONCLUSIVE,
+    MIN_ROUNDS,
+    MIN_ROUNDS_COUNTS,
+    PASS,
+    REGRESSION,
+    compare_paired,
+    paired_verdict,
+)
 from bench.analysis.significance import RegressionCheck, compare_samples
 from bench.commands.ab import balanced_order, judge, refuse_different_dependencies
 from bench.errors import UsageError
@@ -86,11 +94,16 @@ def test_too_few_rounds_are_inconclusive():
     assert verdict == INCONCLUSIVE and "fewer than" in why
 
 
-def test_identical_counts_pass_with_a_one_percent_limit():
-    counts = [2_266_555.0] * 6
-    result = compare_paired(counts, counts)
-    assert result.ratio == 1 and result.ci_low == result.ci_high == 1 and result.p_slower == 1
-    assert _verdict(counts, [c * 1.03 for c in counts], RegressionCheck(0.01)) == REGRESSION
+def test_instruction_counts_decide_in_two_rounds_at_a_one_percent_limit():
+    counts = [2_266_555.0, 2_270_410.0]  # two processes, 0.17% apart
+    result = compare_paired(counts, counts[::-1], MIN_ROUNDS_COUNTS)
+    assert result.tested and 0.99 < result.ci_low <= result.ci_high < 1.01
+    assert paired_verdict(result, RegressionCheck(0.01))[0] == PASS
+    same = compare_paired(counts, counts, MIN_ROUNDS_COUNTS)
+    assert same.ratio == 1 and same.ci_low == same.ci_high == 1 and same.p_slower == 1
+    more_work = compare_paired(counts, [c * 1.03 for c in counts[::-1]], MIN_ROUNDS_COUNTS)
+    assert paired_verdict(more_work, RegressionCheck(0.01))[0] == REGRESSION
+    assert not compare_paired(counts, counts).tested  # times need MIN_ROUNDS
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ seed), and a one-sided Wilcoxon signed-rank p-value (scipy) beside it.
 The rule has the gate's shape (bench.analysis.significance.RegressionCheck): a regression when the
 median paired ratio is above the limit AND the interval lies wholly above it; a pass when the
 interval lies wholly at or below it; inconclusive otherwise (the interval straddles the limit, or
-fewer than MIN_ROUNDS complete rounds), which asks for more rounds rather than guessing.
+fewer than MIN_ROUNDS complete rounds, MIN_ROUNDS_COUNTS for instruction counts), which asks for more rounds rather than guessing.
 
     python -c "from bench.analysis.paired import compare_paired as c; print(c([1.0, 1.3, 1.0, 1.1], [1.1, 1.43, 1.1, 1.21]))"
 """
@@ -26,7 +26,10 @@ from scipy import stats as _scipy_stats
 
 from bench.analysis.significance import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, RegressionCheck
 
-MIN_ROUNDS = 4  # fewer complete rounds: no interval worth the name, the verdict is inconclusive
+MIN_ROUNDS = 4  # fewer complete rounds of times: no interval worth the name, the verdict is inconclusive
+# Instruction counts hardly move between processes (spread 0.17% in the issue's calibration): two
+# rounds bound them well, and a round under valgrind costs minutes.
+MIN_ROUNDS_COUNTS = 2
 PASS, REGRESSION, INCONCLUSIVE = "pass", "REGRESSION", "INCONCLUSIVE"
 
 METHOD = (
@@ -42,9 +45,10 @@ class PairedComparison:
 
     base: tuple[float, ...]  # BASE's statistic (median of its samples) in each complete round
     head: tuple[float, ...]  # HEAD's, same rounds, same order
-    ci_low: float  # 95% bootstrap interval of the median paired ratio; nan below MIN_ROUNDS
+    ci_low: float  # 95% bootstrap interval of the median paired ratio; nan below min_rounds
     ci_high: float
-    p_slower: float  # Wilcoxon signed-rank, H1: HEAD slower; nan below MIN_ROUNDS
+    p_slower: float  # Wilcoxon signed-rank, H1: HEAD slower; nan below min_rounds
+    min_rounds: int = MIN_ROUNDS
 
     @property
     def rounds(self) -> int:
@@ -80,8 +84,11 @@ def _signed_rank_p(log_ratios: np.ndarray) -> float:
     return float(_scipy_stats.wilcoxon(log_ratios, alternative="greater").pvalue)
 
 
-def compare_paired(base: Sequence[float], head: Sequence[float]) -> PairedComparison:
-    """One value per arm per complete round -> the paired comparison. Values must be positive."""
+def compare_paired(
+    base: Sequence[float], head: Sequence[float], min_rounds: int = MIN_ROUNDS
+) -> PairedComparison:
+    """One value per arm per complete round -> the paired comparison; untested below `min_rounds`
+    rounds. Values must be positive."""
     if len(base) != len(head) or not len(base):
         raise ValueError(
             f"paired values need the same number of rounds on each side, got {len(base)} and {len(head)}"
@@ -89,11 +96,11 @@ def compare_paired(base: Sequence[float], head: Sequence[float]) -> PairedCompar
     b, h = np.asarray(base, dtype=float), np.asarray(head, dtype=float)
     if not (np.all(b > 0) and np.all(h > 0) and np.all(np.isfinite(b)) and np.all(np.isfinite(h))):
         raise ValueError("paired values must be positive and finite (times or counts)")
-    if len(b) < MIN_ROUNDS:
-        return PairedComparison(tuple(b), tuple(h), math.nan, math.nan, math.nan)
+    if len(b) < min_rounds:
+        return PairedComparison(tuple(b), tuple(h), math.nan, math.nan, math.nan, min_rounds)
     logs = np.log(h / b)
     low, high = _median_interval(logs)
-    return PairedComparison(tuple(b), tuple(h), low, high, _signed_rank_p(logs))
+    return PairedComparison(tuple(b), tuple(h), low, high, _signed_rank_p(logs), min_rounds)
 
 
 def paired_verdict(result: PairedComparison, check: RegressionCheck) -> tuple[str, str]:
@@ -101,7 +108,7 @@ def paired_verdict(result: PairedComparison, check: RegressionCheck) -> tuple[st
     limit, share = check.limit, f"{check.max_slowdown:.0%}"
     if not result.tested:
         return INCONCLUSIVE, (
-            f"{result.rounds} complete round{'s' * (result.rounds != 1)}, fewer than {MIN_ROUNDS}: "
+            f"{result.rounds} complete round{'s' * (result.rounds != 1)}, fewer than {result.min_rounds}: "
             "run more --rounds"
         )
     interval = f"95% interval {result.ci_low:.3f}-{result.ci_high:.3f}"

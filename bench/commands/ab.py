@@ -43,6 +43,7 @@ import pandas as pd
 from bench.analysis.paired import (
     INCONCLUSIVE,
     METHOD,
+    MIN_ROUNDS_COUNTS,
     PASS,
     REGRESSION,
     PairedComparison,
@@ -68,7 +69,7 @@ except ImportError:  # Python 3.10: tomli where present, else the whole files ar
         tomllib = None
 
 EXIT_REGRESSION, EXIT_INCONCLUSIVE = 1, 3
-DEFAULT_ROUNDS = 6
+DEFAULT_ROUNDS = {"time": 6, "instructions": 3}  # a valgrind round costs minutes; counts hardly move
 DEFAULT_LIMIT = {"time": "10%", "instructions": "1%"}  # counts do not depend on load: a tight limit
 INSTRUCTION_METRIC = {"train": "instructions_per_step"}  # else instructions_per_call (inference)
 STOP_GRACE_S = 30  # a child asked to stop (SIGINT) gets this long to write its partial run
@@ -310,7 +311,9 @@ def judge(rounds: list[dict[str, dict]], instructions: bool, check: RegressionCh
                 Line(str(key), metric, None, REGRESSION, f"ran in BASE, fails in HEAD: {broke}")
             )
         elif base:
-            comparison = compare_paired(base, head)
+            comparison = (
+                compare_paired(base, head, MIN_ROUNDS_COUNTS) if instructions else compare_paired(base, head)
+            )
             outcome.lines.append(Line(str(key), metric, comparison, *paired_verdict(comparison, check)))
         else:
             seen = "; ".join(f"BASE {a}, HEAD {b}" for a, b in sorted(statuses))
@@ -440,8 +443,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds",
         type=positive_int,
-        default=DEFAULT_ROUNDS,
-        help=f"rounds of one process per arm (default {DEFAULT_ROUNDS})",
+        default=None,
+        help="rounds of one process per arm (default 6; 3 with --metric instructions)",
     )
     parser.add_argument(
         "--max-slowdown",
@@ -505,6 +508,7 @@ def _head_env(pairs: list[str]) -> dict[str, str]:
 def main(args: argparse.Namespace) -> int:
     instructions = "instructions" in str(args.metric or "")
     check, head_env = _check(args, instructions), _head_env(args.head_env)
+    args.rounds = args.rounds or DEFAULT_ROUNDS["instructions" if instructions else "time"]
     repo = _repo_root(Path.cwd())
     base_commit = _commit(repo, args.base)
     head_commit = _commit(repo, args.head) if args.head is not None else _commit(repo, "HEAD")
