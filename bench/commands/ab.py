@@ -519,7 +519,7 @@ def main(args: argparse.Namespace) -> int:
         _pyproject(repo, base_commit), head_text, f"BASE {args.base}", f"HEAD {args.head or '(working tree)'}"
     )
     run_argv = run_arguments(args)
-    dirty = args.head is None and bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))
+    dirty = args.head is None and bool(_git(repo, "status", "--porcelain"))
     with checked_out(repo, [base_commit] + ([head_commit] if args.head is not None else [])) as trees:
         arms = {
             "A": Arm("A", "BASE", args.base, base_commit, trees[0]),
@@ -578,6 +578,7 @@ def _run_rounds(
         record["interrupted"] = True
     with signals_ignored():
         outcome = judge(values, instructions, check)
+        _say_when_busy(outcome, record)
         if not outcome.lines and not record["interrupted"]:
             raise UsageError(
                 f"no configuration was measured in both arms ({'; '.join(outcome.not_compared) or 'no rows'})"
@@ -597,6 +598,17 @@ def _run_rounds(
         if args.db is not None:
             _record_history([r[a]["run"] for r in record["rounds"] for a in ("A", "B") if a in r], args.db)
     return code
+
+
+def _say_when_busy(outcome: Outcome, record: dict) -> None:
+    """An inconclusive verdict on a machine that other work kept busy says so: the likely cause."""
+    loads = [arm["load_after"] for r in record["rounds"] for arm in r.values() if isinstance(arm, dict)]
+    cpus = os.cpu_count() or 1
+    if loads and max(loads) > cpus:
+        busy = f"; the machine was busy (1-minute load average up to {max(loads):.1f} on {cpus} CPUs)"
+        for line in outcome.lines:
+            if line.verdict == INCONCLUSIVE:
+                line.why += busy
 
 
 def _exit_code(outcome: Outcome, interrupted: bool) -> int:
