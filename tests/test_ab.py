@@ -26,10 +26,11 @@ from bench.analysis.paired import (
     PASS,
     REGRESSION,
     compare_paired,
+    judge,
     paired_verdict,
 )
 from bench.analysis.significance import RegressionCheck, compare_samples
-from bench.commands.ab import balanced_order, judge, refuse_different_dependencies
+from bench.commands.ab import balanced_order, refuse_different_dependencies
 from bench.errors import UsageError
 from bench.records import ConfigKey
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats as _scipy_stats
 
 from bench.analysis.significance import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, RegressionCheck
+from bench.records import ConfigKey, timing_metric_for
 
 MIN_ROUNDS = 4  # fewer complete rounds of times: no interval worth the name, the verdict is inconclusive
 # Instruction counts hardly move between processes (spread 0.17% in the issue's calibration): two
@@ -127,3 +128,83 @@ def paired_verdict(result: PairedComparison, check: RegressionCheck) -> tuple[st
     if result.ci_high < 1:
         return PASS, f"faster ({interval})"
     return PASS, f"no significant difference ({interval})"
+
+
+# --- judging the rounds of an A/B run -----------------------------------------------------------
+
+INSTRUCTION_METRIC = {"train": "instructions_per_step"}  # else instructions_per_call (inference)
+
+
+def gated_metric(workload: str, instructions: bool) -> str:
+    """The raw-sample name judged for a workload: its time, or its instruction count."""
+    if instructions:
+        return INSTRUCTION_METRIC.get(workload, "instructions_per_call")
+    return timing_metric_for(workload)
+
+
+# One arm's run of one round: key -> (status, reason, that round's statistic of the gated metric or None)
+RoundValues = dict[ConfigKey, tuple[str, str, float | None]]
+
+
+@dataclass
+class Line:
+    """One configuration and metric: its paired comparison (None when never both measured) and verdict."""
+
+    config: str
+    metric: str
+    comparison: PairedComparison | None
+    verdict: str
+    why: str
+
+    def as_json(self) -> dict:
+        c, numbers = self.comparison, {}
+        if c is not None:
+            numbers = {"base": list(c.base), "head": list(c.head), "ratios": c.ratios, "ratio": c.ratio,
+                       "ci_low": c.ci_low, "ci_high": c.ci_high, "p_slower": c.p_slower}  # fmt: skip
+        finite = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
+        doc = {
+            "config": self.config,
+            "metric": self.metric,
+            **numbers,
+            "verdict": self.verdict,
+            "why": self.why,
+        }
+        return {k: [finite(x) for x in v] if isinstance(v, list) else finite(v) for k, v in doc.items()}
+
+
+@dataclass
+class Outcome:
+    lines: list[Line] = field(default_factory=list)
+    not_compared: list[str] = field(default_factory=list)  # `key: BASE status, HEAD status`
+
+    def count(self, verdict: str) -> int:
+        return sum(line.verdict == verdict for line in self.lines)
+
+
+def judge(rounds: list[dict[str, RoundValues]], instructions: bool, check: RegressionCheck) -> Outcome:
+    """Complete rounds ({"A": values, "B": values} each) -> every configuration's verdict, or why it
+    was not compared. A configuration that ran in BASE and fails (or is absent) in HEAD regressed."""
+    outcome = Outcome()
+    keys = list(dict.fromkeys(k for r in rounds for arm in ("A", "B") for k in r[arm]))
+    for key in keys:
+        metric = gated_metric(key.workload, instructions)
+        base, head, broke, statuses = [], [], "", set()
+        for r in rounds:
+            a, b = r["A"].get(key), r["B"].get(key)
+            statuses.add((a[0] if a else "absent", b[0] if b else "absent"))
+            if a and b and a[2] is not None and b[2] is not None:
+                base.append(a[2])
+                head.append(b[2])
+            elif a and a[0] == "ok" and (b is None or b[0] == "failed"):
+                broke = broke or (b[1] if b else "absent in HEAD's run")
+        if broke:
+            outcome.lines.append(
+                Line(str(key), metric, None, REGRESSION, f"ran in BASE, fails in HEAD: {broke}")
+            )
+        elif base:
+            comparison = compare_paired(base, head, MIN_ROUNDS_COUNTS if instructions else MIN_ROUNDS)
+            outcome.lines.append(Line(str(key), metric, comparison, *paired_verdict(comparison, check)))
+        else:
+            seen = "; ".join(f"BASE {a}, HEAD {b}" for a, b in sorted(statuses))
+            outcome.not_compared.append(f"{key}: {seen}")
+    return outcome

@@ -34,29 +34,19 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from bench.analysis.paired import (
-    INCONCLUSIVE,
-    METHOD,
-    MIN_ROUNDS_COUNTS,
-    PASS,
-    REGRESSION,
-    PairedComparison,
-    compare_paired,
-    paired_verdict,
-)
+from bench.analysis.paired import INCONCLUSIVE, REGRESSION, Outcome, RoundValues, gated_metric, judge
 from bench.analysis.significance import RegressionCheck
 from bench.commands import run as run_command
 from bench.commands.session import EXIT_INTERRUPTED, signals_ignored
 from bench.errors import UsageError, first_line
 from bench.history import record_run
-from bench.records import ConfigKey, timing_metric_for
-from bench.render.report import fmt, markdown_table
+from bench.records import ConfigKey
+from bench.render.ab_report import heading, render_ab_markdown
 from bench.store.load import load_run
 from sumnet.cli_args import OneLineArgumentParser, positive_int
 
@@ -71,7 +61,6 @@ except ImportError:  # Python 3.10: tomli where present, else the whole files ar
 EXIT_REGRESSION, EXIT_INCONCLUSIVE = 1, 3
 DEFAULT_ROUNDS = {"time": 6, "instructions": 3}  # a valgrind round costs minutes; counts hardly move
 DEFAULT_LIMIT = {"time": "10%", "instructions": "1%"}  # counts do not depend on load: a tight limit
-INSTRUCTION_METRIC = {"train": "instructions_per_step"}  # else instructions_per_call (inference)
 STOP_GRACE_S = 30  # a child asked to stop (SIGINT) gets this long to write its partial run
 
 # bench run's flags that `ab` passes through unchanged (dest -> flag), and ab's defaults for some:
@@ -107,26 +96,6 @@ class Arm:
             f"`{self.ref}` at {self.commit[:12]}" if self.ref else f"the working tree at {self.commit[:12]}"
         )
         return what + (", with uncommitted changes" if self.dirty else "")
-
-
-@dataclass
-class Line:
-    """One configuration and metric: its paired comparison (None when never both measured) and verdict."""
-
-    config: str
-    metric: str
-    comparison: PairedComparison | None
-    verdict: str
-    why: str
-
-
-@dataclass
-class Outcome:
-    lines: list[Line] = field(default_factory=list)
-    not_compared: list[str] = field(default_factory=list)
-
-    def count(self, verdict: str) -> int:
-        return sum(line.verdict == verdict for line in self.lines)
 
 
 # --- git --------------------------------------------------------------------------------------
@@ -269,16 +238,7 @@ def _measure(arm: Arm, round_: int, folder: Path, run_argv: list[str], env: dict
     }
 
 
-def gated_metric(workload: str, instructions: bool) -> str:
-    """The raw-sample name `ab` judges for a workload: its time, or its instruction count."""
-    if instructions:
-        return INSTRUCTION_METRIC.get(workload, "instructions_per_call")
-    return timing_metric_for(workload)
-
-
-def round_values(
-    run_dir: str, instructions: bool, q: float
-) -> dict[ConfigKey, tuple[str, str, float | None]]:
+def round_values(run_dir: str, instructions: bool, q: float) -> RoundValues:
     """One arm's run of one round -> key -> (status, reason, the q-quantile of the gated metric's samples)."""
     run = load_run(run_dir)
     out = {}
@@ -289,141 +249,6 @@ def round_values(
         value = float(np.quantile(samples, q)) if samples else None
         out[key] = (str(row.get("status") or "ok"), str(row.get("reason") or ""), value)
     return out
-
-
-def judge(rounds: list[dict[str, dict]], instructions: bool, check: RegressionCheck) -> Outcome:
-    """Every configuration of the complete rounds: paired comparison and verdict, or why not compared."""
-    outcome = Outcome()
-    keys = list(dict.fromkeys(k for r in rounds for arm in ("A", "B") for k in r[arm]))
-    for key in keys:
-        metric = gated_metric(key.workload, instructions)
-        base, head, broke, statuses = [], [], "", set()
-        for r in rounds:
-            a, b = r["A"].get(key), r["B"].get(key)
-            statuses.add((a[0] if a else "absent", b[0] if b else "absent"))
-            if a and b and a[2] is not None and b[2] is not None:
-                base.append(a[2])
-                head.append(b[2])
-            elif a and a[0] == "ok" and (b is None or b[0] == "failed"):
-                broke = broke or (b[1] if b else "absent in HEAD's run")
-        if broke:
-            outcome.lines.append(
-                Line(str(key), metric, None, REGRESSION, f"ran in BASE, fails in HEAD: {broke}")
-            )
-        elif base:
-            comparison = (
-                compare_paired(base, head, MIN_ROUNDS_COUNTS) if instructions else compare_paired(base, head)
-            )
-            outcome.lines.append(Line(str(key), metric, comparison, *paired_verdict(comparison, check)))
-        else:
-            seen = "; ".join(f"BASE {a}, HEAD {b}" for a, b in sorted(statuses))
-            outcome.not_compared.append(f"{key}: {seen}")
-    return outcome
-
-
-# --- the report -------------------------------------------------------------------------------
-
-
-def _heading(outcome: Outcome, interrupted: bool, done: int, planned: int) -> str:
-    regressions, unsure = outcome.count(REGRESSION), outcome.count(INCONCLUSIVE)
-    if regressions:
-        head = f"FAIL ({regressions} regression{'s' * (regressions != 1)})"
-    elif unsure:
-        head = f"INCONCLUSIVE ({unsure} configuration{'s' * (unsure != 1)})"
-    elif outcome.lines:
-        head = "PASS"
-    else:
-        head = "nothing compared"
-    return head + (f", INTERRUPTED after {done} of {planned} rounds" if interrupted else "")
-
-
-def render_markdown(
-    outcome: Outcome, arms: dict[str, Arm], record: dict, check: RegressionCheck, instructions: bool
-) -> str:
-    """The report: verdict, what ran, the rule, one line per configuration, regressions, inconclusives."""
-    done, planned = len(record["complete_rounds"]), record["rounds_planned"]
-    loads = [v for r in record["rounds"] for arm in r.values() if isinstance(arm, dict)
-             for v in (arm["load_before"], arm["load_after"])]  # fmt: skip
-    what = "instruction count" if instructions else check.statistic
-    parts = [
-        f"# Benchmark A/B: {_heading(outcome, record['interrupted'], done, planned)}",
-        "",
-        f"- BASE (A): {arms['A'].describe()}",
-        f"- HEAD (B): {arms['B'].describe()}",
-        f"- Rounds: {done} complete of {planned}, order {' '.join(o for o in record['order'])}; each arm one "
-        f"`python -m bench run {' '.join(record['run_argv'])}` process per round, started in its own tree.",
-        f"- Environment: one Python environment serves both trees ({record['python']}); the two "
-        "pyproject.toml dependency lists agree.",
-        f"- Rule: a configuration fails when its median paired {what} ratio HEAD / BASE is above "
-        f"{check.limit:.3g} and the lower end of its 95% interval is too; it passes when the upper end is at "
-        "or below it; otherwise it is inconclusive.",
-        f"- Method: {METHOD}.",
-        "- Machine: 1-minute load average "
-        + (f"{min(loads):.1f} to {max(loads):.1f} around the processes" if loads else "not measured")
-        + f" ({os.cpu_count()} CPUs); the pairing absorbs load that lasts a round, not a burst within one arm.",
-        "",
-    ]
-    rows = [
-        {
-            "config": line.config,
-            "metric": line.metric,
-            "base": np.median(line.comparison.base) if line.comparison else math.nan,
-            "head": np.median(line.comparison.head) if line.comparison else math.nan,
-            "rounds": line.comparison.rounds if line.comparison else 0,
-            "ratio": line.comparison.ratio if line.comparison else math.nan,
-            "interval": f"{fmt(line.comparison.ci_low)}-{fmt(line.comparison.ci_high)}"
-            if line.comparison and line.comparison.tested
-            else "",
-            "p": line.comparison.p_slower if line.comparison else math.nan,
-            "per_round": " ".join(f"{r:.3f}" for r in line.comparison.ratios) if line.comparison else "",
-            "verdict": line.verdict if line.verdict != PASS else line.why.split(" (")[0],
-        }
-        for line in outcome.lines
-    ]
-    if rows:
-        columns = {
-            "config": "configuration",
-            "metric": "metric",
-            "base": f"BASE ({check.statistic})",
-            "head": f"HEAD ({check.statistic})",
-            "rounds": "rounds",
-            "ratio": "paired ratio",
-            "interval": "95% CI",
-            "p": "p (slower)",
-            "per_round": "per-round ratios",
-            "verdict": "verdict",
-        }
-        parts += [
-            "## Instructions" if instructions else "## Speed",
-            "",
-            markdown_table(pd.DataFrame(rows), columns),
-            "",
-        ]
-    if outcome.not_compared:
-        parts += ["## Not compared", "", *(f"- {n}" for n in outcome.not_compared), ""]
-    for verdict, title in ((REGRESSION, "Regressions"), (INCONCLUSIVE, "Inconclusive")):
-        found = [
-            f"{line.config} {line.metric}: {line.why}" for line in outcome.lines if line.verdict == verdict
-        ]
-        if found:
-            parts += [f"## {title}", "", *(f"{i}. {text}" for i, text in enumerate(found, 1)), ""]
-    return "\n".join(parts)
-
-
-def _json_value(value: object) -> object:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _line_json(line: Line) -> dict:
-    c = line.comparison
-    numbers = {}
-    if c is not None:
-        numbers = {"base": list(c.base), "head": list(c.head), "ratios": c.ratios, "ratio": c.ratio,
-                   "ci_low": c.ci_low, "ci_high": c.ci_high, "p_slower": c.p_slower}  # fmt: skip
-    doc = {"config": line.config, "metric": line.metric, **numbers, "verdict": line.verdict, "why": line.why}
-    return {
-        k: ([_json_value(x) for x in v] if isinstance(v, list) else _json_value(v)) for k, v in doc.items()
-    }
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -583,12 +408,12 @@ def _run_rounds(
             raise UsageError(
                 f"no configuration was measured in both arms ({'; '.join(outcome.not_compared) or 'no rows'})"
             )
-        markdown = render_markdown(outcome, arms, record, check, instructions)
-        record["configs"] = [_line_json(line) for line in outcome.lines]
+        markdown = render_ab_markdown(outcome, record, check, instructions)
+        record["configs"] = [line.as_json() for line in outcome.lines]
         record["not_compared"] = outcome.not_compared
         code = _exit_code(outcome, record["interrupted"])
         record["verdict"], record["exit_code"] = (
-            _heading(outcome, record["interrupted"], len(values), args.rounds),
+            heading(outcome, record["interrupted"], len(values), args.rounds),
             code,
         )
         (folder / "ab.json").write_text(json.dumps(record, indent=1, default=str))
