@@ -283,3 +283,10 @@ def test_a_commit_that_changes_the_dependencies_is_refused(repo, tmp_path, monke
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == exc2.value.code == 2 and len(err) == 2
     assert all("declare different dependencies" in line for line in err)
+
+
+def test_help_says_one_environment_serves_both_trees(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["ab", "-h"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exc.value.code == 0 and "One Python environment" in out and "3 inconclusive" in out

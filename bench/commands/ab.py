@@ -255,6 +255,12 @@ def round_values(run_dir: str, instructions: bool, q: float) -> RoundValues:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "One Python environment (this interpreter and its packages) serves both trees: two commits whose "
+        "pyproject.toml declare different dependencies are refused. Exit codes: 0 pass, 1 regression, "
+        "2 bad input, 3 inconclusive, 130 interrupted. Writes OUT/ab-<UTC time>/ (report.md, ab.json, "
+        "round-NN-A/, round-NN-B/)."
+    )
     parser.add_argument(
         "base", metavar="BASE", help="git ref of the baseline (checked out in a temporary worktree)"
     )
