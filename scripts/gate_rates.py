@@ -283,6 +283,8 @@ def ci_study(args: argparse.Namespace) -> int:
     for neighbour in settings:
         for trial in range(1, args.trials + 1):
             for name, (kind, head_env, _, _) in CI_CHECKS.items():
+                if args.only and not any(part in name for part in args.only):
+                    continue
                 variant = "-".join(head_env) or "plain"
                 out = args.out / "ci" / f"neighbour-{neighbour}" / f"trial-{trial:02d}" / kind / variant
                 shutil.rmtree(out, ignore_errors=True)
@@ -326,6 +328,13 @@ def main() -> int:
     )
     parser.add_argument("--neighbour-duty", type=float, default=0.5, help="ci study: busy fraction of each")
     parser.add_argument("--neighbour-burst-s", type=float, default=2.0, help="ci study: mean busy period, s")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="ci study: only checks whose name holds TEXT",
+    )
     parser.add_argument("--rounds", type=int, default=6, help="ci study: bench ab --rounds (default 6)")
     parser.add_argument("--steps", type=int, default=None, help="ci study: bench run --steps (default: ab's)")
     parser.add_argument(
