@@ -73,9 +73,9 @@ def render_ab_markdown(outcome: Outcome, record: dict, check: RegressionCheck, i
         f"`python -m bench run {' '.join(record['run_argv'])}` process per round, started in its own tree.",
         f"- Environment: one Python environment serves both trees ({record['python']}); the two "
         "pyproject.toml dependency lists agree.",
-        f"- Rule: a configuration fails when its median paired {what} ratio HEAD / BASE is above "
-        f"{check.limit:.3g} and the lower end of its 95% interval is too; it passes when the upper end is at "
-        "or below it; otherwise it is inconclusive.",
+        f"- Rule: per round, the ratio HEAD / BASE of each arm's {what}; a configuration fails when the median "
+        f"of these ratios is above {check.limit:.3g} and the lower end of its 95% interval is too; it passes "
+        "when the upper end is at or below it; otherwise it is inconclusive.",
         f"- Method: {METHOD}.",
         "- Machine: 1-minute load average "
         + (f"{min(loads):.1f} to {max(loads):.1f} around the processes" if loads else "not measured")
