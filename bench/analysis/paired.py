@@ -10,7 +10,8 @@ seed), and a one-sided Wilcoxon signed-rank p-value (scipy) beside it.
 The rule has the gate's shape (bench.analysis.significance.RegressionCheck): a regression when the
 median paired ratio is above the limit AND the interval lies wholly above it; a pass when the
 interval lies wholly at or below it; inconclusive otherwise (the interval straddles the limit, or
-fewer than MIN_ROUNDS complete rounds, MIN_ROUNDS_COUNTS for instruction counts), which asks for more rounds rather than guessing.
+fewer than MIN_ROUNDS complete rounds, MIN_ROUNDS_COUNTS for instruction counts), which asks for
+more rounds rather than guessing.
 
     python -c "from bench.analysis.paired import compare_paired as c; print(c([1.0, 1.3, 1.0, 1.1], [1.1, 1.43, 1.1, 1.21]))"
 """
@@ -28,8 +29,8 @@ from bench.analysis.significance import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SE
 from bench.records import ConfigKey, timing_metric_for
 
 MIN_ROUNDS = 4  # fewer complete rounds of times: no interval worth the name, the verdict is inconclusive
-# Instruction counts hardly move between processes (spread 0.17% in the issue's calibration): two
-# rounds bound them well, and a round under valgrind costs minutes.
+# Instruction counts hardly move between processes (they do not depend on load): two rounds bound
+# them, and a round under valgrind is slow.
 MIN_ROUNDS_COUNTS = 2
 PASS, REGRESSION, INCONCLUSIVE = "pass", "REGRESSION", "INCONCLUSIVE"
 
