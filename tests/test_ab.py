@@ -196,7 +196,8 @@ def _worktrees(repo: Path) -> int:
 
 
 def test_ab_head_end_to_end_keeps_every_round_and_removes_its_worktree(repo, tmp_path):
-    proc = _ab(repo, "HEAD", *TINY, "--rounds", "2", "--out", str(tmp_path))
+    db = tmp_path / "history.db"
+    proc = _ab(repo, "HEAD", *TINY, "--rounds", "2", "--out", str(tmp_path), "--db", str(db))
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 3, err  # two rounds are fewer than MIN_ROUNDS: inconclusive, never a pass
     (folder,) = tmp_path.glob("ab-*")
@@ -217,6 +218,8 @@ def test_ab_head_end_to_end_keeps_every_round_and_removes_its_worktree(repo, tmp
     assert "# Benchmark A/B: INCONCLUSIVE" in out and "| train/cpu/eager/32/1/relu" in out
     assert (folder / "report.md").read_text() in out
     assert _worktrees(repo) == 1 and "round 2 A (BASE)" in err
+    # both arms of every round go into the history (or, without its packages, a note says why not)
+    assert f"history: 4 of 4 runs added to {db}" in out or "note: the history was not updated" in err
 
 
 def test_an_interrupted_ab_judges_the_rounds_it_has_and_exits_130(repo, tmp_path):
