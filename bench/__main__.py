@@ -9,22 +9,22 @@
     python -m bench history trend               # the results history: series and changepoints
     python -m bench dashboard --out DIR         # a static page of the history
 
-Bad input exits 2 with one line on stderr.
+Bad input exits 2 with one line on stderr; Ctrl-C or SIGTERM exits 130 with one line, or with the
+run kept. Starting costs no torch: each command's module is imported when it is chosen, after the
+signal handling is in place (`history trend` and `dashboard` never import torch).
 """
 
 from __future__ import annotations
 
 import importlib
-import signal
 import sys
 from typing import NoReturn
 
-from bench.commands.session import EXIT_INTERRUPTED, interrupt_on_sigterm
-from bench.errors import UsageError, missing_package
-from sumnet.cli_args import OneLineArgumentParser, fail
+from bench.errors import EXIT_INTERRUPTED, UsageError, install_hint, missing_package
+from sumnet.cli_args import OneLineArgumentParser, fail, run_entry
 
 # command -> module with add_arguments(parser) and main(args) -> exit code; imported on use,
-# so `run` does not pay for the imports of `compare`.
+# so `run` does not pay for the imports of `compare`, nor `history trend` for torch's.
 COMMANDS = {
     "run": "bench.commands.run",
     "compare": "bench.commands.compare",
@@ -32,8 +32,8 @@ COMMANDS = {
     "ab": "bench.commands.ab",
     "convergence": "bench.commands.convergence",
     "ddp": "bench.commands.ddp",
-    "history": "bench.commands.history",
-    "dashboard": "bench.commands.dashboard",
+    "history": "bench.history.cli",
+    "dashboard": "bench.history.dashboard",
 }
 
 
@@ -48,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         fail("python -m bench", f"unknown command {command!r}: choose from {', '.join(COMMANDS)}")
     prog = f"python -m bench {command}"
-    interrupt_on_sigterm()  # from here on SIGTERM is a Ctrl-C: one line and exit 130, or a kept run
     try:
         module = importlib.import_module(COMMANDS[command])
         parser = OneLineArgumentParser(prog=prog, description=(module.__doc__ or "").splitlines()[0])
         module.add_arguments(parser)
         args = parser.parse_args(rest)
+        if hasattr(args, "action"):  # history's sub-commands name themselves in their messages
+            prog = f"{prog} {args.action}"
         return module.main(args)
     except UsageError as err:
         fail(prog, str(err))
@@ -61,24 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         package = missing_package(err)
         if package is None:
             raise
-        fail(prog, f"this command needs the Python module {package!r}, not installed here: pip install -e .")
+        fail(prog, install_hint(package))
     except KeyboardInterrupt:  # before a run folder existed, or in a command that keeps nothing
         print(f"{prog}: interrupted before anything was measured", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def exit_shielded(code: int) -> NoReturn:
-    """Exit with `code`, ignoring SIGINT and SIGTERM from here on. Everything is written by now; a
-    late signal (nox sends SIGTERM 0.3 s after Ctrl-C) must not land in interpreter shutdown, where
-    Python has reset its handlers to the default, and turn exit 130 into death by signal."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise SystemExit(code)
-
-
 def cli() -> NoReturn:
-    """The `sumnet-bench` console script: `python -m bench`, exit included."""
-    exit_shielded(main())
+    """`python -m bench` and the `sumnet-bench` console script: Ctrl-C and SIGTERM are handled from
+    before the first heavy import to the exit."""
+    run_entry("python -m bench", main)
 
 
 if __name__ == "__main__":

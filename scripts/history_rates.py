@@ -17,7 +17,7 @@ median), and again with a run-to-run jitter (--jitter, lognormal) that resamplin
 
 Then the time of `history trend` over --runs stored runs (2 machines, 4 configurations each, 29 raw
 samples per record, a few injected changes) in a temporary SQLite file: in-process (query,
-detection, intervals, text) and as a whole `python -m bench.history trend` process (start-up included).
+detection, intervals, text) and as a whole `python -m bench history trend` process (start-up included).
 
     .venv/bin/python scripts/history_rates.py                     # about 70 s on 2 busy cores
     .venv/bin/python scripts/history_rates.py --trials 50 --runs 2000
@@ -235,7 +235,7 @@ def trend_timing(runs: int, all_pools: list[Pool], seed: int, repeats: int = 3) 
             changes = sum(len(s.changes) for s in series)
             began = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "bench.history", "trend", "--db", str(db)],
+                [sys.executable, "-m", "bench", "history", "trend", "--db", str(db)],
                 cwd=REPO,
                 check=True,
                 capture_output=True,

@@ -1,15 +1,92 @@
-"""Argument parsing for `python -m sumnet`: a parser that reports bad input as one line with exit
-code 2 (never a usage dump or a traceback), and argument types. The harness reuses the parser and
-types; its own errors and interrupt handling live in bench.errors and bench.commands.session.
+"""What every entry point (`python -m sumnet`, `python -m bench`, `python -m bench.crosscheck`)
+shares, importable without torch: a parser that reports bad input as one line with exit code 2
+(never a usage dump or a traceback), argument types, and Ctrl-C / SIGTERM as one line and exit 130,
+installed before the heavy imports. Here in sumnet because sumnet never imports bench.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import signal
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 USAGE_ERROR = 2  # exit code for bad input, as argparse uses
+EXIT_INTERRUPTED = 130  # exit code after Ctrl-C or SIGTERM, as a shell reports SIGINT
+EXIT_BROKEN_PIPE = 141  # stdout's reader left (`| head`), as a shell reports SIGPIPE
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def ignore_interrupts() -> None:
+    """Ignore SIGINT and SIGTERM for the rest of the process. Python keeps an ignored signal ignored
+    through interpreter shutdown, where it resets its own handlers to the default."""
+    for sig in _INTERRUPTS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a CI timeout, `timeout`) both raise KeyboardInterrupt, once: the first is
+    the request to stop, and later ones are ignored (nox sends SIGTERM 0.3 s after Ctrl-C), so the
+    command can keep what it measured and exit 130 instead of dying half-way through."""
+
+    def handler(signum, frame):
+        ignore_interrupts()
+        raise KeyboardInterrupt
+
+    for sig in _INTERRUPTS:
+        signal.signal(sig, handler)
+
+
+def exit_shielded(code: int) -> NoReturn:
+    """Exit with `code`, ignoring SIGINT and SIGTERM from here on: everything is written by now, and a
+    late signal must not turn exit 130 into death by signal during interpreter shutdown."""
+    ignore_interrupts()
+    raise SystemExit(code)
+
+
+def missing_package(err: ModuleNotFoundError) -> str | None:
+    """The third-party package a failed import lacks (`sqlalchemy` for `sqlalchemy.dialects`), or
+    None when the missing module is one of ours (a bug, to be raised as it is)."""
+    top = (err.name or "").split(".")[0]
+    return None if top in ("", "bench", "sumnet") else top
+
+
+def install_hint(package: str) -> str:
+    """The one message for a package this command needs and this Python lacks."""
+    return (
+        f"needs the Python module {package!r}, not installed in {sys.executable}: "
+        "pip install -e . (or run it through nox: nox -l lists the sessions)"
+    )
+
+
+def run_entry(prog: str, main: Callable[[], int]) -> NoReturn:
+    """Run a process's entry point: the signal handling first, then `main()` (which imports torch),
+    then exit. Ctrl-C or SIGTERM at any point, the imports included, ends in one line and exit 130;
+    a missing third-party package in one line and exit 2; a reader of stdout that left (`| head`)
+    exit 141 and no traceback, as any Unix tool."""
+    interrupt_on_signals()
+    try:
+        try:
+            code = main()
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe is caught, not in interpreter shutdown
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush cannot fail again
+        code = EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        ignore_interrupts()
+        print(f"{prog}: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except ModuleNotFoundError as err:
+        package = missing_package(err)
+        if package is None:
+            raise
+        print(f"{prog}: error: {install_hint(package)}", file=sys.stderr)
+        code = USAGE_ERROR
+    exit_shielded(code)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -31,15 +108,24 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(USAGE_ERROR)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _int_at_least(text: str, low: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:
@@ -48,23 +134,12 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and value != float("inf")):
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def seed_int(text: str) -> int:

@@ -2,7 +2,7 @@
 
 Pure model code: no device, file or print logic lives here.
 
-    python -c "from sumnet import Net; print(Net())"
+    python -c "from sumnet.model import Net; print(Net())"
 """
 
 from __future__ import annotations

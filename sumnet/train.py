@@ -21,8 +21,8 @@ from sumnet.evaluate import evaluate
 from sumnet.model import Net, NetConfig
 
 # Bounds on what a run can honour; the CLIs refuse anything outside them with one line.
-MAX_STEPS = 10_000_000  # about 1.5 h of eager CPU steps at 0.5 ms; beyond it a typo, not a run
-MAX_BATCH_SIZE = 1_048_576  # 2**20 rows: 1.5 GB peak memory for a CPU step (measured)
+MAX_STEPS = 10_000_000  # hours of eager CPU steps; beyond it a typo, not a run
+MAX_BATCH_SIZE = 1_048_576  # 2**20 rows: a CPU step's peak memory is then in gigabytes
 # Adam moves each weight by about lr per step: below MIN_LR nothing moves, above MAX_LR the Net only
 # diverges, and from lr ~1e37 Adam's float32 step size overflows (a RuntimeError, not a result).
 MIN_LR, MAX_LR = 1e-8, 1.0

@@ -25,4 +25,4 @@ def require(module: str, why: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        skip_or_fail(f"{module} is not installed ({why}): pip install -e .")
+        skip_or_fail(f"{module} is not installed ({why}): pip install -e '.[all]'")

@@ -65,19 +65,20 @@ GRAPH = {name: _imports(path)[0] for name, path in MODULES.items()}
 
 
 # Late imports allowed, each for a stated reason (never to dodge a cycle): an optional dependency,
-# or start-up time of the history's commands, which read a database and need no torch.
+# start-up time of the history's commands, which read a database and need no torch, or an entry
+# point that installs its signal handling before torch's import.
 OPTIONAL = {
     "bench.modes.fused": {"bench.modes", "bench.modes.fused_kernel"},  # fused_kernel imports triton
     "bench.history.harness": {"bench.store.load"},  # torch, only when a run folder is read
     "bench.history": {"bench.history.ingest"},  # `history trend` does not load the ingest path
     "bench.history.cli": {
-        "bench.history",
         "bench.history.db",
         "bench.history.ingest",
         "bench.history.trend",
         "bench.history.gate",
-        "bench.history.dashboard",
     },  # each command loads only what it runs
+    "sumnet.__main__": {"sumnet.demo"},  # the entry point: signals first, then torch
+    "bench.crosscheck": {"bench.commands.crosscheck"},  # the entry point: signals first, then torch
 }
 
 
@@ -170,33 +171,16 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     assert proc.stdout.strip() == "ALL OK", proc.stdout + proc.stderr[-3000:]
 
 
-def test_the_history_commands_and_sumnet_cli_args_start_without_torch():
-    """`python -m bench.history trend` reads a database: it must not pay torch's import (about 1 s),
-    and sumnet's package __init__ loads its names lazily so sumnet.cli_args stays light."""
+def test_the_entry_points_and_the_history_commands_start_without_torch():
+    """`python -m bench`, `python -m sumnet` and `python -m bench.crosscheck` load their modules
+    before they install the signal handling, so those must not import torch (seconds on a loaded
+    machine, when a Ctrl-C would be a traceback); `history` and `dashboard` never need it."""
     require("sqlalchemy", "the results history's database")
     code = (
-        "import sys, bench.history.cli, bench.history.trend, sumnet.cli_args\n"
-        "heavy = sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules)\n"
-        "import sumnet; sumnet.NetConfig\n"
-        "print(heavy, 'torch' in sys.modules)"
+        "import sys, bench.__main__, bench.crosscheck, sumnet.__main__\n"
+        "import bench.history.cli, bench.history.trend, bench.history.dashboard\n"
+        "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("]")[0].startswith("[") and "torch" not in proc.stdout.split("]")[0]
-    assert proc.stdout.strip().endswith("True")  # and the lazy names still load on first use
-
-
-def test_sumnet_public_names_stay_the_functions_after_their_submodules_load():
-    """`sumnet.train` and `sumnet.evaluate` are both functions and module names: the lazy package
-    must hand out the functions whichever was imported first, as the eager __init__ did."""
-    code = (
-        "import sumnet.train, sumnet.evaluate, types\n"
-        "from sumnet import train, evaluate\n"
-        "import sumnet\n"
-        "print(all(isinstance(f, types.FunctionType) for f in (train, evaluate, sumnet.train, sumnet.evaluate)))\n"
-        "from sumnet.train import TrainConfig\n"
-        "print(sorted(set(sumnet.__all__) - set(dir(sumnet))))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:2] == ["True", "[]"]
+    assert proc.stdout.strip() == "[]"

@@ -27,6 +27,7 @@ from bench.store.run_folder import to_row
 from sumnet.data import make_test_set
 from sumnet.evaluate import Metrics
 from sumnet.model import NetConfig
+from tests.optional import require
 
 Z2 = 1.959963984540054**2  # norm.ppf(0.975), as scipy uses
 
@@ -350,3 +351,27 @@ def test_an_interrupted_study_says_so_and_judges_no_seed(tmp_path, monkeypatch, 
     assert "No configuration finished" in report
     df = pd.read_csv(run_dir / "results.csv")
     assert list(df["status"]) == ["failed"] and "interrupted" in df["reason"].iloc[0]
+
+
+def test_cli_records_the_study_in_the_history_given_by_db(tmp_path, capsys):
+    """The README: every convergence run records itself in the history (--db NEW.db is made)."""
+    require("sqlalchemy", "the results history's database")
+    from bench.history.db import open_history
+
+    db = tmp_path / "new.db"
+    argv = [
+        "convergence",
+        "--seeds",
+        "2",
+        "--steps",
+        "50",
+        "--eval-every",
+        "25",
+        "--output-activation",
+        "none",
+    ]
+    assert bench_main([*argv, "--no-figures", "--out", str(tmp_path / "out"), "--db", str(db)]) == 0
+    assert f"in {db}" in capsys.readouterr().out
+    with open_history(db, create=False) as history:
+        assert history.count_runs() == 1
+        assert [c.workload for c in history.configs().values()] == ["convergence"]

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from bench import crosscheck
+from bench.commands import crosscheck
 
 RATIO_LINE = re.compile(
     r"^harness (?P<ours>\d+\.\d) us/step, torch Timer (?P<theirs>\d+\.\d) us/step, ratio (?P<ratio>\d+\.\d{3})$"
@@ -94,12 +94,3 @@ def test_flags_reach_the_check(monkeypatch):
     monkeypatch.setattr(crosscheck, "crosscheck", lambda *args: seen.append(args) or (1.0, 1.0))
     assert crosscheck.main(["--mode", "numpy-reference", "--rounds", "3", "--calls", "7"]) == 0
     assert seen == [("cpu", "numpy-reference", 3, 7)]
-
-
-def test_ctrl_c_exits_130_with_one_line(capsys, monkeypatch):
-    def interrupted(*args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(crosscheck, "crosscheck", interrupted)
-    assert crosscheck.main([]) == 130
-    assert capsys.readouterr().err == "python -m bench.crosscheck: interrupted\n"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -125,6 +127,7 @@ def test_strong_scaling_refuses_a_world_size_that_does_not_divide_32() -> None:
         (["--backend", "nccl"], "the nccl backend needs CUDA tensors"),
         (["--scaling", "strong", "--nproc", "1,3"], "world size 3 does not divide 32"),
         (["--timeout", "0"], "--timeout: expected a positive number"),
+        (["--nproc", str(4 * (os.cpu_count() or 1) + 1)], f"at most {4 * (os.cpu_count() or 1)} (4 per core"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_any_launch(flags, message, tmp_path, capsys) -> None:
@@ -201,3 +204,31 @@ def test_timeout_stops_the_launcher_and_workers_in_their_own_sessions(tmp_path: 
             return False
 
     assert not any(map(is_stand_in, Path("/proc").glob("[0-9]*/cmdline"))), "a worker outlived the timeout"
+
+
+@pytest.mark.slow
+def test_killing_the_launcher_outright_takes_torchrun_and_its_ranks_with_it(tmp_path: Path) -> None:
+    """kill -9 of `bench ddp` (the out-of-memory killer) leaves no torchrun or rank running, and the
+    run folder latest-ddp points at says which world size was not measured."""
+    cmd = [sys.executable, "-m", "bench", "ddp", "--nproc", "2", "--steps", "10000000", "--no-history"]
+    launcher = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    tree: list[int] = []
+    while time.monotonic() < deadline and len(tree) < 3:  # torchrun and its two ranks
+        torchrun = launch._children(launcher.pid)
+        tree = torchrun + [w for t in torchrun for w in launch._children(t)]
+        time.sleep(0.2)
+    assert len(tree) == 3, f"the ranks never started: {tree}"
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.monotonic() + 60  # torchrun stops its ranks (SIGTERM, then SIGKILL after its grace)
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in tree):
+        time.sleep(0.2)
+    survivors = [pid for pid in tree if Path(f"/proc/{pid}").exists()]
+    for pid in survivors:  # leave nothing behind whatever the verdict
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == [], "a process outlived the launcher"
+    rows = (tmp_path / "latest-ddp" / "results.csv").read_text()
+    assert "not measured: bench ddp ended before this world size finished" in rows, rows

@@ -143,3 +143,26 @@ def test_the_browser_check_does_catch_a_script_error(tmp_path):
     result = _browse(page, tmp_path / "profile", "--dump-dom")
     assert "undefinedFunction is not defined" in result.stdout
     assert any('"boom"' in line for line in _console_lines(result.stderr))
+
+
+def test_a_folder_holding_the_users_own_index_html_is_refused_and_left_alone(site, tmp_path, capsys):
+    """`bench dashboard --out DIR` rewrites only a folder it made (its marker file is there)."""
+    from bench.__main__ import main as bench_main
+
+    db = str(site.parent / "history.db")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<p>my own page</p>")
+    with pytest.raises(SystemExit) as exit_:
+        bench_main(["dashboard", "--db", db, "--out", str(mine)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(
+        f"python -m bench dashboard: error: {mine} already holds index.html that the dashboard"
+    )
+    assert (mine / "index.html").read_text() == "<p>my own page</p>" and sorted(mine.iterdir()) == [
+        mine / "index.html"
+    ]
+    for _ in range(2):  # a folder the dashboard made is its own to rewrite
+        assert bench_main(["dashboard", "--db", db, "--out", str(tmp_path / "made")]) == 0
+    assert (tmp_path / "made/index.html").exists() and (site / ".sumnet-bench-dashboard").exists()

@@ -28,8 +28,8 @@ require("sqlalchemy", "the results history's database")
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench.errors import UsageError  # noqa: E402
 from bench.history.db import SCHEMA_VERSION, open_history, records_table, samples_table, schema_table  # noqa: E402
-from bench.history.harness import UsageError  # noqa: E402
 from bench.history.ingest import entry_of, ingest, machine_of  # noqa: E402
 from bench.history.synthetic import CPU_BOX, config, synthetic_run  # noqa: E402
 
@@ -285,3 +285,80 @@ def test_a_file_that_is_not_a_database_and_a_missing_one(tmp_path):
 def test_a_run_that_cannot_be_read_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
         entry_of(tmp_path / "nope")
+
+
+@contextlib.contextmanager
+def _read_only(path: Path):
+    """`path` (a file or a folder) read-only to this process: chmod, or for root (whom modes do not
+    stop) the immutable attribute, as `chattr +i` sets it."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode
+    ):
+        pytest.skip("running as root without `chattr +i`: nothing can be made read-only to this process")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def _bench(argv: list[str]) -> int:
+    from bench.__main__ import main
+
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@pytest.mark.parametrize("read_only", ["file", "folder"])
+def test_ingest_into_a_history_the_user_cannot_write_is_one_line_and_exit_2(tmp_path, capsys, read_only):
+    folder = tmp_path / "histories"
+    folder.mkdir()
+    db = folder / "history.db"
+    assert _bench(["history", "ingest", str(BASELINE), "--db", str(db)]) == 0
+    capsys.readouterr()
+    for wal in folder.glob("history.db-*"):
+        wal.unlink()  # as a history copied from elsewhere: only the database file
+    with _read_only(db if read_only == "file" else folder):
+        assert (
+            _bench(["history", "ingest", str(REPO / "results/reference/cpu-2core-default"), "--db", str(db)])
+            == 2
+        )
+    out, err = capsys.readouterr()
+    assert len(err.splitlines()) == 1 and err.startswith("python -m bench history ingest: error: cannot "), (
+        err
+    )
+    assert "sqlite:///" in err and "Traceback" not in err
+
+
+def test_bench_run_into_a_history_the_user_cannot_write_keeps_the_run_notes_it_and_exits_0(tmp_path, capsys):
+    db = tmp_path / "history.db"
+    with open_history(db) as history:
+        assert history.count_runs() == 0
+    for wal in tmp_path.glob("history.db-*"):
+        wal.unlink()
+    argv = ["run", "--device", "cpu", "--mode", "eager", "--threads", "1", "--steps", "20", "--repeats", "1"]
+    argv += [
+        "--no-inference",
+        "--no-figures",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+        "--db",
+        str(db),
+    ]
+    with _read_only(db):
+        assert _bench(argv) == 0
+    out, err = capsys.readouterr()
+    notes = [line for line in err.splitlines() if line.startswith("note: the history was not updated")]
+    assert len(notes) == 1 and "cannot write to the history" in notes[0] and "Traceback" not in err, err
+    assert (tmp_path / "out/latest/report.md").exists() and "results in" in out

@@ -16,10 +16,10 @@ from tests.optional import require
 require("sqlalchemy", "the results history's database")
 require("ruptures", "the history's change-point detection")
 
-from bench.history.__main__ import main as history_main  # noqa: E402
+from bench.__main__ import main as bench_main  # noqa: E402
+from bench.errors import UsageError  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
 from bench.history.gate import check_against_history, gate_on_history  # noqa: E402
-from bench.history.harness import UsageError  # noqa: E402
 from bench.history.synthetic import CPU_BOX, GPU_BOX, config, fill_demo, synthetic_run  # noqa: E402
 from bench.history.trend import render_text, select_configs, trends  # noqa: E402
 
@@ -107,7 +107,7 @@ def test_gate_on_history_without_comparable_runs_is_a_usage_error(demo_db):
 
 def test_gate_on_history_reads_a_run_folder(tmp_path):
     db = tmp_path / "h.db"
-    assert history_main(["ingest", str(BASELINE), "--db", str(db)]) == 0
+    assert _exit_code(["history", "ingest", str(BASELINE), "--db", str(db)]) == 0
     doc = json.loads((BASELINE / "run.json").read_text())
     doc["env"]["timestamp_utc"] = "2026-12-01T00:00:00Z"
     doc["rows"][0]["samples"]["step_ms"] = [v * 1.5 for v in doc["rows"][0]["samples"]["step_ms"]]
@@ -120,24 +120,32 @@ def test_gate_on_history_reads_a_run_folder(tmp_path):
         gate_on_history(db, BASELINE)  # the stored run itself is excluded: nothing earlier to compare
 
 
+def _exit_code(argv: list[str]) -> int:
+    """`python -m bench ARGV` in-process: its exit code, returned or raised (bad input)."""
+    try:
+        return bench_main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
 def test_history_commands_exit_codes_and_one_line_errors(demo_db, tmp_path, capsys):
-    assert history_main(["trend", "--db", demo_db, "--config", "train/cuda/*", "--last", "2"]) == 0
+    assert _exit_code(["history", "trend", "--db", demo_db, "--config", "train/cuda/*", "--last", "2"]) == 0
     assert "train/cuda/eager/32/16/relu  (step_ms, 40 runs)" in capsys.readouterr().out
-    assert history_main(["trend", "--db", demo_db, "--config", "nope"]) == 2
+    assert _exit_code(["history", "trend", "--db", demo_db, "--config", "nope"]) == 2
     err = capsys.readouterr().err
     assert (
-        err.startswith("python -m bench.history trend: error: unknown configuration 'nope'")
+        err.startswith("python -m bench history trend: error: unknown configuration 'nope'")
         and err.count("\n") == 1
     )
-    assert history_main(["trend", "--db", str(tmp_path / "none.db")]) == 2
+    assert _exit_code(["history", "trend", "--db", str(tmp_path / "none.db")]) == 2
     assert "no history database here yet" in capsys.readouterr().err
-    assert history_main(["dashboard", "--db", demo_db, "--out", str(tmp_path / "site")]) == 0
+    assert _exit_code(["dashboard", "--db", demo_db, "--out", str(tmp_path / "site")]) == 0
     assert (tmp_path / "site" / "index.html").exists()
 
 
 def test_a_bad_url_exits_2_with_one_line_in_a_real_process(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "bench.history", "trend", "--db", "mysql://u@h/db"],
+        [sys.executable, "-m", "bench", "history", "trend", "--db", "mysql://u@h/db"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -145,14 +153,14 @@ def test_a_bad_url_exits_2_with_one_line_in_a_real_process(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "python -m bench.history trend: error: mysql://u@h/db: unsupported database 'mysql'; "
+        "python -m bench history trend: error: mysql://u@h/db: unsupported database 'mysql'; "
         "use a SQLite path or postgresql+psycopg://"
     ]
 
 
 def test_commands_plug_into_the_bench_command_convention(demo_db, tmp_path, capsys):
     """As bench/__main__.py runs a command: a parser from the module's add_arguments, then main(args)."""
-    from bench.history import cli
+    from bench.history import cli, dashboard
     from sumnet.cli_args import OneLineArgumentParser
 
     parser = OneLineArgumentParser(prog="python -m bench history")
@@ -160,8 +168,8 @@ def test_commands_plug_into_the_bench_command_convention(demo_db, tmp_path, caps
     assert cli.main(parser.parse_args(["trend", "--db", demo_db, "--last", "0"])) == 0
     assert "4 series, 2 change(s)" in capsys.readouterr().out
     parser = OneLineArgumentParser(prog="python -m bench dashboard")
-    cli.add_dashboard_arguments(parser)
-    assert cli.dashboard_main(parser.parse_args(["--out", str(tmp_path / "site"), "--db", demo_db])) == 0
+    dashboard.add_arguments(parser)
+    assert dashboard.main(parser.parse_args(["--out", str(tmp_path / "site"), "--db", demo_db])) == 0
     with pytest.raises(SystemExit) as exit_:
         parser.parse_args([])  # --out is required: one line, exit 2
     assert exit_.value.code == 2

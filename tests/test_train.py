@@ -19,6 +19,16 @@ from sumnet.train import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: the Net's 60-wide matmuls gain nothing from a second, and on a loaded
+    machine a second thread waiting for a busy core made every step many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _reference_adam_training(params, batches, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
     """Plain autograd + Adam written out by hand (Kingma & Ba), as the reference."""
     w1, b1, w2, b2, w3, b3 = (p.detach().clone().requires_grad_(True) for p in params)

@@ -19,7 +19,13 @@ import sys
 import torch
 
 from bench.analysis.convergence_stats import comparisons, study_key, summarize
-from bench.commands.session import INTERRUPTED, Session, add_history_arguments, open_session
+from bench.commands.session import (
+    INTERRUPTED,
+    Session,
+    add_history_arguments,
+    history_target,
+    open_session,
+)
 from bench.errors import UsageError, describe
 from bench.measure.convergence_study import (
     DEFAULT_EVAL_EVERY,
@@ -105,7 +111,10 @@ def main(args: argparse.Namespace) -> int:
     )
     # its own `latest`, so `results/latest` stays the last `bench run` (the gate's example)
     session = open_session(
-        args.out, {**vars(args), "seeds": list(settings.seeds)}, latest="latest-convergence"
+        args.out,
+        {**vars(args), "seeds": list(settings.seeds)},
+        latest="latest-convergence",
+        history=history_target(args.out, args.db, args.no_history),
     )
     test_set = make_test_set()
     results: list[ConfigResult] = []

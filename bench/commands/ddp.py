@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 from bench.analysis.derive import derive
 from bench.commands.session import (
@@ -25,7 +26,7 @@ from bench.commands.session import (
     signals_ignored,
 )
 from bench.ddp.launch import DDPResult, run_ddp, scaling_efficiency
-from bench.ddp.plan import BACKENDS, SCALINGS, check_setup
+from bench.ddp.plan import BACKENDS, SCALINGS, check_setup, per_rank_batch
 from bench.errors import UsageError
 from bench.measure.environment import max_threads
 from bench.records import ConfigKey, Record
@@ -36,6 +37,9 @@ from sumnet.model import NetConfig
 from sumnet.train import MAX_STEPS
 
 MAX_WORLD_SIZE = 1024
+# The row a world size holds until it is measured: a launcher killed outright (out of memory) leaves
+# a run folder that says what was not measured, never an empty one behind latest-ddp.
+NOT_MEASURED = "not measured: bench ddp ended before this world size finished (killed? out of memory?)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,17 +124,26 @@ def main(args: argparse.Namespace) -> int:
     sizes = _world_sizes(args.nproc)
     if args.scaling not in SCALINGS:
         raise UsageError(f"--scaling must be one of {', '.join(SCALINGS)}, got {args.scaling!r}")
+    backends = {}
     for world_size in sizes:  # a setup that cannot run is refused before a run folder exists
         try:
-            check_setup(world_size, args.device, args.backend, args.scaling)
+            backends[world_size] = check_setup(world_size, args.device, args.backend, args.scaling)
         except ValueError as err:
             raise UsageError(str(err)) from None
     history = history_target(args.out, args.db, args.no_history)
     session = open_session(args.out, vars(args), latest="latest-ddp", history=history)
     writer = session.writer
     results: dict[int, DDPResult] = {}
+    for world_size in sizes:
+        key = ConfigKey(
+            "ddp", args.device, "eager", per_rank_batch(args.scaling, world_size), args.threads_per_rank,
+            "relu", world_size, backends[world_size],
+        )  # fmt: skip
+        writer.records.append(Record(key, status="failed", reason=NOT_MEASURED, seed=args.seed))
+    writer.flush()
 
     def measure(world_size: int) -> None:
+        index = sizes.index(world_size)
         print(f"ddp: world size {world_size} ({args.device}) ...", file=sys.stderr)
         try:
             result = run_ddp(
@@ -146,28 +159,20 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as err:  # a setup that cannot run (nccl on cpu, strong scaling that doesn't divide)
             raise UsageError(str(err)) from None
         except KeyboardInterrupt:
-            key = ConfigKey(
-                "ddp",
-                args.device,
-                "eager",
-                None,
-                args.threads_per_rank,
-                "relu",
-                world_size,
-                args.backend or "",
-            )
-            writer.add(Record(key, status="failed", reason=INTERRUPTED))
+            writer.records[index] = replace(writer.records[index], reason=INTERRUPTED)
+            writer.flush()
             raise
         assert result is not None  # one node: this launch holds global rank 0
         results[world_size] = result
-        backend = result.backend
-        writer.add(ddp_record(result, result.per_rank_batch, backend))
+        writer.records[index] = ddp_record(result, result.per_rank_batch, result.backend)
+        writer.flush()
         print(
             f"ddp: world size {world_size}: {result.status} {result.reason or result.verdict}",
             file=sys.stderr,
         )
 
     session.loop(sizes, measure)
+    writer.records = [r for r in writer.records if r.reason != NOT_MEASURED]  # after an interrupt
     with signals_ignored():
         derived = derive(writer.records, writer.env, NetConfig())
         one = results.get(1)

@@ -3,7 +3,8 @@ interrupts, and a finish that a second Ctrl-C or SIGTERM cannot cut short.
 
 Ctrl-C or SIGTERM (a CI timeout; nox sends SIGTERM shortly after SIGINT) stops the loop over
 configurations: the one cut short gets a failed row saying so, the measured ones are kept, and the
-report is still written, with the signals ignored while it is, and the command exits 130.
+report is still written, with the signals ignored while it is, and the command exits 130. (The
+handlers themselves are installed by the entry point, sumnet.cli_args.run_entry.)
 """
 
 from __future__ import annotations
@@ -17,22 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.history import DB_ENV, record_run
+from bench.errors import EXIT_INTERRUPTED, UsageError
+from bench.history import DB_ENV, add_db_argument, record_run
 from bench.measure import environment
 from bench.store.run_folder import RunWriter, make_run_dir
 
-INTERRUPTED = "interrupted (Ctrl-C or SIGTERM) before it finished"
-EXIT_INTERRUPTED = 130
-
-
-def interrupt_on_sigterm() -> None:
-    """Treat SIGTERM (a CI timeout, `timeout`) like Ctrl-C, so a command can keep and report its rows."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM) before it finished"  # a failed row's reason
 
 
 @contextmanager
@@ -95,12 +86,7 @@ class Session:
 
 def add_history_arguments(parser) -> None:
     """--db and --no-history, for every command that writes a run folder."""
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help=f"results history: a SQLite file or postgresql+psycopg:// URL (default ${DB_ENV}, else OUT/history.db)",
-    )
+    add_db_argument(parser, default="OUT/history.db")
     parser.add_argument("--no-history", action="store_true", help="do not record this run in the history")
 
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.ddp import die_with_parent
 from bench.ddp.plan import DDPPlan, check_setup
 
 DEFAULT_JOIN_TIMEOUT_S = 60.0  # rendezvous: how long a node waits for the others (several nodes)
@@ -374,6 +375,7 @@ def _run(cmd: list[str], env: Mapping[str, str], timeout_s: float, log: Path) ->
     The output goes to `log`, not a pipe: a worker that outlives torchrun cannot hold the read open.
     """
     start = time.perf_counter()
+    launcher = os.getpid()
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             cmd,
@@ -383,6 +385,9 @@ def _run(cmd: list[str], env: Mapping[str, str], timeout_s: float, log: Path) ->
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a timeout reaches torchrun's agent
+            # killed with the launcher (kill -9, out of memory): torchrun then stops its ranks, and
+            # each rank dies with torchrun (bench.ddp.worker asks for the same)
+            preexec_fn=lambda: die_with_parent(signal.SIGTERM, launcher),
         )
         timed_out = False
         try:

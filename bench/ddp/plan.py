@@ -8,6 +8,7 @@ it starts torchrun, and the worker parses the same fields from its command line.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,8 @@ GLOBAL_BATCH = 32  # the article's batch: rows per rank (weak scaling) or split 
 SCALINGS = ("weak", "strong")
 DEVICES = ("cpu", "cuda")
 BACKENDS = ("gloo", "nccl")
+RANKS_PER_CORE = 4  # on cpu, ranks one node may start: each is a process with torch loaded
+RANKS_PER_GPU = 4  # on cuda with gloo, ranks sharing one GPU (nccl: one per GPU)
 
 
 def per_rank_batch(scaling: str, world_size: int) -> int:
@@ -55,8 +58,11 @@ def resolve_backend(device: str, backend: str | None) -> tuple[str, str]:
 
 
 def check_devices(device: str, backend: str, local_world_size: int) -> None:
-    """Refuse what this machine cannot run: no GPU for cuda, or NCCL with fewer GPUs than ranks."""
-    if device != "cuda":
+    """Refuse what this machine cannot hold: more ranks than RANKS_PER_CORE per core on cpu or
+    RANKS_PER_GPU per GPU on cuda, no GPU for cuda, or NCCL with fewer GPUs than ranks."""
+    if device == "cpu":
+        cores = os.cpu_count() or 1
+        _check_bound(local_world_size, RANKS_PER_CORE * cores, f"{RANKS_PER_CORE} per core, {cores} cores")
         return
     if not torch.cuda.is_available():
         raise ValueError("device cuda requested but torch.cuda.is_available() is False")
@@ -66,8 +72,16 @@ def check_devices(device: str, backend: str, local_world_size: int) -> None:
             f"NCCL needs one GPU per rank: {local_world_size} ranks on this node but {gpus} GPU(s) "
             "(use --backend gloo to share a GPU between ranks)"
         )
+    _check_bound(local_world_size, RANKS_PER_GPU * gpus, f"{RANKS_PER_GPU} per GPU, {gpus} GPU(s)")
     if backend == "nccl" and not torch.distributed.is_nccl_available():
         raise ValueError("this torch build has no NCCL: use --backend gloo")
+
+
+def _check_bound(ranks: int, bound: int, why: str) -> None:
+    if ranks > bound:
+        raise ValueError(
+            f"{ranks} ranks on one node is more than this machine holds: at most {bound} ({why})"
+        )
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
+from bench.ddp import die_with_parent
 from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices
 from bench.errors import first_line
 from bench.measure.timing import clock_for, synchronize, time_block, time_call
@@ -274,6 +275,9 @@ def _join_group(plan: DDPPlan, rank: int) -> None:
 
 @record  # torchrun's error summary then shows this rank's exception, not only its exit code
 def main(argv: list[str] | None = None) -> int:
+    # torchrun killed outright (out of memory) takes this rank with it; one killed before this line
+    # leaves the rank to fail joining the group within init_timeout_s
+    die_with_parent()
     plan, out = _parse(argv)
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

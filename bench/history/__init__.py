@@ -8,33 +8,44 @@ static dashboard.
 
 Modules: `model` (what is stored), `db` (schema and store), `ingest` (run folders in),
 `changepoints` (detection), `trend` (series and their changes), `gate` (current run vs recent
-history), `chart` (inline SVG) and `dashboard` (static site), `cli` (the commands), `synthetic`
-(runs with known changes, for tests and scripts/history_rates.py), `harness` (the one place that
-imports the rest of the harness, besides bench.errors here). This package module itself holds the
-constants and `record_run`, importable without sqlalchemy.
+history), `chart` (inline SVG), `dashboard` (static site and its command), `cli` (the `history`
+command), `synthetic` (runs with known changes, for tests and scripts/history_rates.py). This
+package module itself holds the constants, `--db` and `record_run`, importable without sqlalchemy.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from bench.errors import UsageError, missing_package
+from bench.errors import UsageError, install_hint, missing_package
 
 DEFAULT_DB = "results/history.db"
 DB_ENV = "SUMNET_BENCH_HISTORY_DB"  # overrides DEFAULT_DB, e.g. with a team's postgresql+psycopg:// URL
 DEFAULT_WINDOW = 10  # history gate: comparable runs pooled as the baseline
 
 
+def add_db_argument(parser: argparse.ArgumentParser, default: str = DEFAULT_DB) -> None:
+    """--db, for every command that reads or writes the history."""
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help=f"results history: a SQLite file or postgresql+psycopg://user@host/db URL (default ${DB_ENV}, else {default})",
+    )
+
+
 def record_run(run_dir: str | Path, db: str | Path | None = None):
     """Store a finished run folder in the history (default results/history.db); see ingest.record_run.
 
     UsageError when the history's packages are absent (a machine with only torch and the scientific
-    stack, such as the project's GPU machine): the caller reports it and keeps the run folder."""
+    stack, such as the project's GPU machine) or the history cannot be written (a read-only file or
+    folder): the caller reports it and keeps the run folder."""
     try:
         from bench.history.ingest import record_run as _record_run
     except ModuleNotFoundError as err:
         package = missing_package(err)
         if package is None:
             raise  # one of ours: a bug, not a missing package
-        raise UsageError(f"the history needs the Python module {package!r}: pip install -e .") from None
+        raise UsageError(f"the history {install_hint(package)}") from None
     return _record_run(run_dir, db)

@@ -94,7 +94,12 @@ def rank_sum_p(before: Sequence[float], after: Sequence[float], seed: int = SEED
     """Two-sided Mann-Whitney test as a permutation test of the rank sum. Ties get average ranks (the
     quantised medians of a coarse clock, or of a bootstrap, are handled). Exact, by enumerating every
     split, when there are at most EXACT_SPLITS of them (a short window after a change at the end of
-    a series, where the decision is closest); else PERMUTATIONS random splits."""
+    a series, where the decision is closest); else PERMUTATIONS random splits.
+
+    Not bench.analysis.significance.mann_whitney_p (scipy's U test): with ties scipy falls back to
+    the normal approximation, which cannot reach MAX_P with 4 runs after a change (20 before), so a
+    10% step would be found a run later (scripts/history_rates.py shows it); scipy's own
+    permutation method gives these p-values but enumerates far more slowly."""
     from scipy.stats import rankdata
 
     a, b = np.asarray(after, dtype=float), np.asarray(before, dtype=float)

@@ -1,24 +1,22 @@
-"""The history's commands: `history` (ingest, trend, gate) and `dashboard`, in the harness's command
-convention (`add_arguments(parser)`, `main(args) -> exit code`, bad input raises UsageError).
+"""`python -m bench history ingest|trend|gate`: the results history, in the harness's command
+convention (`add_arguments(parser)`, `main(args) -> exit code`, bad input raises UsageError). It
+starts without torch: each action imports only what it runs.
 
     python -m bench history ingest results/reference/*/run.json results/baselines/*/*
     python -m bench history trend --config 'train/cpu/*' --last 10
     python -m bench history gate --current results/latest --window 10 --max-slowdown 10%
-    python -m bench dashboard --out results/dashboard
 
-Every command takes `--db`: a SQLite file (default results/history.db) or a
-postgresql+psycopg://user@host/db URL. Until they are registered in bench/__main__.py the same
-commands run as `python -m bench.history ingest|trend|gate|dashboard ...`.
+Every action takes `--db`: a SQLite file (default results/history.db) or a
+postgresql+psycopg://user@host/db URL. The dashboard's command is bench/history/dashboard.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 
-from bench.history import DB_ENV, DEFAULT_DB, DEFAULT_WINDOW
-from bench.history.harness import UsageError
+from bench.errors import UsageError
+from bench.history import DEFAULT_WINDOW, add_db_argument
 from sumnet.cli_args import non_negative_int, positive_int
 
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
@@ -32,27 +30,14 @@ def _slowdown(text: str) -> float:
     return float(match[1]) / 100
 
 
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help=f"SQLite file or postgresql+psycopg://user@host/db URL (default ${DB_ENV}, else {DEFAULT_DB})",
-    )
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`history ingest|trend|gate`."""
-    add_actions(parser.add_subparsers(dest="action", required=True, metavar="{ingest,trend,gate}"))
-
-
-def add_actions(sub) -> None:
-    """The ingest, trend and gate sub-commands, on an argparse sub-parsers object."""
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{ingest,trend,gate}")
     ingest = sub.add_parser("ingest", help="add run folders, run.json or pytest-benchmark JSON files")
     ingest.add_argument(
         "runs", nargs="+", metavar="RUN", help="a run folder, results.csv, run.json or pytest-benchmark JSON"
     )
-    _add_db(ingest)
+    add_db_argument(ingest)
     trend = sub.add_parser("trend", help="run medians over commits and their change points")
     trend.add_argument(
         "--config",
@@ -64,7 +49,7 @@ def add_actions(sub) -> None:
     trend.add_argument(
         "--last", type=non_negative_int, default=10, help="runs listed per series (default 10)"
     )
-    _add_db(trend)
+    add_db_argument(trend)
     gate = sub.add_parser("gate", help="fail on a significant slowdown against the recent history")
     gate.add_argument("--current", required=True, help="the run under test (folder, run.json or JSON)")
     gate.add_argument(
@@ -80,7 +65,7 @@ def add_actions(sub) -> None:
         metavar="PCT",
         help="largest tolerated slowdown (default 10%%)",
     )
-    _add_db(gate)
+    add_db_argument(gate)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -139,17 +124,3 @@ def gate_history(db: str | None, current: str, window: int, max_slowdown: float)
     for i, failure in enumerate(failures, 1):
         print(f"{i}. {failure}")
     return 1 if failures else 0
-
-
-def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
-    """`dashboard --out DIR`."""
-    parser.add_argument("--out", type=Path, required=True, help="folder for index.html and series/")
-    _add_db(parser)
-
-
-def dashboard_main(args: argparse.Namespace) -> int:
-    from bench.history.dashboard import write_dashboard
-
-    index = write_dashboard(args.db, args.out)
-    print(f"wrote {index} (open it in a browser: file://{index.resolve()})")
-    return 0

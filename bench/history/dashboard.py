@@ -6,13 +6,15 @@
                          as labels, change points marked), every change, the runs newest first
 
 Everything is inline (CSS and SVG; one small script only records script errors into the page so
-a browser test can see them); nothing is fetched.
+a browser test can see them); nothing is fetched. The folder gets a marker file, MARKER: a folder
+whose index.html or series/ the dashboard did not write is refused, never overwritten.
 
     python -m bench dashboard --out results/dashboard
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import hashlib
 import html
@@ -21,15 +23,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from bench.errors import UsageError
+from bench.history import add_db_argument
 from bench.history.chart import sparkline_svg, trend_svg
 from bench.history.db import History, open_history
-from bench.history.harness import UsageError
 from bench.history.trend import Series, commit_label, describe_change, trends
 
 RECENT_RUNS = 5  # a change among a series' last this many runs is flagged in the index
 MAX_CHART_RUNS = 400  # a series page charts its last this many runs
 SPARK_RUNS = 30  # the index's small trend shows the last this many runs
 WORKLOAD_ORDER = {"train": 0, "ddp": 1, "inference": 2, "convergence": 3}
+MARKER = ".sumnet-bench-dashboard"  # written into the folder: it is the dashboard's, to rewrite
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1200px;
@@ -275,8 +279,15 @@ def write_dashboard(db: History | str | Path | None, out_dir: str | Path) -> Pat
     out = Path(out_dir)
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     pages = _page_names(series)
+    theirs = [name for name in ("index.html", "series") if (out / name).exists()]
+    if theirs and not (out / MARKER).exists():
+        raise UsageError(
+            f"{out} already holds {' and '.join(theirs)} that the dashboard did not write (no {MARKER}): "
+            "give a new or empty folder"
+        )
     try:
         (out / "series").mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("written by `python -m bench dashboard`: it rewrites this folder\n")
         for s in series:
             (out / pages[(s.machine.fingerprint, s.config.key)]).write_text(_series_page(s, generated))
         index = out / "index.html"
@@ -284,3 +295,15 @@ def write_dashboard(db: History | str | Path | None, out_dir: str | Path) -> Pat
     except OSError as err:
         raise UsageError(f"cannot write the dashboard to {out}: {err.strerror or err}") from None
     return index
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`python -m bench dashboard --out DIR [--db URL]`."""
+    parser.add_argument("--out", type=Path, required=True, help="folder for index.html and series/")
+    add_db_argument(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    index = write_dashboard(args.db, args.out)
+    print(f"wrote {index} (open it in a browser: file://{index.resolve()})")
+    return 0

@@ -23,6 +23,7 @@ that share one history share a PostgreSQL database, not a SQLite file on a netwo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -37,8 +38,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as _pg
 from sqlalchemy.dialects import sqlite as _sqlite
 
+from bench.errors import UsageError, first_line
 from bench.history import DB_ENV, DEFAULT_DB  # their one home: importable without sqlalchemy
-from bench.history.harness import UsageError, first_line
 from bench.history.model import Config, Machine, Point, RunEntry
 
 SCHEMA_VERSION = 1  # bump on any change to the tables below; an older or newer database is refused
@@ -287,7 +288,8 @@ class History:
     # transactions
 
     def _write(self, work: Callable[[sa.Connection], T]) -> T:
-        """Run `work` in one write transaction, retried when it lost a lock race."""
+        """Run `work` in one write transaction, retried when it lost a lock race. UsageError when the
+        database cannot be written (a read-only file or folder, a read-only role)."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 with self.engine.connect() as conn:
@@ -296,7 +298,7 @@ class History:
                         return work(conn)
             except sa.exc.OperationalError as err:
                 if attempt == WRITE_ATTEMPTS - 1 or not _lost_race(err):
-                    raise
+                    raise UsageError(f"cannot write to the history {self.where}: {_describe(err)}") from None
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -359,18 +361,7 @@ class History:
 
     def _add(self, conn: sa.Connection, entry: RunEntry) -> bool:
         m = entry.machine
-        conn.execute(
-            self._insert(machines_table),
-            [
-                {
-                    "fingerprint": m.fingerprint,
-                    "cpu_model": m.cpu_model,
-                    "gpu_name": m.gpu_name,
-                    "torch_version": m.torch_version,
-                    "cuda_version": m.cuda_version,
-                }
-            ],
-        )
+        conn.execute(self._insert(machines_table), [dataclasses.asdict(m)])  # the table's columns
         configs = {r.config.key: r.config for r in entry.records}
         if configs:  # sorted: concurrent writers take row locks in one order (no deadlock)
             conn.execute(
@@ -442,11 +433,6 @@ class History:
     def count_runs(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(runs_table)).scalar() or 0)
-
-    def has_run(self, run_id: str) -> bool:
-        with self.engine.connect() as conn:
-            found = conn.execute(sa.select(runs_table.c.run_id).where(runs_table.c.run_id == run_id))
-            return found.first() is not None
 
     def machines(self) -> dict[str, Machine]:
         with self.engine.connect() as conn:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
+from bench.errors import UsageError
 from bench.history.changepoints import METHOD, MIN_RUNS, Change, detect, with_interval
 from bench.history.db import History
-from bench.history.harness import UsageError
 from bench.history.model import Config, Machine, Point
 
 SHOWN_KEYS = 8  # an unknown --config lists this many known ones
@@ -127,7 +128,7 @@ def describe_change(series: Series, change: Change) -> str:
         if change.kind == "step"
         else f"runs {change.first + 1}-{change.last + 1} of {len(pts)}"
     )
-    interval = "" if change.ci_low != change.ci_low else f" (95% CI {change.ci_low:.3f}-{change.ci_high:.3f})"
+    interval = "" if math.isnan(change.ci_low) else f" (95% CI {change.ci_low:.3f}-{change.ci_high:.3f})"
     p = "p < 0.001" if change.p_value < 0.001 else f"p = {change.p_value:.3f}"
     n_before, n_after = change.before[1] - change.before[0], change.after[1] - change.after[0]
     direction = "slower" if change.slower else "faster"

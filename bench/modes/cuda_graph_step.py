@@ -13,7 +13,7 @@ float rounding. The custom generator is made graph-safe with `CUDAGraph.register
 (torch >= 2.5 or so); without it the batches come from the default CUDA generator, seeded with
 the config's seed (said in Trainer.notes).
 
-    python -c "import torch; from bench.modes.cuda_graph_step import build_trainer; from sumnet import NetConfig, TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
+    python -c "import torch; from bench.modes.cuda_graph_step import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
 """
 
 from __future__ import annotations

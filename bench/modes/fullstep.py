@@ -7,12 +7,10 @@ eps 1e-8, bias correction, no weight decay) op for op. The whole step is traced 
 aten graph (`make_fx`: forward, backward and Adam together) and compiled by inductor
 (`torch._inductor.compile`, its entry for graphs captured without dynamo), with the C++ wrapper
 on the CPU. Calling it skips dynamo's frame evaluation and guards, which at this Net's size cost
-as much as the arithmetic: 2-core CPU, 1 thread, min of 20-step blocks: 112 us through
-torch.compile(fullgraph=True), 64 us through the traced graph, 54 us with the C++ wrapper.
-If tracing or compiling fails, torch.compile(fullgraph=True) and then torch.compile take over
+as much as the arithmetic (figures: docs/validation.md, "The floors' design"). If tracing or compiling fails, torch.compile(fullgraph=True) and then torch.compile take over
 (Trainer.notes says which ran, and why the others did not).
 
-State is updated in place (54 us; returning new tensors and rebinding them: 62-68 us), in the
+State is updated in place (faster than returning new tensors and rebinding them), in the
 tensors the eager Net holds, so predict and inference see the trained weights. The step counter
 is a tensor. The batch is drawn eagerly from the mode's own generator into a preallocated int64
 buffer (one `torch.randint(..., out=)`: the values `sumnet.data.make_batch` draws); the scaling to
@@ -21,9 +19,9 @@ buffer (one `torch.randint(..., out=)`: the values `sumnet.data.make_batch` draw
 On CUDA the step is launch-bound (dozens of small kernels), so after compiling, the batch draw and
 the compiled step are captured once as one CUDA graph (the mode's generator registered with it)
 and every step is one replay; a capture that fails is said in Trainer.notes and the step runs
-uncaptured. (An NVIDIA H200 probe measured 39 us per step this way, against 320 to 530 us without.)
+uncaptured.
 
-    python -c "import torch; from bench.modes.fullstep import build_trainer; from sumnet import NetConfig, TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
+    python -c "import torch; from bench.modes.fullstep import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
 """
 
 from __future__ import annotations
@@ -138,7 +136,7 @@ def _graph_compile(flat: Callable[..., torch.Tensor], args: list[torch.Tensor], 
     """Trace `flat` to one aten graph (make_fx, fake tensors: nothing runs) and compile it with inductor.
 
     No dynamo at run time: calling the result costs no frame evaluation or guard checks, which
-    at this Net's size are as long as the arithmetic (about 60 us of a 115 us step on a 2-core CPU).
+    at this Net's size take as long as the arithmetic.
     """
     from torch._inductor import compile as inductor_compile
 

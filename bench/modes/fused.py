@@ -2,46 +2,34 @@
 
 One launch draws the batch (Philox), runs forward, MSE, backward and Adam for the Net
 Linear(30,60) ReLU Linear(60,60) ReLU Linear(60,1) [ReLU], float32, and can loop over K steps
-while the weights and Adam moments stay on chip (bench/fused_kernel.py holds the kernel). On CUDA
+while the weights and Adam moments stay on chip (bench/modes/fused_kernel.py holds the kernel). On CUDA
 each launch is captured once in a CUDA graph and replayed, so a step costs one graph launch.
 
 Design. One program (one CTA on one SM, `num_warps` warps, 8 by default) keeps the whole state in
 registers: padded to 32 inputs and 64 hidden units, the parameters and both moments are 19,011
-floats (76 KB), 74 registers a thread at 8 warps. The 64 hidden units are not split over blocks:
-Triton's layouts spread every (32, 64) activation tile and (64, 64) weight tile over all the CTA's
-threads, and each `tl.dot` converts its operands through shared memory (36 KB; its only use). A
-step is a chain of dependent products 32 to 64 wide, 1.18 MFLOP with the padding, so what bounds
-it is one SM issuing instructions: fp32 "ieee" dots run on the FMA units (no tensor cores), about
-2.3 us a step at one H100 SM's peak, plus the layout conversions between dots and the spills;
-not memory (the state is read and written once per launch) and, with K steps per launch, not
-launches. Spills: compiled for sm_90 here (`python -m bench.modes.fused_kernel`, no GPU needed), ptxas
-gives 255 registers and 592 bytes of spill stack a thread at 8 warps (1232 at 4, 496 at 16 with
-128 registers; tf32x3: 352 at 8). Triton's FMA lowering of a dot holds each thread's output rows
-and columns over the whole K in registers (for h1 @ w2 at 8 warps, 4 x 64 + 2 x 64 values), so the
-dots, not the state, spill. With K = 1 the host's cost of one graph replay (a few us) may bound a
-step before the kernel does: that is what train_steps(k) is for. Spreading over SMs (thread-block
-clusters, a split of the hidden units) would need a grid-wide exchange after every layer; not
-done here.
+floats (76 KB). A step is a chain of dependent products 32 to 64 wide, 1.18 MFLOP with the padding,
+so what bounds it is one SM issuing instructions (fp32 "ieee" dots run on the FMA units), plus the
+layout conversions between dots (through 36 KB of shared memory) and the register spills of the
+dots (`python -m bench.modes.fused_kernel` compiles for sm_90 without a GPU and prints them; the
+figures and why: docs/validation.md); not memory, and with K steps per launch not launches.
+Spreading over SMs would need a grid-wide exchange after every layer; not done here.
 
 Precision: fp32 dots (`input_precision="ieee"`) by default; "tf32x3" (three tf32 tensor-core
 products, close to fp32) behind `precision=`. Plain tf32 is refused: the issue measured it does
 not converge. Trainer.notes records the choice.
 
 Batch: inside the kernel, element (row, col) of global step s takes Philox counter
-s * B * IN + row * IN + col (IN = 30; int64, never reused) under key `config.seed`, draws a uint32 with
-`tl.randint`, and keeps `u % 101`: 2**32 = 101 * 42524428 + 68, so 0..67 come up with probability
-42524429 / 2**32 and 68..100 with 42524428 / 2**32, a relative bias of 2.4e-8 (far below what
-3000 steps of 960 draws can see; rejection would cost a data-dependent loop). Inputs are
-`u % 101 / 100` (IEEE division, the value torch's `ints / 100` gives), the target is the row
-sum: the distribution of sumnet.data.make_batch, not its draws.
+s * B * IN + row * IN + col (int64, never reused) under key `config.seed` and keeps `u % 101 / 100`
+(a modulo bias of 2.4e-8 relative, far below what 3000 steps can see; rejection would cost a
+data-dependent loop); the target is the row sum: make_batch's distribution, not its draws.
 
 K steps per launch: `Trainer.step()` runs ONE step (a graph replay of a K = 1 launch), so the
 harness's per-step times stay per step and every mode is timed alike. `FusedTrainer.train_steps(k)`
 runs k steps in one launch (one graph per k), for the "best K" sweep: time it and divide by k.
 
     .venv/bin/python -m pytest -q tests/test_fused.py   # interpreter tests on the CPU, CUDA tests on a GPU
-    python -c "import torch; from bench.modes.fused import build_trainer; from sumnet import NetConfig, TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
-    TRITON_INTERPRET=1 python -c "import torch; from bench.modes.fused import FusedTrainer; from sumnet import NetConfig, TrainConfig; print(FusedTrainer(torch.device('cpu'), NetConfig(), TrainConfig()).train_steps(3))"
+    python -c "import torch; from bench.modes.fused import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
+    TRITON_INTERPRET=1 python -c "import torch; from bench.modes.fused import FusedTrainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; print(FusedTrainer(torch.device('cpu'), NetConfig(), TrainConfig()).train_steps(3))"
 """
 
 from __future__ import annotations

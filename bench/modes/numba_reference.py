@@ -10,14 +10,12 @@ config's seed, its state kept in the trainer, so two trainers never share draws)
 Lemire's unbiased multiply-shift on 32 bits. Same distribution as torch's `make_batch`, other
 draws: the batch sequence differs from torch's and from numpy-reference's.
 
-Why it is fast (about 9 us a step on one thread of this 2-core EPYC (Zen 5) VM, best of 200
-blocks, against about 50 us for numpy-reference and 330 to 370 us for torch eager in the same
-process; the goal was 15 us):
+Why it is fast (the measured figures: docs/validation.md, "The floors' design"):
 - One native call per step: no ~40 NumPy calls, no Python between the parts, no temporaries.
-- The matrix products are hand-written loops: the same step with `np.dot` (OpenBLAS sgemm) for its
-  five products took 35 us, against 9 us. Each product is computed in tiles of 2 rows x 64 columns
+- The matrix products are hand-written loops (with `np.dot`, OpenBLAS sgemm, for its five products
+  the step was several times slower). Each product is computed in tiles of 2 rows x 64 columns
   held in a stack array: LLVM sees that the tile aliases none of the arrays and keeps it in vector
-  registers (8 AVX-512 registers here) across the whole reduction, so the inner loop is loads,
+  registers (8 AVX-512 registers) across the whole reduction, so the inner loop is loads,
   multiplies and adds only.
 - Widths are padded with zeros to multiples of 64 (60 -> 64), so every vector loop is full; the
   zeros stay zero through training (zero activations, zero gradients, zero Adam moments).
@@ -28,11 +26,12 @@ process; the goal was 15 us):
   which are slow to compute with; torch keeps them, the difference is below 1.2e-38.
 All arithmetic is IEEE float32 without fast-math: results match torch to rounding (summation order).
 
-The first call compiles (10 to 20 s here); cache=True keeps the machine code in bench/__pycache__,
-or in numba's user-wide cache directory where the package cannot be written, so a later process
-loads it in under a second.
+The first call compiles (seconds); cache=True keeps the machine code in bench/__pycache__, or in
+numba's user-wide cache directory where the package cannot be written, so a later process loads it.
+`_train_step`, the step, comes first below; the functions it calls follow (numba resolves them
+when it compiles, at the first call).
 
-    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python -c "import torch; from bench.modes.numba_reference import build_trainer; from sumnet import NetConfig, TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([round(t.step(), 4) for _ in range(5)])"
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python -c "import torch; from bench.modes.numba_reference import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([round(t.step(), 4) for _ in range(5)])"
 """
 
 from __future__ import annotations
@@ -120,6 +119,26 @@ if numba is not None:
 
 else:
     _stack_buffer = None
+
+
+# --- the step: one article iteration; the functions it calls follow -----------------------------
+@_jit
+def _train_step(ws, meta, state, lr, draw):
+    """One article iteration on the workspace; draws a fresh batch first when `draw`. Returns the loss."""
+    bp = meta[_BATCH_PAD]
+    x = _matrix(ws, meta[_X], bp, meta[_INPUT_PAD])
+    y = ws[meta[_Y] : meta[_Y] + bp]
+    acts = _stack3(ws, meta[_ACTS], meta, bp)
+    deltas = _stack3(ws, meta[_DELTAS], meta, bp)
+    out, dout = ws[meta[_OUT] : meta[_OUT] + bp], ws[meta[_DOUT] : meta[_DOUT] + bp]
+    if draw:
+        _draw_batch(x, y, meta[_BATCH], meta[_INPUT], state)
+    _forward(ws, meta, x, acts, out)
+    loss = _loss_and_output_grad(out, y, meta[_BATCH], meta[_RELU_OUT] != 0, dout)
+    _backward(ws, meta, x, acts, deltas, dout)
+    _adam(ws, meta, state, lr)
+    _refresh_weight_copies(ws, meta)
+    return loss
 
 
 @_jit
@@ -369,25 +388,6 @@ def _refresh_weight_copies(ws, meta):
         for j in range(w.shape[0]):  # contiguous stores, strided loads: the faster order here
             for k in range(wt.shape[0]):
                 w[j, k] = wt[k, j]
-
-
-@_jit
-def _train_step(ws, meta, state, lr, draw):
-    """One article iteration on the workspace; draws a fresh batch first when `draw`. Returns the loss."""
-    bp = meta[_BATCH_PAD]
-    x = _matrix(ws, meta[_X], bp, meta[_INPUT_PAD])
-    y = ws[meta[_Y] : meta[_Y] + bp]
-    acts = _stack3(ws, meta[_ACTS], meta, bp)
-    deltas = _stack3(ws, meta[_DELTAS], meta, bp)
-    out, dout = ws[meta[_OUT] : meta[_OUT] + bp], ws[meta[_DOUT] : meta[_DOUT] + bp]
-    if draw:
-        _draw_batch(x, y, meta[_BATCH], meta[_INPUT], state)
-    _forward(ws, meta, x, acts, out)
-    loss = _loss_and_output_grad(out, y, meta[_BATCH], meta[_RELU_OUT] != 0, dout)
-    _backward(ws, meta, x, acts, deltas, dout)
-    _adam(ws, meta, state, lr)
-    _refresh_weight_copies(ws, meta)
-    return loss
 
 
 # --- the Python side: layout, weights in and out, the Trainer ---------------------------------
