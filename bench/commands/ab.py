@@ -42,8 +42,8 @@ import numpy as np
 from bench.analysis.paired import INCONCLUSIVE, REGRESSION, Outcome, RoundValues, gated_metric, judge
 from bench.analysis.significance import RegressionCheck
 from bench.commands import run as run_command
-from bench.commands.session import EXIT_INTERRUPTED, signals_ignored
-from bench.errors import UsageError, first_line
+from bench.commands.session import signals_ignored
+from bench.errors import EXIT_INTERRUPTED, UsageError, first_line
 from bench.history import record_run
 from bench.records import ConfigKey
 from bench.render.ab_report import heading, render_ab_markdown
