@@ -118,7 +118,10 @@ def test_gate_workflow_gates_pull_requests_with_bench_ab_of_base_against_head() 
     add_arguments(parser)
     args = parser.parse_args(["BASE", *ab_lines[0].split('"$BASE_SHA"')[1].split()])
     assert "--mode" in run_arguments(args)
+    measuring = [s for s in ab["steps"] if 'nox -s ab -- "$BASE_SHA"' in s.get("run", "")]
+    assert all(s["continue-on-error"] is True for s in measuring)  # the verdict step decides
     verdict = next(s for s in ab["steps"] if s.get("name") == "Verdict")["run"]
+    assert '["exit_code"]' in verdict and "ab.json" in verdict  # nox turns every failure into exit 1
     assert '3) echo "::warning::' in verdict and "status=1" in verdict  # inconclusive warns; 1 and 2 fail
     # the stored-baseline gate stays, binding on pushes to main, reporting on pull requests
     gate = jobs["gate"]
