@@ -22,7 +22,6 @@ from bench.__main__ import main as bench_main
 from bench.analysis.paired import (
     INCONCLUSIVE,
     MIN_ROUNDS,
-    MIN_ROUNDS_COUNTS,
     PASS,
     REGRESSION,
     compare_paired,
@@ -88,6 +87,15 @@ def test_a_over_a_passes_and_a_noisy_round_makes_it_inconclusive_not_a_false_ala
     assert verdict == INCONCLUSIVE and "run more --rounds" in why
 
 
+def test_rounds_that_all_lean_one_way_by_chance_are_inconclusive_not_a_false_alarm():
+    # measured A/A under load (4 rounds, per-process medians of 2 blocks): every round favoured BASE
+    base, head = [1.245, 1.035, 0.91, 0.66], [1.535, 1.575, 1.8, 1.225]
+    verdict, why = paired_verdict(compare_paired(base, head), RegressionCheck(0.05))
+    assert verdict == INCONCLUSIVE and "fewer than 5" in why
+    five = compare_paired([*base, 1.0], [*head, 1.3])  # five rounds that all lean: p = 1/32, a regression
+    assert five.p_slower < 0.05 and paired_verdict(five, RegressionCheck(0.05))[0] == REGRESSION
+
+
 def test_too_few_rounds_are_inconclusive():
     verdict, why = paired_verdict(
         compare_paired([1.0] * (MIN_ROUNDS - 1), [1.5] * (MIN_ROUNDS - 1)), RegressionCheck()
@@ -97,12 +105,12 @@ def test_too_few_rounds_are_inconclusive():
 
 def test_instruction_counts_decide_in_two_rounds_at_a_one_percent_limit():
     counts = [2_266_555.0, 2_270_410.0]  # two processes, 0.17% apart
-    result = compare_paired(counts, counts[::-1], MIN_ROUNDS_COUNTS)
+    result = compare_paired(counts, counts[::-1], counts=True)
     assert result.tested and 0.99 < result.ci_low <= result.ci_high < 1.01
     assert paired_verdict(result, RegressionCheck(0.01))[0] == PASS
-    same = compare_paired(counts, counts, MIN_ROUNDS_COUNTS)
+    same = compare_paired(counts, counts, counts=True)
     assert same.ratio == 1 and same.ci_low == same.ci_high == 1 and same.p_slower == 1
-    more_work = compare_paired(counts, [c * 1.03 for c in counts[::-1]], MIN_ROUNDS_COUNTS)
+    more_work = compare_paired(counts, [c * 1.03 for c in counts[::-1]], counts=True)
     assert paired_verdict(more_work, RegressionCheck(0.01))[0] == REGRESSION
     assert not compare_paired(counts, counts).tested  # times need MIN_ROUNDS
 

@@ -8,10 +8,13 @@ median of the paired log-ratios, its 95% percentile bootstrap interval (rounds r
 seed), and a one-sided Wilcoxon signed-rank p-value (scipy) beside it.
 
 The rule has the gate's shape (bench.analysis.significance.RegressionCheck): a regression when the
-median paired ratio is above the limit AND the interval lies wholly above it; a pass when the
-interval lies wholly at or below it; inconclusive otherwise (the interval straddles the limit, or
+median paired ratio is above the limit AND the interval lies wholly above it AND, for times, the
+signed-rank test finds HEAD slower at ALPHA; a pass when the interval lies wholly at or below the
+limit; inconclusive otherwise (the interval straddles the limit, the rounds disagree too often, or
 fewer than MIN_ROUNDS complete rounds, MIN_ROUNDS_COUNTS for instruction counts), which asks for
-more rounds rather than guessing.
+more rounds rather than guessing. The signed-rank test is there because a percentile interval of
+the median of a few rounds is too narrow: on a loaded machine an A/A pair whose 4 rounds all
+happened to favour BASE cleared a 5% limit with its interval, while the test said p = 1/16.
 
     python -c "from bench.analysis.paired import compare_paired as c; print(c([1.0, 1.3, 1.0, 1.1], [1.1, 1.43, 1.1, 1.21]))"
 """
@@ -28,7 +31,7 @@ from scipy import stats as _scipy_stats
 from bench.analysis.significance import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, RegressionCheck
 from bench.records import ConfigKey, timing_metric_for
 
-MIN_ROUNDS = 4  # fewer complete rounds of times: no interval worth the name, the verdict is inconclusive
+MIN_ROUNDS = 5  # fewer complete rounds of times: inconclusive (5 is the least that can reach p < 0.05)
 # Instruction counts hardly move between processes (they do not depend on load): two rounds bound
 # them, and a round under valgrind is slow.
 MIN_ROUNDS_COUNTS = 2
@@ -47,10 +50,10 @@ class PairedComparison:
 
     base: tuple[float, ...]  # BASE's statistic (median of its samples) in each complete round
     head: tuple[float, ...]  # HEAD's, same rounds, same order
-    ci_low: float  # 95% bootstrap interval of the median paired ratio; nan below min_rounds
+    ci_low: float  # 95% bootstrap interval of the median paired ratio; nan below MIN_ROUNDS
     ci_high: float
-    p_slower: float  # Wilcoxon signed-rank, H1: HEAD slower; nan below min_rounds
-    min_rounds: int = MIN_ROUNDS
+    p_slower: float  # Wilcoxon signed-rank, H1: HEAD slower; nan below MIN_ROUNDS
+    counts: bool = False  # instruction counts: deterministic, judged on the interval alone
 
     @property
     def rounds(self) -> int:
@@ -86,11 +89,9 @@ def _signed_rank_p(log_ratios: np.ndarray) -> float:
     return float(_scipy_stats.wilcoxon(log_ratios, alternative="greater").pvalue)
 
 
-def compare_paired(
-    base: Sequence[float], head: Sequence[float], min_rounds: int = MIN_ROUNDS
-) -> PairedComparison:
-    """One value per arm per complete round -> the paired comparison; untested below `min_rounds`
-    rounds. Values must be positive."""
+def compare_paired(base: Sequence[float], head: Sequence[float], counts: bool = False) -> PairedComparison:
+    """One value per arm per complete round -> the paired comparison; untested below MIN_ROUNDS
+    rounds (MIN_ROUNDS_COUNTS for instruction counts). Values must be positive."""
     if len(base) != len(head) or not len(base):
         raise ValueError(
             f"paired values need the same number of rounds on each side, got {len(base)} and {len(head)}"
@@ -98,11 +99,11 @@ def compare_paired(
     b, h = np.asarray(base, dtype=float), np.asarray(head, dtype=float)
     if not (np.all(b > 0) and np.all(h > 0) and np.all(np.isfinite(b)) and np.all(np.isfinite(h))):
         raise ValueError("paired values must be positive and finite (times or counts)")
-    if len(b) < min_rounds:
-        return PairedComparison(tuple(b), tuple(h), math.nan, math.nan, math.nan, min_rounds)
+    if len(b) < (MIN_ROUNDS_COUNTS if counts else MIN_ROUNDS):
+        return PairedComparison(tuple(b), tuple(h), math.nan, math.nan, math.nan, counts)
     logs = np.log(h / b)
     low, high = _median_interval(logs)
-    return PairedComparison(tuple(b), tuple(h), low, high, _signed_rank_p(logs), min_rounds)
+    return PairedComparison(tuple(b), tuple(h), low, high, _signed_rank_p(logs), counts)
 
 
 def paired_verdict(result: PairedComparison, check: RegressionCheck) -> tuple[str, str]:
@@ -110,11 +111,11 @@ def paired_verdict(result: PairedComparison, check: RegressionCheck) -> tuple[st
     limit, share = check.limit, f"{check.max_slowdown:.0%}"
     if not result.tested:
         return INCONCLUSIVE, (
-            f"{result.rounds} complete round{'s' * (result.rounds != 1)}, fewer than {result.min_rounds}: "
+            f"{result.rounds} complete round{'s' * (result.rounds != 1)}, fewer than {MIN_ROUNDS_COUNTS if result.counts else MIN_ROUNDS}: "
             "run more --rounds"
         )
     interval = f"95% interval {result.ci_low:.3f}-{result.ci_high:.3f}"
-    if result.ratio > limit and result.ci_low > limit:
+    if result.ratio > limit and result.ci_low > limit and (result.counts or result.p_slower < ALPHA):
         return REGRESSION, (
             f"median paired ratio {result.ratio:.3f} ({result.ratio - 1:+.1%}, limit +{share}), {interval} "
             f"lies above {limit:.3f}; Wilcoxon p = {result.p_slower:.2g}"
@@ -203,7 +204,7 @@ def judge(rounds: list[dict[str, RoundValues]], instructions: bool, check: Regre
                 Line(str(key), metric, None, REGRESSION, f"ran in BASE, fails in HEAD: {broke}")
             )
         elif base:
-            comparison = compare_paired(base, head, MIN_ROUNDS_COUNTS if instructions else MIN_ROUNDS)
+            comparison = compare_paired(base, head, counts=instructions)
             outcome.lines.append(Line(str(key), metric, comparison, *paired_verdict(comparison, check)))
         else:
             seen = "; ".join(f"BASE {a}, HEAD {b}" for a, b in sorted(statuses))
