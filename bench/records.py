@@ -1,9 +1,10 @@
-"""The result model: a frozen configuration key, and one record per measured configuration.
+"""The result model: a frozen configuration key, one record per measured configuration, and the
+rules every reader shares (which sample is a record's speed, which environment fields must match).
 
 A `Record` holds what was measured (raw samples, scalar outcomes such as the held-out MAE), its
-status and the notes of the mode that ran; summary statistics are computed from its samples on
-demand, never stored beside them. Run-level facts (host, versions) live once on the run
-(`bench.measure.environment`); per-record facts (threads, peak memory) live on the record.
+status and the notes of the mode that ran, and the values the run's one derive step computed from
+it (`derived`); summary statistics are computed from its samples on demand, never stored beside
+them. Run-level facts (host, versions) live once on the run; per-record facts on the record.
 
     python -c "from bench.records import ConfigKey; print(ConfigKey('train', 'cpu', 'eager', 32, 1))"
 """
@@ -11,7 +12,7 @@ demand, never stored beside them. Run-level facts (host, versions) live once on 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from bench.analysis.stats import Summary
@@ -20,20 +21,47 @@ SCHEMA_VERSION = 2  # 2: world_size, backend and notes columns; environment once
 READABLE_VERSIONS = (1, 2)  # version 1 run folders (results/reference, results/baselines) still load
 
 TIMING_METRIC = {"train": "step_ms", "ddp": "step_ms"}  # raw-sample name of each workload's speed, ms
+SUMMARY_STATS = ("iqr", "p10", "p90", "min")  # `step_ms_iqr`, ...: computed from the raw samples
 
 
 def timing_metric_for(workload: str) -> str:
-    """step_ms for training workloads, latency_ms for every other one (inference, a benchmark's name)."""
+    """The one rule for a record's speed: step_ms for training workloads, latency_ms for every
+    other one (inference, a pytest-benchmark's name)."""
     return TIMING_METRIC.get(workload, "latency_ms")
 
 
 # Environment fields that must agree for a timing comparison to mean "the code changed" rather than
 # "the machine changed" (pyperf's _CHECKED_METADATA idea); the history's machine fingerprint.
 MUST_MATCH = ("cpu_model", "gpu_name", "torch_version", "cuda_version")
+# Fields worth showing when runs from different machines are put side by side.
+SHOWN_WHEN_DIFFERENT = MUST_MATCH + (
+    "host",
+    "cpu_cores",
+    "default_threads",
+    "driver_version",
+    "python_version",
+)
+
+
+def differing_fields(
+    envs: Sequence[Mapping[str, object]], names: Sequence[str] = SHOWN_WHEN_DIFFERENT
+) -> list[str]:
+    """The fields among `names` whose values are not the same in every env (unrecorded counts as "")."""
+    return [f for f in names if len({str(env.get(f) or "") for env in envs}) > 1]
+
+
+def parse_list(text: str) -> list[str]:
+    """A comma list as its distinct, non-empty items in order: `"a, b,,a"` -> ["a", "b"]."""
+    return list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+
+
+def is_missing(value: object) -> bool:
+    """None or a float NaN: an empty cell."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _int_or_none(value: object) -> int | None:
-    if value is None or value == "":
+    if is_missing(value) or value == "":
         return None
     number = float(value)  # type: ignore[arg-type]
     return None if math.isnan(number) else int(number)
@@ -70,9 +98,7 @@ class ConfigKey:
 
         def text(name: str, default: str = "") -> str:
             value = row.get(name)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                return default
-            return str(value)
+            return default if is_missing(value) else str(value)
 
         return cls(
             workload=text("workload"),
@@ -94,6 +120,7 @@ class Record:
         `first_call_s` (one per repeat), `loss_curve` and `mae_curve` ({step: value}).
     measured: scalar outcomes that no sample list gives back (held-out MAE, verdict, peak memory);
         their names are results columns (bench.store.run_folder.COLUMNS).
+    derived: what the run's derive step computed for it (flags, throughput, ratios), by column name.
     """
 
     key: ConfigKey
@@ -105,6 +132,7 @@ class Record:
     repeats: int | None = None  # training runs, each from a fresh model
     measured: dict[str, object] = field(default_factory=dict)
     samples: dict[str, object] = field(default_factory=dict)
+    derived: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -112,12 +140,40 @@ class Record:
 
     @property
     def timing_metric(self) -> str | None:
-        """The raw-sample name of this record's speed (step_ms or latency_ms), None if untimed."""
+        """The name of this record's speed (step_ms or latency_ms), None when it has no such time."""
         metric = timing_metric_for(self.key.workload)
-        return metric if self.samples.get(metric) else None
+        return metric if self.samples.get(metric) or not math.isnan(self.number(metric)) else None
 
     @property
     def timing(self) -> Summary | None:
         """Order statistics of the speed samples, computed from them; None without samples."""
-        metric = self.timing_metric
-        return Summary.of(self.samples[metric]) if metric else None  # type: ignore[arg-type]
+        values = self.raw(timing_metric_for(self.key.workload))
+        return Summary.of(values) if values else None
+
+    def raw(self, metric: str) -> list[float]:
+        """The raw samples of `metric` (a list of numbers), [] when there are none."""
+        values = self.samples.get(metric)
+        return [float(v) for v in values if not is_missing(v)] if isinstance(values, list) else []
+
+    def value(self, name: str) -> object:
+        """A results value by column name: derived, else a summary statistic of the raw speed
+        samples (step_ms, step_ms_p10, ...), else measured; None when the record has none."""
+        if not is_missing(self.derived.get(name)):
+            return self.derived[name]
+        metric = timing_metric_for(self.key.workload)
+        summary = self.timing if name == metric or name.startswith(metric + "_") else None
+        stat = name[len(metric) + 1 :] or "median"
+        if summary is not None and stat in ("median", *SUMMARY_STATS):
+            return getattr(summary, stat)
+        value = self.measured.get(name)
+        return None if is_missing(value) else value
+
+    def number(self, name: str) -> float:
+        """value(name) as a float; NaN when missing or not a number (a bool counts as none)."""
+        value = self.value(name)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+    @property
+    def flags(self) -> list[str]:
+        """The warnings on this record: noisy, below-floor, curve-deviates, ..."""
+        return [f for f in str(self.value("flags") or "").split(";") if f]

@@ -56,10 +56,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from bench.analysis.significance import ALPHA, RegressionCheck, bootstrap_ratio_interval  # noqa: E402
-from bench.commands.compare import config_key, raw_samples  # noqa: E402
 from bench.commands.gate import DEFAULT_METRICS, gate  # noqa: E402
 from bench.store.load import load_run  # noqa: E402
-from bench.store.run_folder import LoadedRun  # noqa: E402
+from bench.store.run_folder import Run  # noqa: E402
 
 KINDS = ("base", "same", "slow")
 TRAIN_METRIC = "step_ms"
@@ -92,8 +91,8 @@ def _run(out: Path, slowdown: float | None, timeout_s: float) -> Path:
     return (out / "latest").resolve()
 
 
-def _row(run: LoadedRun, key: str):
-    return next(row for _, row in run.frame.iterrows() if config_key(row) == key)
+def _raw(run: Run, key: str, metric: str) -> list[float]:
+    return next(r.raw(metric) for r in run.records if str(r.key) == key)
 
 
 def _score(base: Path, other: Path, check: RegressionCheck) -> list[dict]:
@@ -101,8 +100,7 @@ def _score(base: Path, other: Path, check: RegressionCheck) -> list[dict]:
     before, now = load_run(base), load_run(other)
     rows = []
     for line in gate(before, now, check, metrics=("step_ms", "latency_ms")).speed.to_dict("records"):
-        b = raw_samples(before, _row(before, line["config"]), line["metric"])
-        c = raw_samples(now, _row(now, line["config"]), line["metric"])
+        b, c = _raw(before, line["config"], line["metric"]), _raw(now, line["config"], line["metric"])
         p10_low, _ = bootstrap_ratio_interval(c, b, q=0.1)
         rows.append(
             {**line, "p10_ratio": float(np.quantile(c, 0.1) / np.quantile(b, 0.1)), "p10_ci_low": p10_low}

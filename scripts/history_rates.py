@@ -43,10 +43,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.history.changepoints import METHOD, detect  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
-from bench.history.harness import load_run  # noqa: E402
 from bench.history.ingest import median_rel_se  # noqa: E402
 from bench.history.synthetic import CPU_BOX, GPU_BOX, config, synthetic_run  # noqa: E402
 from bench.history.trend import render_text, trends  # noqa: E402
+from bench.store.load import load_run  # noqa: E402
 
 BEFORE = 45  # runs before a step
 STEP_SLACK = 2  # a change reported within this many runs of the true one counts
@@ -69,23 +69,14 @@ def pools() -> list[Pool]:
     out = []
     for path in paths:
         run = load_run(path)
-        for _, row in run.frame.iterrows():
-            samples = next((v for k, v in run.samples.items() if str(k) == _key_text(row)), {})
-            values = samples.get("step_ms") if isinstance(samples, dict) else None
-            if isinstance(values, list) and len(values) >= MIN_POOL:
-                name = f"{Path(path).parent.name}:{_key_text(row)}"
-                out.append(
-                    Pool(name, np.asarray(values, dtype=float), "noisy" in str(row.get("flags") or ""))
-                )
+        for record in run.records:
+            values = record.raw("step_ms")
+            if len(values) >= MIN_POOL:
+                name = f"{Path(path).parent.name}:{record.key}"
+                out.append(Pool(name, np.asarray(values, dtype=float), "noisy" in record.flags))
     if not out:
         raise SystemExit("no committed run has raw step_ms samples to resample")
     return out
-
-
-def _key_text(row) -> str:
-    from bench.history.harness import config_key_of
-
-    return str(config_key_of(row))
 
 
 def make_series(pool: Pool, factors: np.ndarray, rng: np.random.Generator, jitter: float):

@@ -54,11 +54,23 @@ def missing_package(err: ModuleNotFoundError) -> str | None:
     return None if top in ("", "bench", "sumnet") else top
 
 
+# pyproject.toml's extra that brings each optional package; anything else is a core dependency
+EXTRA_OF = {
+    "sqlalchemy": "history",
+    "psycopg": "history",
+    "ruptures": "history",
+    "numba": "floor",
+    "tqdm": "progress",
+}
+
+
 def install_hint(package: str) -> str:
     """The one message for a package this command needs and this Python lacks."""
+    extra = EXTRA_OF.get(package)
+    target = f"'.[{extra}]'" if extra else "."
     return (
         f"needs the Python module {package!r}, not installed in {sys.executable}: "
-        "pip install -e . (or run it through nox: nox -l lists the sessions)"
+        f"pip install -e {target} (or run it through nox: nox -l lists the sessions)"
     )
 
 

@@ -69,14 +69,14 @@ GRAPH = {name: _imports(path)[0] for name, path in MODULES.items()}
 # point that installs its signal handling before torch's import.
 OPTIONAL = {
     "bench.modes.fused": {"bench.modes", "bench.modes.fused_kernel"},  # fused_kernel imports triton
-    "bench.history.harness": {"bench.store.load"},  # torch, only when a run folder is read
     "bench.history": {"bench.history.ingest"},  # `history trend` does not load the ingest path
     "bench.history.cli": {
         "bench.history.db",
         "bench.history.ingest",
         "bench.history.trend",
-        "bench.history.gate",
+        "bench.commands.gate",
     },  # each command loads only what it runs
+    "bench.commands.gate": {"bench.history.db", "bench.history.ingest"},  # sqlalchemy: --history only
     "sumnet.__main__": {"sumnet.demo"},  # the entry point: signals first, then torch
     "bench.crosscheck": {"bench.commands.crosscheck"},  # the entry point: signals first, then torch
 }
@@ -184,3 +184,22 @@ def test_the_entry_points_and_the_history_commands_start_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+READERS = ("bench.commands.compare", "bench.commands.gate", "bench.history.ingest", "bench.history.dashboard")
+
+
+def test_readers_of_runs_get_records_not_rows():
+    """compare, gate and the history read a run as records (bench.store.load.Run.records): no reader
+    re-parses rows (ConfigKey.from_row), walks a DataFrame's rows or reads the table of a loaded run."""
+    found = []
+    for name in READERS:
+        if name not in MODULES:
+            continue
+        text = MODULES[name].read_text()
+        found += [
+            f"{name}: {pattern}"
+            for pattern in ("from_row(", ".iterrows(", ".frame", "LoadedRun")
+            if pattern in text
+        ]
+    assert found == []

@@ -19,14 +19,12 @@ from bench.__main__ import main as bench_main
 from bench.commands.compare import (
     Reference,
     comparison_table,
-    config_key,
     env_differences,
     not_compared,
     parse_reference,
-    raw_samples,
-    render_markdown,
 )
 from bench.errors import UsageError
+from bench.render.comparison import compare_markdown
 from bench.store.load import load_run
 from bench.store.pytest_json import read_pytest_benchmark
 from bench.store.run_folder import COLUMNS, RunWriter
@@ -146,7 +144,11 @@ def test_environment_differences_and_skipped_rows_are_listed(pair):
     skipped_rows = not_compared(runs)
     assert list(skipped_rows["config"]) == ["train/cuda/eager/32/2/relu"]
     assert "no CUDA GPU" in skipped_rows["reason"].iloc[0]
-    markdown = render_markdown(runs, comparison_table(runs), Reference(0, "cpu", "eager"))
+    labels = ["R1", "R2"]
+    reference = Reference(0, "cpu", "eager").label(labels)
+    markdown = compare_markdown(
+        runs, labels, reference, comparison_table(runs), diffs.reset_index(), skipped_rows
+    )
     for text in (
         "R1 cpu eager",
         "bootstrap",
@@ -274,16 +276,18 @@ def test_folder_csv_and_pytest_benchmark_json_read_into_one_schema(pair, tmp_pat
     }
     for run in runs.values():
         assert list(run.frame.columns[: len(COLUMNS)]) == list(COLUMNS)
-        keys = {config_key(row) for _, row in run.frame.iterrows() if row["status"] == "ok"}
+        keys = {str(r.key) for r in run.records if r.ok}
         assert {"train/cpu/eager/32/2/relu", "inference/cpu/eager/32/2/relu"} <= keys
+    for name in ("folder", "csv", "pytest-benchmark", "csv-only"):
+        train_record = next(r for r in runs[name].records if r.key.workload == "train")
+        assert train_record.number("step_ms") == pytest.approx(1.0)
     for name in ("folder", "csv", "pytest-benchmark"):
         run = runs[name]
-        train_row = run.frame[run.frame["workload"] == "train"].iloc[0]
-        assert train_row["step_ms"] == pytest.approx(1.0)
-        assert raw_samples(run, train_row, "step_ms") == pytest.approx(BASE_STEP)
-        infer_row = run.frame[run.frame["workload"] == "inference"].iloc[0]
-        assert raw_samples(run, infer_row, "latency_ms") == pytest.approx(BASE_LATENCY)
-    assert runs["csv-only"].samples == {}
+        train_record = next(r for r in run.records if r.key.workload == "train")
+        assert train_record.raw("step_ms") == pytest.approx(BASE_STEP)
+        infer_record = next(r for r in run.records if r.key.workload == "inference")
+        assert infer_record.raw("latency_ms") == pytest.approx(BASE_LATENCY)
+    assert all(r.samples == {} for r in runs["csv-only"].records)
     assert runs["pytest-benchmark"].env["cpu_model"] == runs["folder"].env["cpu_model"] == "Laptop CPU"
 
 
@@ -358,12 +362,11 @@ def test_a_real_pytest_benchmark_file_reads(tmp_path):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "test_tiny.py",
            f"--benchmark-json={out}"]  # fmt: skip
     subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=120)
-    run = load_run(out)
-    row = run.frame.iloc[0]
-    assert config_key(row) == "train/cpu/eager/32/1/relu"
-    samples = raw_samples(run, row, "step_ms")
-    assert len(samples) == 20 and row["step_ms"] == pytest.approx(float(np.median(samples)))
-    assert 0 < row["step_ms"] < 100
+    (record,) = load_run(out).records
+    assert str(record.key) == "train/cpu/eager/32/1/relu"
+    samples = record.raw("step_ms")
+    assert len(samples) == 20 and record.number("step_ms") == pytest.approx(float(np.median(samples)))
+    assert 0 < record.number("step_ms") < 100
 
 
 def test_pytest_benchmark_rounds_of_several_calls_are_read_per_call():
@@ -371,3 +374,45 @@ def test_pytest_benchmark_rounds_of_several_calls_are_read_per_call():
     doc["benchmarks"][0]["extra_info"]["calls_per_round"] = 100  # each round timed 100 steps
     row = read_pytest_benchmark(doc, "bench.json").frame.set_index("workload").loc["train"]
     assert row["step_ms"] == pytest.approx(2.0) and row["step_ms_min"] == pytest.approx(1.0)
+
+
+def test_a_threads_cell_that_is_text_is_refused(pair, tmp_path, capsys):
+    """Issue 20: it used to load as a blank thread count (a key that matches nothing)."""
+    csv = tmp_path / "many.csv"
+    df = pd.read_csv(pair[0] / "results.csv", dtype=object, keep_default_na=False)
+    df.loc[0, "threads"] = "many"
+    df.to_csv(csv, index=False)
+    code, _, err = _cli(["compare", str(pair[1]), str(csv), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "many.csv: line 2: threads is 'many', not a number" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("machine_info"), "without machine_info"),
+        (
+            lambda d: [b.update(name=None, fullname=None, extra_info={}) for b in d["benchmarks"]],
+            "without a name",
+        ),
+    ],
+)
+def test_a_pytest_benchmark_file_without_machine_or_name_is_refused(change, message):
+    doc = _pytest_benchmark_doc([0.001] * 3, [0.0001] * 3)
+    change(doc)
+    with pytest.raises(UsageError, match=message):
+        read_pytest_benchmark(doc, "b.json")
+
+
+def test_many_configurations_draw_the_largest_changes_only():
+    """Issue 20: compare_ratios.png of two 50-configuration runs had ~100 overlapping labels."""
+    pytest.importorskip("matplotlib")
+    from bench.render.figures import COMPARE_LINES, _compare_figure
+
+    ratios = [1.0 + 0.01 * i for i in range(100)]
+    table = pd.DataFrame(
+        {"label": [f"line {i}" for i in range(100)], "ratio": ratios, "ci_low": ratios, "ci_high": ratios}
+    )
+    fig = _compare_figure(table, "subtitle", "ratio")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [f"line {i}" for i in range(100 - COMPARE_LINES, 100)]  # the largest, in table order
+    assert f"The {COMPARE_LINES} largest of 100 ratios" in fig.texts[0].get_text()

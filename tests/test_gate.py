@@ -4,6 +4,7 @@ Runs are results folders written with RunWriter from seeded synthetic samples.
 """
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import pandas as pd
 import pytest
 
 from bench.__main__ import main as bench_main
+from bench.analysis.significance import RegressionCheck, between_repeats, judge
 from bench.commands.gate import ConvergenceCheck, env_mismatch
-from bench.store.run_folder import RunWriter
+from bench.commands.gate import gate as gate_runs
+from bench.store.run_folder import Run, RunWriter
 from tests.factories import record
 
 ENV = {
@@ -106,7 +109,9 @@ def test_the_threshold_and_metrics_are_honoured(tmp_path, capsys):
     assert code == 0 and "Metrics gated: step_ms." in out and "| inference/" not in out
 
 
-def test_a_ratio_above_the_limit_without_significance_passes(tmp_path, capsys):
+def test_a_ratio_above_the_limit_without_significance_is_inconclusive(tmp_path, capsys):
+    """Issue 19: neither a pass nor a regression: exit 3, the reason, and what to run instead."""
+
     def run(path, samples):
         path.mkdir()
         RunWriter(path, dict(ENV)).add(record({"step_ms": samples}, **TRAIN))
@@ -115,24 +120,36 @@ def test_a_ratio_above_the_limit_without_significance_passes(tmp_path, capsys):
     base = run(tmp_path / "b", [1.0, 2.0, 3.0, 4.0, 5.0])
     cur = run(tmp_path / "c", [1.2, 2.2, 3.5, 4.4, 5.6])  # median +16.7%, noise far larger
     code, out, _ = gate(capsys, base, cur)
-    assert code == 0 and "above limit, not significant" in out
+    assert code == 3 and "# Benchmark gate: INCONCLUSIVE (1 configuration)" in out and "REGRESSION" not in out
+    assert "median ratio 1.167 is beyond the limit 1.10, but its 95% interval" in out
+    assert "python -m bench ab BASE" in out and "--repeats" in out and "--metric instructions" in out
     noisy = run(tmp_path / "n", [1.0, 2.0, 3.0, 4.0, 5.0])
     RunWriter(noisy, dict(ENV)).add(record({"step_ms": [1.0, 2.0, 3.0, 4.0, 5.0]}, **TRAIN, flags="noisy"))
-    assert "no significant difference (noisy: baseline, current)" in gate(capsys, base, noisy)[1]
+    code, out, _ = gate(capsys, base, noisy)
+    assert (
+        code == 3
+        and "INCONCLUSIVE (noisy: baseline, current)" in out
+        and "both runs are flagged noisy" in out
+    )
 
 
 def test_mae_tolerance_is_the_stated_one():
     check = ConvergenceCheck()
+
+    def fails(now, before):
+        return check.fails(
+            record(**TRAIN, converged=now[0], mae=now[1]), record(**TRAIN, converged=before[0], mae=before[1])
+        )
+
     assert check.mae_limit(0.003) == pytest.approx(0.008)  # baseline + 0.005 allows more than 2 x
     assert check.mae_limit(0.01) == pytest.approx(0.02)  # 2 x allows more than + 0.005
-    assert check.fails({"converged": True, "mae": 0.0079}, {"converged": True, "mae": 0.003}) is None
-    message = check.fails({"converged": True, "mae": 0.0081}, {"converged": True, "mae": 0.003})
+    assert fails((True, 0.0079), (True, 0.003)) is None
+    message = fails((True, 0.0081), (True, 0.003))
     assert message is not None and "0.0081 > limit 0.0080" in message
     # not converging in both runs is not a regression; learning again is not either
-    assert check.fails({"converged": False, "mae": 15.1}, {"converged": False, "mae": 15.0}) is None
-    assert check.fails({"converged": True, "mae": 0.004}, {"converged": False, "mae": 15.0}) is None
-    # CSV cells come back as text
-    assert "not now" in check.fails({"converged": "False", "mae": 0.004}, {"converged": "True", "mae": 0.004})
+    assert fails((False, 15.1), (False, 15.0)) is None
+    assert fails((True, 0.004), (False, 15.0)) is None
+    assert "not now" in fails((False, 0.004), (True, 0.004))
 
 
 def test_lost_convergence_fails(tmp_path, capsys):
@@ -307,3 +324,125 @@ def test_unreadable_or_negative_times_are_bad_input(tmp_path, capsys, value, mes
         bench_main(["gate", "--baseline", str(base), "--current", str(cur)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and message in err[0]
+
+
+# --- issue 19: inconclusive is a verdict; between-run evidence; instructions; a loaded machine ------
+
+
+def _blocks(rng, level, repeats, per_repeat=29, noise=0.25, levels=None):
+    """Raw step blocks of `repeats` repeats in order, each around `level` (or its own `levels[i]`)."""
+    levels = levels or [level] * repeats
+    return [float(v) for lv in levels for v in lv * rng.lognormal(0, noise, per_repeat)]
+
+
+def _run(*records, env=ENV):
+    return Run("hand-built", dict(env), {}, list(records))
+
+
+def test_an_a_a_pair_with_both_runs_noisy_is_never_a_regression_without_between_run_evidence():
+    rng = np.random.default_rng(7)
+    base = record({"step_ms": _blocks(rng, 0.5, 1)}, **TRAIN, flags="noisy")
+    # a burst longer than the run: the whole current run 30% slower, so the samples alone say "regression"
+    cur = record({"step_ms": _blocks(rng, 0.65, 1)}, **TRAIN, flags="noisy")
+    within = judge(base, cur, "step_ms", RegressionCheck())
+    assert within.result.ci_low > 1.1  # the bootstrap inside the runs would have raised the alarm
+    result = gate_runs(_run(base), _run(cur))
+    assert result.exit_code == 3 and result.failures == []
+    (line,) = result.speed.to_dict("records")
+    assert line["verdict"] == "INCONCLUSIVE (noisy: baseline, current)"
+    assert "both runs are flagged noisy" in result.inconclusive[0]
+
+
+def test_between_run_evidence_decides_noisy_runs_with_repeats():
+    rng = np.random.default_rng(8)
+    base = record({"step_ms": _blocks(rng, 0.5, 3)}, **TRAIN, repeats=3, flags="noisy")
+    slow = record({"step_ms": _blocks(rng, 0.65, 3, noise=0.15)}, **TRAIN, repeats=3, flags="noisy")
+    result = gate_runs(_run(base), _run(slow))  # every repeat 30% slower: it holds between runs
+    assert result.exit_code == 1 and "REGRESSION (noisy: baseline, current)" in result.speed["verdict"][0]
+    # a burst that hit two of the three current repeats: slower within the run, not between runs
+    burst = record({"step_ms": _blocks(rng, 0, 3, noise=0.15, levels=[0.7, 0.7, 0.5])}, **TRAIN, repeats=3)
+    assert judge(base, burst, "step_ms", RegressionCheck()).result.ci_low > 1.1
+    result = gate_runs(_run(base), _run(burst))
+    assert result.exit_code == 3 and "not between them" in result.inconclusive[0]
+    assert between_repeats(burst, base, "step_ms")[0] < 1.1
+
+
+def test_a_loaded_machine_is_named_and_a_loaded_noisy_row_is_not_a_regression():
+    rng = np.random.default_rng(9)
+    base = record({"step_ms": _blocks(rng, 0.5, 1, noise=0.03)}, **TRAIN)
+    loaded = dict(load_avg_before=6.5, load_avg_after=8.0, cpu_steal_frac=0.31)
+    cur = record({"step_ms": _blocks(rng, 0.7, 1)}, **TRAIN, flags="noisy", **loaded)
+    result = gate_runs(_run(base), _run(cur, env=dict(ENV, cpu_cores=2)))
+    assert result.exit_code == 3
+    assert "loaded: current load 8.0 on 2 cores, steal 31%" in result.speed["verdict"][0]
+    assert "noisy on a loaded machine" in result.inconclusive[0]
+    quiet = record({"step_ms": _blocks(rng, 0.7, 1, noise=0.03)}, **TRAIN, **loaded)  # loaded, not noisy
+    assert gate_runs(_run(base), _run(quiet, env=dict(ENV, cpu_cores=2))).exit_code == 1
+
+
+def _counts(per_step, spread=0.001, n=3):
+    return [per_step * (1 + spread * (i - 1)) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("factor", "code", "verdict"), [(1.005, 0, "within limit"), (1.03, 1, "REGRESSION"), (0.97, 0, "fewer")]
+)
+def test_instructions_use_a_1_percent_limit_on_the_median_count(factor, code, verdict):
+    infer = dict(TRAIN, workload="inference", batch_size=1)
+    base = [
+        record({"instructions_per_step": _counts(2.27e6)}, **TRAIN),
+        record({"instructions_per_call": _counts(5.0e5)}, **infer),
+    ]
+    cur = [
+        record({"instructions_per_step": _counts(2.27e6 * factor)}, **TRAIN),
+        record({"instructions_per_call": _counts(5.0e5)}, **infer),
+    ]
+    result = gate_runs(_run(*base), _run(*cur), metrics=["instructions"])
+    assert result.exit_code == code and result.speed["verdict"][0].startswith(verdict)
+    assert result.speed["ratio"][0] == pytest.approx(factor) and math.isnan(result.speed["ci_low"][0])
+    if code:
+        assert "instructions +3.00% (limit +1%)" in result.failures[0]
+
+
+def test_instruction_counts_that_spread_are_refused(tmp_path, capsys):
+    base, cur = tmp_path / "b", tmp_path / "c"
+    for path, spread in ((base, 0.001), (cur, 0.01)):
+        path.mkdir()
+        RunWriter(path, dict(ENV)).add(record({"instructions_per_step": _counts(2.27e6, spread)}, **TRAIN))
+    code, _, err = gate(capsys, base, cur, "--metric", "instructions")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "the current run's counts spread 2.00% between processes, over 0.5%" in err
+
+
+def test_the_exit_codes_are_documented_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        bench_main(["gate", "-h"])
+    assert "0 pass, 1 regression, 2 bad input, 3 inconclusive" in capsys.readouterr().out
+
+
+# --- issue 20: unreadable cells are bad input, never a pass -------------------------------------
+
+
+def test_unreadable_convergence_is_bad_input_not_a_pass(tmp_path, capsys):
+    base = make_run(tmp_path / "b", seed=1)
+
+    def edit(df):
+        df["converged"] = "maybe"
+
+    cur = _edit_csv(make_run(tmp_path / "c", seed=2), edit)
+    code, out, err = gate(capsys, base, cur)
+    assert code == 2 and "PASS" not in out and len(err.strip().splitlines()) == 1
+    assert "line 2: converged is 'maybe', not True or False" in err
+
+
+def test_a_threads_cell_that_is_text_is_bad_input(tmp_path, capsys):
+    base = make_run(tmp_path / "b", seed=1)
+
+    def edit(df):
+        df.loc[df["workload"] == "inference", "threads"] = "many"
+
+    cur = _edit_csv(make_run(tmp_path / "c", seed=2), edit)
+    code, _, err = gate(capsys, base, cur)
+    assert (
+        code == 2 and len(err.strip().splitlines()) == 1 and "line 3: threads is 'many', not a number" in err
+    )

@@ -287,6 +287,52 @@ def test_a_run_that_cannot_be_read_is_a_usage_error(tmp_path):
         entry_of(tmp_path / "nope")
 
 
+def _no_machine(tmp_path: Path) -> Path:
+    path = _pytest_benchmark_json(tmp_path)
+    doc = json.loads(path.read_text())
+    del doc["machine_info"]
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _no_name(tmp_path: Path) -> Path:
+    path = _pytest_benchmark_json(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["benchmarks"][0].update(name=None, fullname=None, extra_info={})
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _text_threads(tmp_path: Path) -> Path:
+    lines = (BASELINE / "results.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("threads")] = "many"
+    path = tmp_path / "run" / "results.csv"
+    path.parent.mkdir()
+    path.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (_no_machine, "a pytest-benchmark file without machine_info"),
+        (_no_name, "a benchmark without a name"),
+        (_text_threads, "line 2: threads is 'many', not a number"),
+    ],
+)
+def test_ingest_refuses_a_run_it_could_not_key_in_one_line(tmp_path, capsys, build, message):
+    """Issue 20: these were stored as `?/////relu` on a blank machine, or with threads blank."""
+    from bench.__main__ import main as bench_main
+
+    path = build(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        bench_main(["history", "ingest", str(path), "--db", str(tmp_path / "h.db")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and message in err
+
+
 @contextlib.contextmanager
 def _read_only(path: Path):
     """`path` (a file or a folder) read-only to this process: chmod, or for root (whom modes do not

@@ -17,9 +17,10 @@ require("sqlalchemy", "the results history's database")
 require("ruptures", "the history's change-point detection")
 
 from bench.__main__ import main as bench_main  # noqa: E402
+from bench.commands.gate import check_against_history, gate_on_history  # noqa: E402
 from bench.errors import UsageError  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
-from bench.history.gate import check_against_history, gate_on_history  # noqa: E402
+from bench.history.ingest import entry_of  # noqa: E402
 from bench.history.synthetic import CPU_BOX, GPU_BOX, config, fill_demo, synthetic_run  # noqa: E402
 from bench.history.trend import render_text, select_configs, trends  # noqa: E402
 
@@ -38,9 +39,9 @@ def demo_db(tmp_path_factory) -> str:
 
 def test_trends_find_the_injected_changes_and_nothing_else(demo_db):
     with open_history(demo_db, create=False) as history:
-        series = {(s.machine.fingerprint, s.config.key): s for s in trends(history)}
+        series = {(s.machine.fingerprint, str(s.config)): s for s in trends(history)}
     assert len(series) == 4
-    eager = series[(CPU_BOX.fingerprint, EAGER.key)]
+    eager = series[(CPU_BOX.fingerprint, str(EAGER))]
     (step,) = eager.changes
     assert step.kind == "step" and step.first == 30 and step.ratio == pytest.approx(1.2, abs=0.02)
     assert step.ci_low < 1.2 < step.ci_high
@@ -114,10 +115,10 @@ def test_gate_on_history_reads_a_run_folder(tmp_path):
     slower = tmp_path / "slower" / "run.json"
     slower.parent.mkdir()
     slower.write_text(json.dumps(doc))
-    (failure,) = gate_on_history(db, slower)
+    (failure,) = gate_on_history(db, entry_of(slower))
     assert failure.startswith("train/cpu/eager/32/2/relu step_ms: median +50")
     with pytest.raises(UsageError, match="no comparable history"):
-        gate_on_history(db, BASELINE)  # the stored run itself is excluded: nothing earlier to compare
+        gate_on_history(db, entry_of(BASELINE))  # the stored run itself is excluded: nothing earlier
 
 
 def _exit_code(argv: list[str]) -> int:
@@ -173,3 +174,22 @@ def test_commands_plug_into_the_bench_command_convention(demo_db, tmp_path, caps
     with pytest.raises(SystemExit) as exit_:
         parser.parse_args([])  # --out is required: one line, exit 2
     assert exit_.value.code == 2
+
+
+def test_bench_gate_history_and_history_gate_are_one_gate(tmp_path, capsys):
+    """`python -m bench history gate` is `bench gate --history`: same checks, output, exit code."""
+    db = str(tmp_path / "h.db")
+    assert _exit_code(["history", "ingest", str(BASELINE), "--db", db]) == 0
+    doc = json.loads((BASELINE / "run.json").read_text())
+    doc["env"]["timestamp_utc"] = "2026-12-01T00:00:00Z"
+    doc["rows"][0]["samples"]["step_ms"] = [v * 1.5 for v in doc["rows"][0]["samples"]["step_ms"]]
+    slower = tmp_path / "slower" / "run.json"
+    slower.parent.mkdir()
+    slower.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert _exit_code(["history", "gate", "--current", str(slower), "--db", db, "--max-slowdown", "10%"]) == 1
+    alias = capsys.readouterr().out
+    assert bench_main(["gate", "--history", db, "--current", str(slower)]) == 1
+    assert capsys.readouterr().out == alias
+    assert alias.startswith("History gate: FAIL (1 regression);") and "step_ms: ratio 1.5" in alias
+    assert _exit_code(["history", "gate", "--current", str(slower), "--db", db, "--max-slowdown", "60%"]) == 0

@@ -240,3 +240,17 @@ def test_p10_sees_through_contention_that_hides_a_slowdown_from_the_median():
     assert p10_alarms <= 1 and p10_caught >= 19
     # the median moves with the share of contended blocks: its interval is too wide to see 25%
     assert median_alarms <= 1 and median_caught <= 15
+
+
+def test_the_bootstrap_reads_runs_two_stage():
+    """One bootstrap and one U test for the gate and the history's change points (issue 18 item 5)."""
+    from bench.analysis.significance import bootstrap_ratio_interval, mann_whitney_p
+
+    rng = np.random.default_rng(0)
+    before = [list(rng.lognormal(0, 0.1, 29)) for _ in range(5)]
+    after = [list(1.2 * rng.lognormal(0, 0.1, 29)) for _ in range(4)]
+    low, high = bootstrap_ratio_interval(after, before)
+    assert low < 1.2 < high and high - low < 0.2
+    flat = bootstrap_ratio_interval([v for r in after for v in r], [v for r in before for v in r])
+    assert flat[1] - flat[0] < high - low  # pooled samples ignore the spread between runs
+    assert mann_whitney_p([7, 8, 9, 10, 11, 12], [1, 2, 3, 4, 5, 6]) == pytest.approx(2 / 924)  # exact

@@ -10,13 +10,16 @@ The bootstrap uses a fixed seed, so the same samples always give the same interv
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _scipy_stats
+
+from bench.errors import UsageError
+from bench.records import Record
 
 ALPHA = 0.05  # significance level of every test and interval here (95% intervals)
 BOOTSTRAP_RESAMPLES = 2000  # enough for stable 2.5%/97.5% percentiles; a few ms with numpy
@@ -46,9 +49,21 @@ def _quantile_resamples(
     return out
 
 
+def _resampled(group: Sequence, rng: np.random.Generator, resamples: int, q: float) -> np.ndarray:
+    """Bootstrap q-quantiles of a sample; of a list of runs (each a list of raw samples), two-stage:
+    each run's quantile from a resample of its samples, then the median of runs drawn with replacement."""
+    if len(group) and isinstance(group[0], (list, tuple, np.ndarray)):
+        per_run = np.stack(
+            [_quantile_resamples(np.asarray(run, dtype=float), rng, resamples, q) for run in group]
+        )
+        picks = rng.integers(0, len(group), (resamples, len(group)))
+        return np.median(per_run[picks, np.arange(resamples)[:, None]], axis=1)
+    return _quantile_resamples(np.asarray(group, dtype=float), rng, resamples, q)
+
+
 def bootstrap_ratio_interval(
-    current: Sequence[float],
-    baseline: Sequence[float],
+    current: Sequence,
+    baseline: Sequence,
     confidence: float = 1 - ALPHA,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
@@ -56,13 +71,18 @@ def bootstrap_ratio_interval(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of median(current) / median(baseline) (or of another q-quantile).
 
-    The two sets are resampled independently (unpaired). Samples must be positive (times).
+    Each side is a sample of positive times, or a list of runs (lists of raw samples: the interval of
+    the ratio of the medians of run medians, two-stage, for the history's change points). The sides
+    are resampled independently (unpaired), current first, with one seeded generator.
     """
-    cur, base = np.asarray(current, dtype=float), np.asarray(baseline, dtype=float)
-    if len(cur) == 0 or len(base) == 0:
+    if (
+        not len(current)
+        or not len(baseline)
+        or any(len(r) == 0 for r in (*current, *baseline) if isinstance(r, (list, tuple, np.ndarray)))
+    ):
         raise ValueError("bootstrap of an empty sample")
     rng = np.random.default_rng(seed)
-    ratios = _quantile_resamples(cur, rng, resamples, q) / _quantile_resamples(base, rng, resamples, q)
+    ratios = _resampled(current, rng, resamples, q) / _resampled(baseline, rng, resamples, q)
     tail = (1 - confidence) / 2
     low, high = np.quantile(ratios, [tail, 1 - tail])
     return float(low), float(high)
@@ -72,8 +92,9 @@ def mann_whitney_p(
     current: Sequence[float], baseline: Sequence[float], alternative: str = "two-sided"
 ) -> float:
     """Mann-Whitney U p-value; alternative "greater" tests current > baseline (slower)."""
-    result = _scipy_stats.mannwhitneyu(current, baseline, alternative=alternative)
-    return float(result.pvalue)
+    from scipy.stats import mannwhitneyu  # scipy.stats costs a second: `history trend` never needs it
+
+    return float(mannwhitneyu(current, baseline, alternative=alternative).pvalue)
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,19 @@ def compare_values(current: float, baseline: float, q: float = 0.5) -> SampleCom
     return SampleComparison(0, 0, float(current), float(baseline), *([math.nan] * 4), q=q)
 
 
+def compare_records(current: Record, baseline: Record, metric: str, q: float = 0.5) -> SampleComparison:
+    """The one comparison of two records on one metric (compare, gate and the history's gate): the
+    q-quantile of the raw samples when both records have them, else the records' summary values
+    (the pNN value for a quantile, the median when that is absent too), untested."""
+    now, before = current.raw(metric), baseline.raw(metric)
+    if now and before:
+        return compare_samples(now, before, q)
+    name = metric if q == 0.5 else f"{metric}_p{round(q * 100)}"
+    if math.isnan(current.number(name)) or math.isnan(baseline.number(name)):
+        name = metric  # no such summary value: the median stands in
+    return compare_values(current.number(name), baseline.number(name))
+
+
 _SPEC = re.compile(r"^(?:(?P<statistic>median|p[1-9][0-9]?):)?(?P<percent>\d+(?:\.\d+)?)%$")
 
 
@@ -207,3 +241,159 @@ class RegressionCheck:
     def fails(self, current: Sequence[float], baseline: Sequence[float]) -> str | None:
         """Raw samples of one metric in the current and baseline runs -> failure message or None."""
         return self.failure(compare_samples(current, baseline, self.q))
+
+
+def slowdown_argument(text: str) -> RegressionCheck:
+    """--max-slowdown's argparse type, for `bench gate` and `bench history gate` alike."""
+    try:
+        return RegressionCheck.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# --- the verdict of one configuration and metric (gate, the history's gate) ------------------
+
+INSTRUCTIONS = "instructions"  # --metric name: CPU instructions per step / call, counted per process
+INSTRUCTIONS_LIMIT = 0.01  # a deterministic count: 1% more work is a regression
+MAX_COUNT_SPREAD = 0.005  # counts of one run's processes further apart than this are not deterministic
+LOADED_PER_CORE = 1.0  # a load average above this many runnable tasks per core: a loaded machine
+LOADED_STEAL = 0.05  # or more than 5% of CPU time stolen by the hypervisor
+INCONCLUSIVE = "INCONCLUSIVE"
+ADVICE = (
+    "`python -m bench ab BASE` (both commits interleaved in one job, paired), more `--repeats` "
+    "(the variance between repeats then decides), or `--metric instructions` (a count that load does not change)"
+)
+
+
+def metric_samples(metric: str, workload: str) -> str:
+    """The sample name a gated metric reads: `instructions` is instructions_per_step for training,
+    instructions_per_call for inference; a time is its own name."""
+    if metric != INSTRUCTIONS:
+        return metric
+    return "instructions_per_step" if workload in ("train", "ddp") else "instructions_per_call"
+
+
+def default_check(metric: str) -> RegressionCheck:
+    """The limit of a metric when --max-slowdown is not given: 1% for instructions, 10% for times."""
+    return RegressionCheck(INSTRUCTIONS_LIMIT) if metric == INSTRUCTIONS else RegressionCheck()
+
+
+def repeat_quantiles(record: Record, metric: str, q: float = 0.5) -> list[float]:
+    """The q-quantile of each repeat's samples (the raw samples are the repeats' blocks in order, each
+    repeat a fresh model); [] for fewer than two repeats or samples that do not split evenly."""
+    values, repeats = record.raw(metric), record.repeats or 0
+    if repeats < 2 or not values or len(values) % repeats:
+        return []
+    size = len(values) // repeats
+    return [float(np.quantile(values[i * size : (i + 1) * size], q)) for i in range(repeats)]
+
+
+def between_repeats(
+    current: Record, baseline: Record, metric: str, q: float = 0.5
+) -> tuple[float, float] | None:
+    """(lowest, highest) ratio of a current repeat's statistic to a baseline repeat's: the slowdown
+    that holds against the variance between repeats; None without two repeats on each side."""
+    now, before = repeat_quantiles(current, metric, q), repeat_quantiles(baseline, metric, q)
+    if not now or not before:
+        return None
+    return min(now) / max(before), max(now) / min(before)
+
+
+def load_note(record: Record, cores: int | None) -> str:
+    """`load 6.2 on 2 cores, steal 31%` when the record was measured on a loaded machine, else ""."""
+    loads = [record.number("load_avg_before"), record.number("load_avg_after")]
+    load = max((v for v in loads if not math.isnan(v)), default=math.nan)
+    steal, parts = record.number("cpu_steal_frac"), []
+    if cores and load > LOADED_PER_CORE * cores:
+        parts.append(f"load {load:.1f} on {cores} cores")
+    if steal > LOADED_STEAL:
+        parts.append(f"steal {steal:.0%}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One configuration and metric judged: REGRESSION (failure set), INCONCLUSIVE (why set) or a pass."""
+
+    result: SampleComparison
+    text: str  # the report's verdict cell, notes (noisy, loaded) included
+    failure: str | None = None  # why it is a regression
+    why: str | None = None  # why the runs cannot decide
+
+
+def judge(
+    baseline: Record, current: Record, metric: str, check: RegressionCheck, cores: int | None = None
+) -> Verdict:
+    """The gate's rule for one configuration and metric. A time regresses when the check fails on the
+    samples (within-run evidence) and, where both runs have two or more repeats, every current repeat
+    is beyond the limit of every baseline repeat too (between-run evidence); without repeats, rows
+    flagged noisy in both runs (or noisy on a loaded machine) cannot regress: they are inconclusive,
+    as is a ratio beyond the limit whose interval reaches below it. `instructions` compares median counts (judge_counts)."""
+    if metric == INSTRUCTIONS:
+        return judge_counts(baseline, current, check)
+    result = compare_records(current, baseline, metric, check.q)
+    failure = check.failure(result)
+    noisy = [arm for arm, r in (("baseline", baseline), ("current", current)) if "noisy" in r.flags]
+    loaded = [
+        f"{arm} {note}"
+        for arm, r in (("baseline", baseline), ("current", current))
+        if (note := load_note(r, cores))
+    ]
+    between = between_repeats(current, baseline, metric, check.q)
+    shaky = len(noisy) == 2 or bool(loaded and noisy)
+    shaky_why = ("both runs are flagged noisy" if len(noisy) == 2 else "noisy on a loaded machine") + (
+        " and one repeat each gives no variance between runs to hold a slowdown against"
+    )
+    why = None
+    if failure and between is not None and between[0] <= check.limit:
+        why = (
+            f"slower within the runs, not between them: the repeats' {check.statistic} ratios span "
+            f"{between[0]:.3f}-{between[1]:.3f}, down to the limit {check.limit:.2f}"
+        )
+    elif failure and between is None and shaky:
+        why = shaky_why
+    elif not failure and not (between is not None and between[1] <= check.limit):
+        if result.ratio > check.limit:  # beyond the limit, but the interval reaches below it
+            why = (
+                f"{check.statistic} ratio {result.ratio:.3f} is beyond the limit {check.limit:.2f}, but its 95% "
+                f"interval {result.ci_low:.3f}-{result.ci_high:.3f} reaches below it"
+            )
+        elif shaky:
+            why = shaky_why
+    if why:
+        failure = None
+    if failure:
+        text = "REGRESSION"
+    elif why:
+        text = INCONCLUSIVE
+    elif not result.tested:
+        text = "within limit (not tested)"
+    elif result.verdict == SLOWER:
+        text = f"slower, within {check.max_slowdown:.0%}"
+    else:
+        text = result.verdict
+    notes = ([f"noisy: {', '.join(noisy)}"] if noisy else []) + (
+        [f"loaded: {'; '.join(loaded)}"] if loaded else []
+    )
+    return Verdict(result, text + (f" ({'; '.join(notes)})" if notes else ""), failure, why)
+
+
+def judge_counts(baseline: Record, current: Record, check: RegressionCheck) -> Verdict:
+    """Instruction counts: the ratio of the medians of the per-process counts against the limit, no
+    interval (the count does not depend on load); UsageError when one run's counts spread beyond
+    MAX_COUNT_SPREAD, since the count then is not deterministic."""
+    name = metric_samples(INSTRUCTIONS, current.key.workload)
+    counts = {"baseline": baseline.raw(name), "current": current.raw(name)}
+    for arm, values in counts.items():
+        spread = (max(values) - min(values)) / float(np.median(values))
+        if spread > MAX_COUNT_SPREAD:
+            raise UsageError(
+                f"{current.key} {name}: the {arm} run's counts spread {spread:.2%} between processes, over "
+                f"{MAX_COUNT_SPREAD:.1%}: not a deterministic count, so the gate refuses it"
+            )
+    now, before = float(np.median(counts["current"])), float(np.median(counts["baseline"]))
+    result = SampleComparison(len(counts["current"]), len(counts["baseline"]), now, before, *([math.nan] * 4))
+    if result.ratio > check.limit:
+        failure = f"instructions {result.ratio - 1:+.2%} (limit +{check.max_slowdown:.0%}), ratio of the median counts"
+        return Verdict(result, "REGRESSION", failure)
+    return Verdict(result, "within limit" if result.ratio >= 1 else "fewer instructions")

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
 
 NOISY_IQR_RATIO = 0.10  # IQR / median above this flags a measurement as noisy (as torch's Measurement)
 
@@ -75,6 +74,8 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     """Wilson score interval for a binomial proportion (scipy's binomtest), exact 0 and 1 at the ends."""
     if trials <= 0 or not 0 <= successes <= trials:
         raise ValueError(f"need 0 <= successes <= trials and trials > 0, got {successes}/{trials}")
+    from scipy.stats import binomtest  # scipy.stats costs a second of start-up: only when needed
+
     ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
     low = 0.0 if successes == 0 else max(0.0, float(ci.low))
     high = 1.0 if successes == trials else min(1.0, float(ci.high))

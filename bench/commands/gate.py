@@ -1,14 +1,23 @@
 """`python -m bench gate`: fail CI on a real slowdown or lost convergence, not on noise.
 
-A configuration present in both runs fails when its median time is more than --max-slowdown slower
-and the 95% bootstrap interval of the median ratio lies wholly above that limit too (a significant
-slowdown beyond the threshold, not only a ratio); when it converged in the baseline and no longer
-does; when its held-out MAE grew beyond max(2 x baseline, baseline + 0.005); or when it ran in the
-baseline and now fails. Every regression is listed, then the exit code is 1 (0 when all pass).
-Bad input exits 2: a missing or unreadable run, another schema version, no configuration in common,
-or machines that differ on CPU model, GPU, torch or CUDA version (unless --allow-env-mismatch).
+A configuration present in both runs regresses when its median time is more than --max-slowdown
+slower and the 95% bootstrap interval of the median ratio lies wholly above that limit too; where
+both runs have two or more repeats (each a fresh model), every current repeat must be beyond the
+limit of every baseline repeat as well, so a slowdown holds against the variance between runs, not
+only within one. It also regresses when it converged in the baseline and no longer does, when its
+held-out MAE grew beyond max(2 x baseline, baseline + 0.005), or when it ran in the baseline and
+fails now. A configuration is INCONCLUSIVE when the runs cannot decide: both flagged noisy (or
+noisy on a loaded machine) with one repeat each, or a ratio beyond the limit whose interval
+reaches below it. `--metric instructions` gates CPU instruction counts per step or call
+(deterministic: the ratio of the median counts, default limit 1%). `--history [DB]` gates against
+the recent comparable runs of the history instead (`python -m bench history gate` is the same gate).
+
+Exit codes: 0 pass, 1 regression, 2 bad input (a missing or unreadable run, another schema version,
+no configuration in common, machines that differ on CPU model, GPU, torch or CUDA version unless
+--allow-env-mismatch), 3 inconclusive (and no regression): the report says why and what to run instead.
 
     python -m bench gate --baseline results/baselines/linux-2core --current results/latest --out gate.md
+    python -m bench gate --history --current results/latest
     nox -s gate -- --baseline RUN --current RUN --max-slowdown 10%
 """
 
@@ -22,31 +31,32 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.frames import as_bool, number
 from bench.analysis.significance import (
-    METHOD,
-    SLOWER,
+    ADVICE,
+    INSTRUCTIONS,
     RegressionCheck,
-    SampleComparison,
-    compare_samples,
-    compare_values,
+    Verdict,
+    default_check,
+    judge,
+    metric_samples,
+    slowdown_argument,
 )
 from bench.errors import UsageError
 from bench.history import DEFAULT_WINDOW
-from bench.history.cli import gate_history
-from bench.measure.environment import MUST_MATCH
-from bench.records import ConfigKey
-from bench.render.report import fmt, markdown_table
+from bench.records import MUST_MATCH, ConfigKey, Record, differing_fields, parse_list
+from bench.render.comparison import gate_markdown, verdict_head
 from bench.store.load import load_run
-from bench.store.run_folder import LoadedRun
+from bench.store.run_folder import Run
 from sumnet.cli_args import positive_int
 
-METRICS = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # times: lower is better
-# The training step only, by default: inference rows are 7 blocks of 10 ms, and on a 2-core machine
-# with another busy process their latency swings 3-300x between runs (measured; docs/ci-gate.md).
+TIMES = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # lower is better
+METRICS = (*TIMES, INSTRUCTIONS)
+# The training step only, by default: inference rows are 7 blocks of 10 ms whose latency swings
+# several-fold between runs on a busy machine (docs/ci-gate.md).
 DEFAULT_METRICS = ("step_ms",)
 MAE_FACTOR = 2.0  # held-out MAE may at most double ...
 MAE_SLACK = 0.005  # ... or grow by half the exact-sum tolerance, whichever allows more (sum units)
+EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
 
 
 @dataclass(frozen=True)
@@ -65,14 +75,13 @@ class ConvergenceCheck:
             f"above max({self.mae_factor:g} x baseline, baseline + {self.mae_slack:g})"
         )
 
-    def fails(self, current: pd.Series | dict, baseline: pd.Series | dict) -> str | None:
-        """Rows of one configuration -> why it regressed in convergence, or None."""
+    def fails(self, current: Record, baseline: Record) -> str | None:
+        """Records of one configuration -> why it regressed in convergence, or None."""
         reasons = []
-        was, now = as_bool(baseline.get("converged")), as_bool(current.get("converged"))
-        if was is True and now is False:
-            why = str(current.get("verdict") or "").strip()
+        if baseline.value("converged") is True and current.value("converged") is False:
+            why = str(current.value("verdict") or "").strip()
             reasons.append("converged in the baseline, not now" + (f" ({why})" if why else ""))
-        mae_before, mae_now = number(baseline.get("mae")), number(current.get("mae"))
+        mae_before, mae_now = baseline.number("mae"), current.number("mae")
         if not (math.isnan(mae_before) or math.isnan(mae_now)) and mae_now > self.mae_limit(mae_before):
             reasons.append(
                 f"held-out MAE {mae_now:.4f} > limit {self.mae_limit(mae_before):.4f} (baseline {mae_before:.4f})"
@@ -86,100 +95,95 @@ class GateResult:
     convergence: pd.DataFrame  # one line per configuration with a convergence verdict in both runs
     not_compared: pd.DataFrame  # configuration, baseline status, current status, note
     failures: list[str] = field(default_factory=list)
+    inconclusive: list[str] = field(default_factory=list)  # `config metric: why`
     env_note: str = ""
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.inconclusive
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REGRESSION if self.failures else EXIT_INCONCLUSIVE if self.inconclusive else EXIT_PASS
 
 
 def env_mismatch(
     baseline: dict, current: dict, fields: Sequence[str] = MUST_MATCH
 ) -> tuple[list[str], list[str]]:
     """(`field: baseline vs current` for each field recorded in both that differs, fields not recorded in both)."""
-    differ, unknown = [], []
-    for name in fields:
-        if name not in baseline or name not in current:
-            unknown.append(name)
-        elif str(baseline[name] or "") != str(current[name] or ""):
-            differ.append(f"{name}: {baseline[name] or '(none)'!s} vs {current[name] or '(none)'!s}")
+    unknown = [name for name in fields if name not in baseline or name not in current]
+    differ = [
+        f"{name}: {baseline[name] or '(none)'!s} vs {current[name] or '(none)'!s}"
+        for name in differing_fields([baseline, current], fields)
+        if name not in unknown
+    ]
     return differ, unknown
 
 
-def _by_key(run: LoadedRun) -> dict[str, pd.Series]:
-    return {str(ConfigKey.from_row(row)): row for _, row in run.frame.iterrows()}
+def _status(record: Record | None) -> str:
+    return "absent" if record is None else record.status
 
 
-def _status(row: pd.Series | None) -> str:
-    return "absent" if row is None else str(row.get("status", "ok"))
+def _measured(record: Record, metric: str) -> bool:
+    if metric == INSTRUCTIONS:
+        return bool(record.raw(metric_samples(metric, record.key.workload)))
+    return not math.isnan(record.number(metric))
 
 
-def _speed_verdict(result: SampleComparison, check: RegressionCheck, failure: str | None) -> str:
-    if failure:
-        return "REGRESSION"
-    if result.ratio > check.limit:
-        return "above limit, not significant" if result.tested else "within limit"
-    if not result.tested:
-        return "within limit (not tested)"
-    if result.verdict == SLOWER:
-        return f"slower, within {check.max_slowdown:.0%}"
-    return result.verdict
+def _cores(run_env: dict) -> int | None:
+    cores = run_env.get("cpu_cores")
+    return cores if isinstance(cores, int) and not isinstance(cores, bool) else None
 
 
-def _noisy(b_row, c_row) -> str:
-    """` (noisy: baseline, current)` for rows the runner flagged noisy (IQR over 10% of the median)."""
-    noisy = [
-        name
-        for name, row in (("baseline", b_row), ("current", c_row))
-        if "noisy" in str(row.get("flags") or "")
-    ]
-    return f" (noisy: {', '.join(noisy)})" if noisy else ""
-
-
-def _compare_metric(
-    baseline: LoadedRun, current: LoadedRun, b_row, c_row, metric: str, check: RegressionCheck
-) -> SampleComparison:
-    """The check's statistic from raw samples; without them, the row's summary column of it."""
-    before, now = (
-        baseline.raw(ConfigKey.from_row(b_row), metric),
-        current.raw(ConfigKey.from_row(c_row), metric),
-    )
-    if before and now:
-        return compare_samples(now, before, check.q)
-    column = metric if check.statistic == "median" else f"{metric}_{check.statistic}"
-    if math.isnan(number(b_row.get(column))) or math.isnan(number(c_row.get(column))):
-        column = metric  # no such summary column: the median stands in, the message says "median"
-    return compare_values(number(c_row[column]), number(b_row[column]))
-
-
-def _refuse_different_lengths(before: dict, now: dict) -> None:
+def _refuse_different_lengths(pairs: Sequence[tuple[ConfigKey, Record | None, Record | None]]) -> None:
     """Training runs of different lengths differ in time and convergence by design: refuse them."""
-    for key in before.keys() & now.keys():
-        b_steps, c_steps = number(before[key].get("steps")), number(now[key].get("steps"))
-        ok = _status(before[key]) == "ok" and _status(now[key]) == "ok"
-        if (
-            ok
-            and str(key).startswith("train/")
-            and b_steps == b_steps
-            and c_steps == c_steps
-            and b_steps != c_steps
-        ):
+    for key, before, now in pairs:
+        ok = before is not None and now is not None and before.ok and now.ok and key.workload == "train"
+        if ok and None not in (before.steps, now.steps) and before.steps != now.steps:  # type: ignore[union-attr]
             raise UsageError(
-                f"{key}: the baseline trained {b_steps:.0f} steps and the current run {c_steps:.0f}; "
+                f"{key}: the baseline trained {before.steps} steps and the current run {now.steps}; "  # type: ignore[union-attr]
                 "gate runs made with the same --steps and preset"
             )
 
 
+def pair_by_key(
+    baseline: Sequence[Record], current: Sequence[Record]
+) -> list[tuple[ConfigKey, Record | None, Record | None]]:
+    """(key, baseline record, current record) for every configuration of either run: the baseline's
+    order, then what only the current run has; None where a run lacks it."""
+    before, now = {r.key: r for r in baseline}, {r.key: r for r in current}
+    return [(k, before.get(k), now.get(k)) for k in [*before, *(k for k in now if k not in before)]]
+
+
+def speed_line(key: ConfigKey, metric: str, verdict: Verdict) -> dict[str, object]:
+    """One line of the speed table (the same for a stored baseline and the history)."""
+    r = verdict.result
+    return {
+        "config": str(key),
+        "metric": metric,
+        "baseline": r.baseline,
+        "current": r.current,
+        "n_baseline": r.n_baseline,
+        "n_current": r.n_current,
+        "ratio": r.ratio,
+        "ci_low": r.ci_low,
+        "ci_high": r.ci_high,
+        "p_slower": r.p_slower,
+        "verdict": verdict.text,
+    }
+
+
 def gate(
-    baseline: LoadedRun,
-    current: LoadedRun,
-    check: RegressionCheck = RegressionCheck(),
+    baseline: Run,
+    current: Run,
+    check: RegressionCheck | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     allow_env_mismatch: bool = False,
     convergence: ConvergenceCheck = ConvergenceCheck(),
     allow_missing: bool = False,
 ) -> GateResult:
-    """Compare every configuration of `current` with `baseline`; UsageError on input that cannot be gated."""
+    """Compare every configuration of `current` with `baseline`; UsageError on input that cannot be
+    gated. `check` None: each metric's default limit (10% for times, 1% for instructions)."""
     differ, unknown = env_mismatch(baseline.env, current.env)
     if differ and not allow_env_mismatch:
         raise UsageError(
@@ -192,212 +196,86 @@ def gate(
     if unknown:
         env_note += "; not recorded in both runs, not checked: " + ", ".join(unknown)
 
-    before, now = _by_key(baseline), _by_key(current)
-    _refuse_different_lengths(before, now)
-    speed, conv, skipped, failures = [], [], [], []
-    for key in [*before, *(k for k in now if k not in before)]:
-        b_row, c_row = before.get(key), now.get(key)
-        b_status, c_status = _status(b_row), _status(c_row)
-        if b_status != "ok" or c_status != "ok":
+    pairs = pair_by_key(baseline.records, current.records)
+    _refuse_different_lengths(pairs)
+    speed, conv, skipped, failures, inconclusive = [], [], [], [], []
+    for key, before, now in pairs:
+        if before is None or now is None or not before.ok or not now.ok:
             note = "listed, not compared"
-            if b_status == "ok" and c_row is None:
+            if before is not None and before.ok and now is None:
                 note = "measured in the baseline, absent now"
                 if not allow_missing:
                     failures.append(f"{key}: {note} (pass --allow-missing if that is intended)")
-            elif b_status == "ok" and c_status == "failed":
-                note = f"ran in the baseline, fails now: {c_row.get('reason') or 'no reason recorded'}"
+            elif before is not None and before.ok and now is not None and now.status == "failed":
+                note = f"ran in the baseline, fails now: {now.reason or 'no reason recorded'}"
                 failures.append(f"{key}: {note}")
-            elif c_row is not None and c_status != "ok" and c_row.get("reason"):
-                note = f"current: {c_row.get('reason')}"
-            elif b_row is not None and b_status != "ok" and b_row.get("reason"):
-                note = f"baseline: {b_row.get('reason')}"
-            skipped.append({"config": key, "baseline": b_status, "current": c_status, "note": note})
+            elif now is not None and not now.ok and now.reason:
+                note = f"current: {now.reason}"
+            elif before is not None and not before.ok and before.reason:
+                note = f"baseline: {before.reason}"
+            skipped.append(
+                {"config": str(key), "baseline": _status(before), "current": _status(now), "note": note}
+            )
             continue
         for metric in metrics:
-            if math.isnan(number(b_row.get(metric))):
+            if not _measured(before, metric):
                 continue
-            if math.isnan(number(c_row.get(metric))):
+            if not _measured(now, metric):
                 failures.append(f"{key} {metric}: measured in the baseline, not in the current run")
                 continue
-            result = _compare_metric(baseline, current, b_row, c_row, metric, check)
-            failure = check.failure(result)
-            if failure:
-                failures.append(f"{key} {metric}: {failure}")
-            speed.append(
-                {
-                    "config": key,
-                    "metric": metric,
-                    "baseline": result.baseline,
-                    "current": result.current,
-                    "n_baseline": result.n_baseline,
-                    "n_current": result.n_current,
-                    "ratio": result.ratio,
-                    "ci_low": result.ci_low,
-                    "ci_high": result.ci_high,
-                    "p_slower": result.p_slower,
-                    "verdict": _speed_verdict(result, check, failure) + _noisy(b_row, c_row),
-                }
-            )
-        if as_bool(b_row.get("converged")) is not None and as_bool(c_row.get("converged")) is not None:
-            failure = convergence.fails(c_row, b_row)
+            verdict = judge(before, now, metric, check or default_check(metric), _cores(current.env))
+            if verdict.failure:
+                failures.append(f"{key} {metric}: {verdict.failure}")
+            if verdict.why:
+                inconclusive.append(f"{key} {metric}: {verdict.why}")
+            speed.append(speed_line(key, metric, verdict))
+        was, is_now = before.value("converged"), now.value("converged")
+        if was is not None and is_now is not None:
+            failure = convergence.fails(now, before)
             if failure:
                 failures.append(f"{key}: {failure}")
             conv.append(
                 {
-                    "config": key,
-                    "baseline_converged": as_bool(b_row.get("converged")),
-                    "baseline_mae": number(b_row.get("mae")),
-                    "current_converged": as_bool(c_row.get("converged")),
-                    "current_mae": number(c_row.get("mae")),
+                    "config": str(key),
+                    "baseline_converged": was,
+                    "baseline_mae": before.number("mae"),
+                    "current_converged": is_now,
+                    "current_mae": now.number("mae"),
                     "verdict": "REGRESSION" if failure else "ok",
                 }
             )
     if not speed and not conv:
         raise UsageError(
-            f"no configuration in common between {baseline.source} ({_few(before)}) and {current.source} "
-            f"({_few(now)}) with the metrics {', '.join(metrics)} or a convergence verdict"
+            f"no configuration in common between {baseline.source} ({_few(baseline)}) and {current.source} "
+            f"({_few(current)}) with the metrics {', '.join(metrics)} or a convergence verdict"
         )
     return GateResult(
-        speed=pd.DataFrame(speed, columns=_SPEED_COLUMNS),
-        convergence=pd.DataFrame(conv, columns=_CONV_COLUMNS),
+        speed=pd.DataFrame(speed),
+        convergence=pd.DataFrame(conv),
         not_compared=pd.DataFrame(skipped, columns=["config", "baseline", "current", "note"]),
         failures=failures,
+        inconclusive=inconclusive,
         env_note=env_note,
     )
 
 
-_SPEED_COLUMNS = [
-    "config",
-    "metric",
-    "baseline",
-    "current",
-    "n_baseline",
-    "n_current",
-    "ratio",
-    "ci_low",
-    "ci_high",
-    "p_slower",
-    "verdict",
-]
-_CONV_COLUMNS = [
-    "config",
-    "baseline_converged",
-    "baseline_mae",
-    "current_converged",
-    "current_mae",
-    "verdict",
-]
-
-
-def _few(rows: dict[str, pd.Series]) -> str:
-    ok = [k for k, r in rows.items() if _status(r) == "ok"]
+def _few(run: Run) -> str:
+    ok = [str(r.key) for r in run.records if r.ok]
     if not ok:
         return "no ok rows"
     return ", ".join(ok[:3]) + (f" and {len(ok) - 3} more" if len(ok) > 3 else "")
 
 
-def _describe_run(run: LoadedRun) -> str:
-    env = run.env
-    bits = [str(env.get(k)) for k in ("host", "git_commit", "timestamp_utc") if env.get(k)]
-    return f"`{run.source}`" + (f" ({', '.join(bits)})" if bits else "")
-
-
-def _mae(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.4f}"
-
-
-def render_markdown(
-    result: GateResult,
-    baseline: LoadedRun,
-    current: LoadedRun,
-    check: RegressionCheck,
-    convergence: ConvergenceCheck,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-) -> str:
-    """The report CI posts: verdict, rules, every compared configuration, every regression."""
-    head = (
-        "PASS"
-        if result.passed
-        else f"FAIL ({len(result.failures)} regression{'s' * (len(result.failures) != 1)})"
-    )
-    parts = [
-        f"# Benchmark gate: {head}",
-        "",
-        f"- Baseline: {_describe_run(baseline)}",
-        f"- Current: {_describe_run(current)}",
-        f"- Speed rule: a configuration {check.describe()}. Ratio = current / baseline (above 1 is slower).",
-        f"- Metrics gated: {', '.join(metrics)}.",
-        f"- Method: {METHOD}; p is one-sided (current slower).",
-        f"- Convergence rule: {convergence.describe()}.",
-        f"- Environment {result.env_note}.",
-        "",
-    ]
-    if not result.speed.empty:
-        speed = result.speed.assign(
-            interval=[
-                "" if math.isnan(lo) else f"{fmt(lo)}-{fmt(hi)}"
-                for lo, hi in zip(result.speed["ci_low"], result.speed["ci_high"])
-            ],
-            samples=[f"{b} / {c}" for b, c in zip(result.speed["n_baseline"], result.speed["n_current"])],
-        )
-        columns = {
-            "config": "configuration",
-            "metric": "metric",
-            "baseline": f"baseline ({check.statistic})",
-            "current": f"current ({check.statistic})",
-            "samples": "n (base / cur)",
-            "ratio": "ratio",
-            "interval": "95% CI",
-            "p_slower": "p (slower)",
-            "verdict": "verdict",
-        }
-        parts += ["## Speed", "", markdown_table(speed, columns), ""]
-    if not result.convergence.empty:
-        conv = result.convergence.assign(
-            base=[
-                f"{fmt(c)}, MAE {_mae(m)}"
-                for c, m in zip(result.convergence["baseline_converged"], result.convergence["baseline_mae"])
-            ],
-            cur=[
-                f"{fmt(c)}, MAE {_mae(m)}"
-                for c, m in zip(result.convergence["current_converged"], result.convergence["current_mae"])
-            ],
-        )
-        columns = {
-            "config": "configuration",
-            "base": "baseline converged",
-            "cur": "current converged",
-            "verdict": "verdict",
-        }
-        parts += ["## Convergence", "", markdown_table(conv, columns), ""]
-    if not result.not_compared.empty:
-        parts += ["## Not compared", ""]
-        parts += [
-            f"- {r.config}: baseline {r.baseline}, current {r.current}; {r.note}"
-            for r in result.not_compared.itertuples()
-        ]
-        parts.append("")
-    if result.failures:
-        parts += ["## Regressions", ""] + [f"{i}. {f}" for i, f in enumerate(result.failures, 1)] + [""]
-    return "\n".join(parts)
-
-
 def parse_metrics(text: str) -> list[str]:
-    metrics = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    metrics = parse_list(text)
     unknown = [m for m in metrics if m not in METRICS]
     if not metrics or unknown:
         raise argparse.ArgumentTypeError(f"--metric: choose from {', '.join(METRICS)}, got {text!r}")
     return metrics
 
 
-def parse_check(text: str) -> RegressionCheck:
-    try:
-        return RegressionCheck.parse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "exit codes: 0 pass, 1 regression, 2 bad input, 3 inconclusive (the report says why and what to run instead)"
     parser.add_argument(
         "--baseline", default=None, help="the stored run to compare against (folder, CSV or JSON)"
     )
@@ -418,16 +296,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--current", required=True, help="the run under test")
     parser.add_argument(
         "--max-slowdown",
-        type=parse_check,
-        default=RegressionCheck(),
+        type=slowdown_argument,
+        default=None,
         metavar="PCT",
-        help="largest tolerated slowdown of the median, e.g. 10%% or median:10%% (default 10%%)",
+        help="largest tolerated slowdown of the median, e.g. 10%% or median:10%% or p10:10%% "
+        "(default 10%% for times, 1%% for instructions)",
     )
     parser.add_argument(
         "--metric",
         type=parse_metrics,
         default=list(DEFAULT_METRICS),
-        help=f"comma list of time columns to gate (default {','.join(DEFAULT_METRICS)}; also {', '.join(METRICS[1:])})",
+        help=f"comma list of metrics to gate (default {','.join(DEFAULT_METRICS)}; also {', '.join(METRICS[1:])})",
     )
     parser.add_argument(
         "--allow-env-mismatch",
@@ -454,9 +333,7 @@ def main(args: argparse.Namespace) -> int:
     if args.history is not None:
         if args.baseline is not None:
             raise UsageError("give --baseline RUN or --history [DB], not both")
-        if args.max_slowdown.statistic != "median":
-            raise UsageError("--history gates the median; give --max-slowdown as a plain percentage")
-        return gate_history(args.history or None, args.current, args.window, args.max_slowdown.max_slowdown)
+        return gate_history(args.history or None, args.current, args.window, args.max_slowdown, args.metric)
     if args.baseline is None:
         raise UsageError("give --baseline RUN (a stored run) or --history [DB] (the recent comparable runs)")
     if _run_identity(args.baseline) == _run_identity(args.current):
@@ -472,7 +349,9 @@ def main(args: argparse.Namespace) -> int:
         convergence,
         args.allow_missing,
     )
-    markdown = render_markdown(result, baseline, current, args.max_slowdown, convergence, args.metric)
+    markdown = gate_markdown(
+        result, baseline, current, args.max_slowdown, convergence.describe(), args.metric
+    )
     if args.out is not None:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -480,4 +359,133 @@ def main(args: argparse.Namespace) -> int:
         except OSError as err:
             raise UsageError(f"cannot write {args.out}: {err.strerror or err}") from None
     print(markdown)
-    return 0 if result.passed else 1
+    return result.exit_code
+
+
+# --- against the history ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryCheck:
+    """One configuration and metric of the current run against its history."""
+
+    config_key: str
+    metric: str
+    runs: int  # history runs pooled
+    commits: str  # oldest..newest commit of those runs
+    comparison: object | None  # bench.analysis.significance.SampleComparison; None for a status check
+    failure: str | None  # why it fails, or None
+    why: str | None = None  # why the history cannot decide, or None
+
+
+def check_against_history(
+    history,
+    current,
+    window: int = DEFAULT_WINDOW,
+    check: RegressionCheck | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> list[HistoryCheck]:
+    """Every comparable configuration of `current` (a bench.history.model.RunEntry) against the last
+    `window` comparable runs of the open `history` (same machine fingerprint, ok, no later than the
+    current run, itself excluded), their raw samples pooled as the baseline and judged by the one
+    rule (significance.judge); UsageError when nothing in it has any history."""
+    fp = current.machine.fingerprint
+    checks = []
+    for entry in current.records:
+        key = str(entry.config)
+        recent = history.recent_runs(fp, key, window, before=current.time_utc, exclude_run=current.run_id)
+        if not recent:
+            continue
+        commits = _commit_range([commit for _, commit, _ in reversed(recent)])
+        if entry.status == "failed":
+            reason = entry.reason or "no reason recorded"
+            failure = f"{key}: ran ok in the last {len(recent)} comparable runs, fails now: {reason}"
+            checks.append(HistoryCheck(key, "status", len(recent), commits, None, failure))
+            continue
+        now = Record(entry.config, entry.status, samples=entry.samples, derived={"flags": entry.flags})
+        for metric in metrics:
+            name = metric_samples(metric, entry.config.workload)
+            if not now.ok or not now.raw(name):
+                continue
+            pooled = history.samples_of(key, name, [run_id for run_id, _, _ in recent])
+            baseline = [v for run_id, _, _ in recent for v in pooled.get(run_id, [])]
+            if not baseline:
+                continue
+            before = Record(entry.config, samples={name: baseline})
+            verdict = judge(before, now, metric, check or default_check(metric), _cores(current.env))
+            failure = (
+                verdict.failure
+                and f"{key} {metric}: {verdict.failure}; baseline: {len(pooled)} runs of history ({commits})"
+            )
+            checks.append(
+                HistoryCheck(key, metric, len(pooled), commits, verdict.result, failure, verdict.why)
+            )
+    if not checks:
+        raise UsageError(
+            f"no comparable history for {current.source}: machine {fp} ({current.machine.label}) has no "
+            f"earlier ok run of its configurations in {history.where}"
+        )
+    return checks
+
+
+def gate_on_history(
+    db: str | Path | None,
+    current,
+    window: int = DEFAULT_WINDOW,
+    max_slowdown: float = 0.10,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> list[str]:
+    """The failures of `current` (a RunEntry: bench.history.ingest.entry_of(path)) against the last
+    `window` comparable runs in the history at `db` (a SQLite path or database URL; None: the default)."""
+    from bench.history.db import open_history  # sqlalchemy: only the history needs it
+
+    with open_history(db, create=False) as history:
+        checks = check_against_history(history, current, window, RegressionCheck(max_slowdown), metrics)
+    return [c.failure for c in checks if c.failure]
+
+
+def gate_history(
+    db: str | None,
+    current: str,
+    window: int = DEFAULT_WINDOW,
+    check: RegressionCheck | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> int:
+    """`bench gate --history` and `bench history gate`: print every check against the history and
+    return the exit code (0 pass, 1 regression, 3 inconclusive)."""
+    from bench.history.db import open_history  # sqlalchemy: only the history needs it
+    from bench.history.ingest import entry_of
+
+    entry = entry_of(current)
+    with open_history(db, create=False) as history:
+        checks = check_against_history(history, entry, window, check, metrics)
+    failures = [c.failure for c in checks if c.failure]
+    unsure = [f"{c.config_key} {c.metric}: {c.why}" for c in checks if c.why]
+    limit = (check or default_check(metrics[0])).max_slowdown
+    print(
+        f"History gate: {verdict_head(failures, unsure)}; {current} against the last {window} comparable runs, "
+        f"limit +{limit:.0%}"
+    )
+    for c in checks:
+        result = c.comparison
+        if result is None:
+            continue
+        shown = f" [{result.ci_low:.3f}-{result.ci_high:.3f}]" if result.tested else ""
+        verdict = "REGRESSION" if c.failure else "INCONCLUSIVE" if c.why else "ok"
+        print(
+            f"  {c.config_key} {c.metric}: ratio {result.ratio:.3f}{shown} vs {c.runs} runs ({c.commits}): {verdict}"
+        )
+    for i, failure in enumerate(failures, 1):
+        print(f"{i}. {failure}")
+    for line in unsure:
+        print(f"inconclusive: {line}")
+    if unsure:
+        print(f"What to run instead: {ADVICE}.")
+    return EXIT_REGRESSION if failures else EXIT_INCONCLUSIVE if unsure else EXIT_PASS
+
+
+def _commit_range(commits: Sequence[str]) -> str:
+    named = [c[:12] for c in commits if c]
+    if not named:
+        return "no commits recorded"
+    return named[0] if named[0] == named[-1] else f"{named[0]}..{named[-1]}"

@@ -7,10 +7,11 @@ static dashboard.
     python -m bench dashboard --out results/dashboard
 
 Modules: `model` (what is stored), `db` (schema and store), `ingest` (run folders in),
-`changepoints` (detection), `trend` (series and their changes), `gate` (current run vs recent
-history), `chart` (inline SVG), `dashboard` (static site and its command), `cli` (the `history`
-command), `synthetic` (runs with known changes, for tests and scripts/history_rates.py). This
-package module itself holds the constants, `--db` and `record_run`, importable without sqlalchemy.
+`changepoints` (detection), `trend` (series and their changes), `chart` (inline SVG), `dashboard`
+(static site and its command), `cli` (the `history` command), `synthetic` (runs with known changes,
+for tests and scripts/history_rates.py). The gate against the recent history is `bench gate
+--history` (bench.commands.gate). This package module itself holds the constants, `--db` and
+`record_run`, importable without sqlalchemy.
 """
 
 from __future__ import annotations

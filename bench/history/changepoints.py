@@ -34,6 +34,8 @@ from itertools import chain, combinations
 
 import numpy as np
 
+from bench.analysis.significance import bootstrap_ratio_interval
+
 PENALTY_PER_LOG_N = 4.0  # PELT penalty per change, x ln(n), in units of the noise variance
 MIN_SEGMENT_RUNS = 2  # shortest segment PELT may cut (one odd run is not a change)
 MIN_RUNS = 6  # shorter series are not searched
@@ -160,21 +162,6 @@ def detect(medians: Sequence[float], rel_se: Sequence[float | None] | None = Non
     return changes
 
 
-def _bootstrap_medians(
-    runs: Sequence[Sequence[float]], rng: np.random.Generator, resamples: int
-) -> np.ndarray:
-    """Two-stage bootstrap of the median of run medians: runs drawn with replacement, and each drawn
-    run's median drawn from a resample of its raw samples."""
-    per_run = np.empty((len(runs), resamples))
-    for i, values in enumerate(runs):
-        x = np.asarray(values, dtype=float)
-        per_run[i] = (
-            np.median(x[rng.integers(0, len(x), (resamples, len(x)))], axis=1) if len(x) > 1 else x[0]
-        )
-    picks = rng.integers(0, len(runs), (resamples, len(runs)))
-    return np.median(per_run[picks, np.arange(resamples)[:, None]], axis=1)
-
-
 def ratio_interval(
     before: Sequence[Sequence[float]],
     after: Sequence[Sequence[float]],
@@ -186,11 +173,9 @@ def ratio_interval(
     samples of each run (a run without raw samples contributes its median as its one sample)."""
     if not before or not after or any(len(r) == 0 for r in (*before, *after)):
         raise ValueError("ratio_interval needs at least one sample in every run")
-    rng = np.random.default_rng(seed)
-    ratios = _bootstrap_medians(after, rng, resamples) / _bootstrap_medians(before, rng, resamples)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(ratios, [tail, 1 - tail])
-    return float(low), float(high)
+    return bootstrap_ratio_interval(
+        after, before, confidence, resamples, seed
+    )  # two-stage: runs, then samples
 
 
 def with_interval(change: Change, samples: Sequence[Sequence[float]]) -> Change:

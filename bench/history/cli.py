@@ -13,21 +13,11 @@ postgresql+psycopg://user@host/db URL. The dashboard's command is bench/history/
 from __future__ import annotations
 
 import argparse
-import re
 
+from bench.analysis.significance import RegressionCheck, slowdown_argument
 from bench.errors import UsageError
 from bench.history import DEFAULT_WINDOW, add_db_argument
 from sumnet.cli_args import non_negative_int, positive_int
-
-_PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
-
-
-def _slowdown(text: str) -> float:
-    """`10%` -> 0.10 (as the one-baseline gate's --max-slowdown)."""
-    match = _PERCENT.match(text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected a slowdown such as 10%, got {text!r}")
-    return float(match[1]) / 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     gate.add_argument(
         "--max-slowdown",
-        type=_slowdown,
-        default=0.10,
+        type=slowdown_argument,
+        default=RegressionCheck(),
         metavar="PCT",
         help="largest tolerated slowdown (default 10%%)",
     )
@@ -73,7 +63,9 @@ def main(args: argparse.Namespace) -> int:
         return _ingest(args)
     if args.action == "trend":
         return _trend(args)
-    if args.action == "gate":
+    if args.action == "gate":  # the one gate, bench gate --history
+        from bench.commands.gate import gate_history
+
         return gate_history(args.db, args.current, args.window, args.max_slowdown)
     raise UsageError(f"unknown history action {args.action!r}")
 
@@ -98,29 +90,3 @@ def _trend(args: argparse.Namespace) -> int:
         series = trends(history, args.config, args.machine)
         print(render_text(series, history.where, history.count_runs(), last=args.last))
     return 0
-
-
-def gate_history(db: str | None, current: str, window: int, max_slowdown: float) -> int:
-    """`bench history gate` and `bench gate --history`: print the checks, exit 1 on a regression."""
-    from bench.history.db import open_history
-    from bench.history.gate import check_against_history
-
-    with open_history(db, create=False) as history:
-        checks = check_against_history(history, current, window, max_slowdown)
-    failures = [c.failure for c in checks if c.failure]
-    head = "PASS" if not failures else f"FAIL ({len(failures)} regression{'s' * (len(failures) != 1)})"
-    print(
-        f"History gate: {head}; {current} against the last {window} comparable runs, limit +{max_slowdown:.0%}"
-    )
-    for c in checks:
-        result = c.comparison
-        if result is None:
-            continue
-        interval = "" if not result.tested else f" [{result.ci_low:.3f}-{result.ci_high:.3f}]"
-        verdict = "REGRESSION" if c.failure else "ok"
-        print(
-            f"  {c.config_key} {c.metric}: ratio {result.ratio:.3f}{interval} vs {c.runs} runs ({c.commits}): {verdict}"
-        )
-    for i, failure in enumerate(failures, 1):
-        print(f"{i}. {failure}")
-    return 1 if failures else 0

@@ -96,12 +96,12 @@ def _page_names(series: Sequence[Series]) -> dict[tuple[str, str], str]:
     names: dict[tuple[str, str], str] = {}
     used: set[str] = set()
     for s in series:
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", s.config.key).strip("-")
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", str(s.config)).strip("-")
         name = f"{s.machine.fingerprint}-{slug}"
         if name in used:
-            name += "-" + hashlib.sha256(s.config.key.encode()).hexdigest()[:6]
+            name += "-" + hashlib.sha256(str(s.config).encode()).hexdigest()[:6]
         used.add(name)
-        names[(s.machine.fingerprint, s.config.key)] = f"series/{name}.html"
+        names[(s.machine.fingerprint, str(s.config))] = f"series/{name}.html"
     return names
 
 
@@ -159,7 +159,7 @@ def _latest_table(series: Sequence[Series], pages: dict[tuple[str, str], str]) -
                 continue
             p = s.latest
             tip = f"{len(s.points)} runs; latest {p.time_utc:%Y-%m-%d %H:%M} UTC, commit {commit_label(p)}"
-            href = pages[(s.machine.fingerprint, s.config.key)]
+            href = pages[(s.machine.fingerprint, str(s.config))]
             tds.append(
                 f'<td class="num"><a href="{href}" title="{html.escape(tip)}">{_spark(s)} {_fmt(p.median)}</a>'
                 f"{_change_cell(s.recent_change(RECENT_RUNS))}</td>"
@@ -187,11 +187,11 @@ def _index(series: Sequence[Series], pages, where: str, runs_total: int, generat
             '<table id="changes"><tr><th>when</th><th>machine</th><th>configuration</th><th>change</th></tr>'
         )
         for s, c in changes:
-            href = pages[(s.machine.fingerprint, s.config.key)]
+            href = pages[(s.machine.fingerprint, str(s.config))]
             css = "slower" if c.slower else "faster"
             parts.append(
                 f"<tr><td>{s.points[c.last].time_utc:%Y-%m-%d %H:%M}</td><td>{esc(s.machine.fingerprint)}</td>"
-                f'<td><a href="{href}">{esc(s.config.key)}</a></td>'
+                f'<td><a href="{href}">{esc(str(s.config))}</a></td>'
                 f'<td class="{css}">{esc(describe_change(s, c))}</td></tr>'
             )
         parts.append("</table>")
@@ -228,11 +228,11 @@ def _series_page(s: Series, generated: str) -> str:
         shifted,
         tips,
         unit="ms",
-        title=f"{s.config.key} on {s.machine.label}",
+        title=f"{str(s.config)} on {s.machine.label}",
     )
     parts = [
         '<p><a href="../index.html">&larr; all results</a></p>',
-        f"<h1>{esc(s.config.key)}</h1>",
+        f"<h1>{esc(str(s.config))}</h1>",
         f'<p class="meta">{esc(s.metric)} on machine <code>{esc(s.machine.fingerprint)}</code> '
         f"({esc(s.machine.label)}); {len(s.points)} runs"
         + (f", the last {len(shown)} charted" if offset else "")
@@ -262,7 +262,7 @@ def _series_page(s: Series, generated: str) -> str:
             f'<td class="num">{_fmt(p.median)}</td><td class="num">{se}</td><td><code>{esc(p.run_id)}</code></td></tr>'
         )
     parts.append("</table>")
-    return _page(f"{s.config.key} - sumnet-bench history", "\n".join(parts))
+    return _page(f"{str(s.config)} - sumnet-bench history", "\n".join(parts))
 
 
 def write_dashboard(db: History | str | Path | None, out_dir: str | Path) -> Path:
@@ -289,7 +289,7 @@ def write_dashboard(db: History | str | Path | None, out_dir: str | Path) -> Pat
         (out / "series").mkdir(parents=True, exist_ok=True)
         (out / MARKER).write_text("written by `python -m bench dashboard`: it rewrites this folder\n")
         for s in series:
-            (out / pages[(s.machine.fingerprint, s.config.key)]).write_text(_series_page(s, generated))
+            (out / pages[(s.machine.fingerprint, str(s.config))]).write_text(_series_page(s, generated))
         index = out / "index.html"
         index.write_text(_index(series, pages, where, runs_total, generated))
     except OSError as err:

@@ -40,7 +40,8 @@ from sqlalchemy.dialects import sqlite as _sqlite
 
 from bench.errors import UsageError, first_line
 from bench.history import DB_ENV, DEFAULT_DB  # their one home: importable without sqlalchemy
-from bench.history.model import Config, Machine, Point, RunEntry
+from bench.history.model import Machine, Point, RunEntry
+from bench.records import ConfigKey
 
 SCHEMA_VERSION = 1  # bump on any change to the tables below; an older or newer database is refused
 BUSY_TIMEOUT_S = 60.0  # SQLite: how long a writer waits for another writer's lock
@@ -362,13 +363,13 @@ class History:
     def _add(self, conn: sa.Connection, entry: RunEntry) -> bool:
         m = entry.machine
         conn.execute(self._insert(machines_table), [dataclasses.asdict(m)])  # the table's columns
-        configs = {r.config.key: r.config for r in entry.records}
+        configs = {str(r.config): r.config for r in entry.records}
         if configs:  # sorted: concurrent writers take row locks in one order (no deadlock)
             conn.execute(
                 self._insert(configs_table),
                 [
                     {
-                        "config_key": c.key,
+                        "config_key": key,
                         "workload": c.workload,
                         "device": c.device,
                         "mode": c.mode,
@@ -378,7 +379,7 @@ class History:
                         "world_size": c.world_size,
                         "backend": c.backend,
                     }
-                    for _, c in sorted(configs.items())
+                    for key, c in sorted(configs.items())
                 ],
             )
         inserted = conn.execute(  # RETURNING: the driver's rowcount is -1 here on psycopg
@@ -403,7 +404,7 @@ class History:
                 [
                     {
                         "run_id": entry.run_id,
-                        "config_key": r.config.key,
+                        "config_key": str(r.config),
                         "status": r.status,
                         "reason": r.reason,
                         "flags": r.flags,
@@ -419,7 +420,7 @@ class History:
                 ],
             )
         sample_rows = [
-            {"run_id": entry.run_id, "config_key": r.config.key, "name": name, "values_json": _json(values)}
+            {"run_id": entry.run_id, "config_key": str(r.config), "name": name, "values_json": _json(values)}
             for r in entry.records
             for name, values in r.samples.items()
             if values is not None
@@ -439,10 +440,10 @@ class History:
             rows = conn.execute(sa.select(machines_table)).mappings().all()
         return {r["fingerprint"]: Machine(**r) for r in rows}
 
-    def configs(self) -> dict[str, Config]:
+    def configs(self) -> dict[str, ConfigKey]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(configs_table)).mappings().all()
-        return {r["config_key"]: Config(key=r["config_key"], **_without(r, "config_key")) for r in rows}
+        return {r["config_key"]: ConfigKey(**_without(r, "config_key")) for r in rows}
 
     def points(self, config_keys: Iterable[str] | None = None) -> list[Point]:
         """Every ok, timed record as a trend point, ordered by machine, configuration, time."""

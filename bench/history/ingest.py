@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.errors import UsageError
 from bench.history.db import History, open_history
-from bench.history.harness import MUST_MATCH, UsageError, config_key_of, load_run, timing_metric_for
-from bench.history.model import Config, Machine, RecordEntry, RunEntry
+from bench.history.model import Machine, RecordEntry, RunEntry
+from bench.records import MUST_MATCH, Record, is_missing
+from bench.store.load import load_run
+from bench.store.run_folder import Run, to_row
 
 # A median from fewer raw samples than this has no standard error (the order-statistic bound is empty).
 MIN_SAMPLES_FOR_SE = 5
@@ -57,26 +60,7 @@ def median_rel_se(samples: Iterable[float]) -> float | None:
 
 
 def _text(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
-
-
-def _number(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _bool(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower())
-    number = _number(value)
-    return None if number is None else bool(number)
+    return "" if is_missing(value) else str(value)
 
 
 def _time_of(env: Mapping[str, object], source: Path) -> _dt.datetime:
@@ -93,77 +77,49 @@ def _time_of(env: Mapping[str, object], source: Path) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(os.path.getmtime(source), _dt.timezone.utc).replace(tzinfo=None)
 
 
-def _samples_for(samples: Mapping[object, dict], key: object) -> dict[str, object]:
-    """A row's raw samples, whether the loader keys them by ConfigKey or by its text."""
-    found = samples.get(key)
-    if found is None:
-        found = samples.get(str(key))
-    return dict(found or {})
-
-
-def _record(row: Mapping[str, object], samples: dict[str, object]) -> RecordEntry:
-    key = config_key_of(row)
-    config = Config(
-        key=str(key),
-        workload=key.workload,
-        device=key.device,
-        mode=key.mode,
-        batch_size=key.batch_size,
-        threads=key.threads,
-        output_activation=key.output_activation,
-        world_size=key.world_size,
-        backend=key.backend,
-    )
-    status = _text(row.get("status")) or "ok"
-    metric = timing_metric_for(key.workload)
-    raw = samples.get(metric)
-    values = [float(v) for v in raw if _number(v) is not None] if isinstance(raw, list) else []
-    median = float(np.median(values)) if values else _number(row.get(metric))
-    if median is None or status != "ok":
-        metric, median = None, None
+def _record(record: Record) -> RecordEntry:
+    metric = record.timing_metric if record.ok else None
+    values = record.raw(metric) if metric else []
     return RecordEntry(
-        config=config,
-        status=status,
-        reason=_text(row.get("reason")),
-        flags=_text(row.get("flags")),
+        config=record.key,
+        status=record.status,
+        reason=record.reason,
+        flags=";".join(record.flags),
         metric=metric,
-        median=median,
+        median=record.number(metric) if metric else None,
         median_rel_se=median_rel_se(values) if metric else None,
         n_samples=len(values),
-        converged=_bool(row.get("converged")),
-        mae=_number(row.get("mae")),
-        row={str(k): v for k, v in dict(row).items() if _text(v) != ""},  # empty cells dropped
-        samples=samples,
+        converged=record.value("converged"),  # type: ignore[arg-type]
+        mae=None if math.isnan(record.number("mae")) else record.number("mae"),
+        row={k: v for k, v in to_row(record).items() if _text(v) != ""},  # empty cells dropped
+        samples=record.samples,
     )
 
 
 def entry_of(path: str | Path) -> RunEntry:
     """Read a run (folder, results.csv, run.json or pytest-benchmark JSON) into a storable entry."""
-    return entry_from_loaded(load_run(path))
+    return entry_from_run(load_run(path))
 
 
-def entry_from_loaded(loaded) -> RunEntry:
-    """A run already read by the harness's loader (LoadedRun: .source, .env, .frame, .samples)."""
-    path = Path(loaded.source)
-    env = dict(loaded.env or {})
-    rows = [row.to_dict() for _, row in loaded.frame.iterrows()]
-    records = [_record(row, _samples_for(loaded.samples, config_key_of(row))) for row in rows]
-    seen: set[str] = set()
-    for r in records:
-        if r.config.key in seen:
-            raise UsageError(f"{path}: the configuration {r.config.key} appears twice")
-        seen.add(r.config.key)
-    content = json.dumps([[r.config.key, r.median, r.samples] for r in records], sort_keys=True, default=str)
+def entry_from_run(run: Run) -> RunEntry:
+    """A run read by bench.store.load as the history stores it; UsageError for a key seen twice."""
+    path = Path(run.source)
+    records = [_record(r) for r in run.records]
+    keys = [r.config for r in records]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise UsageError(f"{path}: the configuration {key} appears twice")
+    content = json.dumps([[str(r.config), r.median, r.samples] for r in records], sort_keys=True, default=str)
     source_file = path / "results.csv" if path.is_dir() else path
     return RunEntry(
-        run_id=run_id_of(env, content),
-        machine=machine_of(env),
-        time_utc=_time_of(env, source_file),
-        git_commit=_text(env.get("git_commit")),
-        git_dirty=_bool(env.get("git_dirty")),
-        host=_text(env.get("host")),
+        run_id=run_id_of(run.env, content),
+        machine=machine_of(run.env),
+        time_utc=_time_of(run.env, source_file),
+        git_commit=_text(run.env.get("git_commit")),
+        git_dirty=run.env.get("git_dirty") if isinstance(run.env.get("git_dirty"), bool) else None,
+        host=_text(run.env.get("host")),
         source=str(path),
-        env=env,
+        env=dict(run.env),
         records=records,
     )
 

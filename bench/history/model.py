@@ -1,5 +1,5 @@
-"""What the history stores: a machine (fingerprint), a configuration, a run with its records, and
-the trend point read back. Plain dataclasses; bench.history.db maps them to tables.
+"""What the history stores: a machine (fingerprint), a run with its records (keyed by the harness's
+ConfigKey), and the trend point read back. Plain dataclasses; bench.history.db maps them to tables.
 
     python -c "from bench.history.model import Machine; print(Machine('f', 'CPU', '', '2.13.0+cpu', '').label)"
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from bench.records import ConfigKey
 
 
 @dataclass(frozen=True)
@@ -29,26 +31,11 @@ class Machine:
         return f"{self.cpu_model or '?'} · {gpu} · torch {self.torch_version or '?'} · {cuda}"
 
 
-@dataclass(frozen=True)
-class Config:
-    """A configuration: the columns of the harness's configuration key, and its text."""
-
-    key: str
-    workload: str
-    device: str
-    mode: str
-    batch_size: int | None
-    threads: int | None
-    output_activation: str
-    world_size: int = 1
-    backend: str = ""
-
-
 @dataclass
 class RecordEntry:
     """One configuration's outcome in one run, as stored."""
 
-    config: Config
+    config: ConfigKey  # the history's key is the harness's
     status: str
     reason: str = ""
     flags: str = ""

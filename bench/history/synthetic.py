@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from bench.history.ingest import median_rel_se
-from bench.history.model import Config, Machine, RecordEntry, RunEntry
+from bench.history.model import Machine, RecordEntry, RunEntry
+from bench.records import ConfigKey
 
 CPU_BOX = Machine("cpu0cpu0cpu0", "Intel(R) Xeon(R) Processor", "", "2.13.0+cpu", "")
 GPU_BOX = Machine("gpu0gpu0gpu0", "Intel(R) Xeon(R) Processor", "NVIDIA H200", "2.11.0+cu130", "13.0")
@@ -20,12 +21,11 @@ START = _dt.datetime(2026, 1, 1)
 RUN_EVERY = _dt.timedelta(minutes=10)
 
 
-def config(key: str) -> Config:
-    """A Config from its key text `workload/device/mode/batch/threads/activation[/wsN/backend]`."""
+def config(key: str) -> ConfigKey:
+    """A ConfigKey from its text `workload/device/mode/batch/threads/activation[/wsN/backend]`."""
     parts = key.split("/")
     world_size, backend = (int(parts[6][2:]), parts[7]) if len(parts) == 8 else (1, "")
-    return Config(
-        key=key,
+    return ConfigKey(
         workload=parts[0],
         device=parts[1],
         mode=parts[2],
@@ -40,12 +40,12 @@ def config(key: str) -> Config:
 def synthetic_run(
     index: int,
     machine: Machine,
-    medians: Mapping[Config, float],
+    medians: Mapping[ConfigKey, float],
     rng: np.random.Generator,
     samples: int = 29,
     spread: float = 0.05,
-    pools: Mapping[Config, np.ndarray] | None = None,
-    status: Mapping[Config, str] | None = None,
+    pools: Mapping[ConfigKey, np.ndarray] | None = None,
+    status: Mapping[ConfigKey, str] | None = None,
 ) -> RunEntry:
     """Run number `index` (time START + index x RUN_EVERY, commit `index` in hex) on `machine`.
 

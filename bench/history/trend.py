@@ -17,7 +17,8 @@ from itertools import groupby
 from bench.errors import UsageError
 from bench.history.changepoints import METHOD, MIN_RUNS, Change, detect, with_interval
 from bench.history.db import History
-from bench.history.model import Config, Machine, Point
+from bench.history.model import Machine, Point
+from bench.records import ConfigKey
 
 SHOWN_KEYS = 8  # an unknown --config lists this many known ones
 
@@ -27,7 +28,7 @@ class Series:
     """One configuration on one machine, oldest run first."""
 
     machine: Machine
-    config: Config
+    config: ConfigKey
     metric: str  # step_ms | latency_ms
     points: list[Point]
     changes: list[Change] = field(default_factory=list)
@@ -110,7 +111,7 @@ def trends(
 def _with_intervals(history: History, series: Series) -> list[Change]:
     needed = {i for c in series.changes for span in (c.before, c.after) for i in range(*span)}
     run_ids = [series.points[i].run_id for i in sorted(needed)]
-    raw = history.samples_of(series.config.key, series.metric, run_ids)
+    raw = history.samples_of(str(series.config), series.metric, run_ids)
     samples = [raw.get(p.run_id) or [p.median] for p in series.points]
     return [with_interval(c, samples) for c in series.changes]
 
@@ -157,7 +158,7 @@ def render_text(series: Sequence[Series], history_where: str, runs_total: int, l
         group = list(group)
         lines += ["", f"machine {fp}: {group[0].machine.label}"]
         for s in group:
-            lines.append(f"  {s.config.key}  ({s.metric}, {len(s.points)} runs)")
+            lines.append(f"  {str(s.config)}  ({s.metric}, {len(s.points)} runs)")
             starts = {c.first: c for c in s.changes}
             shown = range(max(0, len(s.points) - last), len(s.points))
             if shown.start > 0:

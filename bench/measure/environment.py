@@ -19,16 +19,6 @@ import numpy
 import torch
 
 from bench import HARNESS_VERSION
-from bench.records import MUST_MATCH
-
-# Fields worth showing when runs from different machines are put side by side.
-SHOWN_WHEN_DIFFERENT = MUST_MATCH + (
-    "host",
-    "cpu_cores",
-    "default_threads",
-    "driver_version",
-    "python_version",
-)
 
 # Fields that change from run to run on one machine (the clock, the command, the checkout, the
 # compile cache's state): not a description of the machine, so pytest-benchmark's machine_info,
@@ -137,13 +127,6 @@ def max_threads() -> int:
 def machine() -> dict[str, object]:
     """collect() without PER_RUN_FIELDS: what stays the same between two runs on one setup."""
     return {k: v for k, v in collect().items() if k not in PER_RUN_FIELDS}
-
-
-def differing_fields(
-    envs: list[dict[str, object]], fields: tuple[str, ...] = SHOWN_WHEN_DIFFERENT
-) -> list[str]:
-    """The fields among `fields` whose values are not the same in every env."""
-    return [f for f in fields if len({str(env.get(f, "")) for env in envs}) > 1]
 
 
 if __name__ == "__main__":

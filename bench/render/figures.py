@@ -43,6 +43,7 @@ SIZE_IN = (8.0, 4.5)
 # A log axis once the values span more than this factor; below it a linear axis reads more easily.
 STEP_LOG_SPAN = 30.0
 RATIO_LOG_SPAN = 10.0
+COMPARE_LINES = 24  # configurations compare_ratios.png shows at most: the largest changes
 
 FILE_NAMES = {
     "inference": "inference_throughput.png",
@@ -308,10 +309,21 @@ def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
 
 
 def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
-    """Each configuration's ratio to the reference, CI as horizontal error bars, a line at 1."""
-    fig, ax = new_figure("Ratio to the reference, with confidence interval", subtitle)
+    """Each configuration's ratio to the reference, CI as horizontal error bars, a line at 1. Beyond
+    COMPARE_LINES configurations only the largest changes (furthest from 1, either way) are drawn,
+    in table order, and the title says so: 80 labels on one axis cannot be read."""
     ratio = numeric(table, "ratio")
     keep = ratio > 0
+    title = "Ratio to the reference, with confidence interval"
+    if keep.sum() > COMPARE_LINES:
+        largest = (
+            np.abs(np.log(ratio[keep])).sort_values(ascending=False, kind="stable").index[:COMPARE_LINES]
+        )
+        title = (
+            f"The {COMPARE_LINES} largest of {int(keep.sum())} ratios to the reference (compare.csv has all)"
+        )
+        keep = ratio.index.isin(largest)
+    fig, ax = new_figure(title, subtitle)
     labels = [str(v) for v in table.loc[keep, "label"]] if "label" in table.columns else []
     ratio = ratio[keep].to_numpy()
     low = numeric(table, "ci_low")[keep].to_numpy()

@@ -6,16 +6,17 @@ with neither is keyed by its name. pytest-benchmark times one call, so the time 
 `step_ms` for the train workload and in `latency_ms` for every other one; `stats.data` (seconds per
 call, present unless the file was written without data) becomes the raw samples in milliseconds.
 
-    python -c "import sys; from bench.store.load import load_run; print(load_run(sys.argv[1]).frame)" bench.json
+    python -c "import sys; from bench.store.load import load_run; print(load_run(sys.argv[1]).records)" bench.json
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bench.analysis.derive import per_record
 from bench.errors import UsageError
 from bench.records import ConfigKey, Record, timing_metric_for
-from bench.store.run_folder import LoadedRun, frame
+from bench.store.run_folder import Run
 
 # machine_info keys taken as they are when a suite adds them (e.g. through the
 # pytest_benchmark_update_machine_info hook with bench.measure.environment.machine()).
@@ -38,13 +39,12 @@ _ENV_FIELDS = (
 )
 
 
-def metric_for(workload: str) -> str:
-    """The schema column a pytest-benchmark time per call goes to: step_ms for training, else latency_ms."""
-    return timing_metric_for(workload)
-
-
 def _env(doc: dict, source: Path) -> dict[str, object]:
-    machine = doc.get("machine_info") or {}
+    machine = doc.get("machine_info")
+    if not isinstance(machine, dict) or not machine:
+        raise UsageError(
+            f"{source}: a pytest-benchmark file without machine_info: which machine ran it is unknown"
+        )
     cpu = machine.get("cpu") or {}
     commit = doc.get("commit_info") or {}
     env: dict[str, object] = {k: machine[k] for k in _ENV_FIELDS if k in machine}
@@ -65,17 +65,19 @@ def _env(doc: dict, source: Path) -> dict[str, object]:
     return env
 
 
-def _key(bench: dict) -> ConfigKey:
+def _key(bench: dict, source: Path) -> ConfigKey:
     """The configuration: extra_info first, then params, else the benchmark's name as workload."""
     extra, params = bench.get("extra_info") or {}, bench.get("params") or {}
     config = {c: extra.get(c, params.get(c)) for c in ConfigKey.columns()}
     if not config["workload"]:
-        config["workload"] = bench.get("name") or bench.get("fullname") or "?"
+        config["workload"] = bench.get("name") or bench.get("fullname")
+    if not config["workload"]:
+        raise UsageError(f"{source}: a benchmark without a name (and no workload in extra_info or params)")
     try:
         return ConfigKey.from_row(config)
     except (TypeError, ValueError):
         raise UsageError(
-            f"benchmark {bench.get('name')!r}: a batch_size, threads or world_size that is not a number"
+            f"{source}: benchmark {bench.get('name')!r}: a batch_size, threads or world_size that is not a number"
         ) from None
 
 
@@ -84,13 +86,13 @@ def _number(value: object) -> float | None:
 
 
 def _record(bench: dict, source: Path) -> Record:
-    key = _key(bench)
+    key = _key(bench, source)
     stats = bench.get("stats") or {}
     name = bench.get("fullname") or bench.get("name") or "?"
     median = _number(stats.get("median"))
     if median is None or median < 0:
         raise UsageError(f"{source}: benchmark {name} has no stats.median (or a negative one)")
-    metric = metric_for(key.workload)
+    metric = timing_metric_for(key.workload)
     # Our suite times a block of calls per round and says how many in extra_info: per call, like the harness.
     to_ms = 1e3 / max(1, int((bench.get("extra_info") or {}).get("calls_per_round", 1)))
     try:
@@ -111,8 +113,8 @@ def is_pytest_benchmark(doc: object) -> bool:
     return isinstance(doc, dict) and "benchmarks" in doc
 
 
-def read_pytest_benchmark(doc: dict, source: str | Path) -> LoadedRun:
-    """A pytest-benchmark JSON document as a LoadedRun in the results schema."""
+def read_pytest_benchmark(doc: dict, source: str | Path) -> Run:
+    """A pytest-benchmark JSON document as a Run of records in the results schema."""
     source = Path(source)
     benchmarks = doc.get("benchmarks")
     if not isinstance(benchmarks, list) or not benchmarks or not all(isinstance(b, dict) for b in benchmarks):
@@ -122,6 +124,7 @@ def read_pytest_benchmark(doc: dict, source: str | Path) -> LoadedRun:
         record = _record(bench, source)
         if any(r.key == record.key for r in records):
             raise UsageError(f"{source}: two benchmarks map to the same configuration {record.key}")
+        record.derived = per_record(record)
         records.append(record)
     env = _env(doc, source)
-    return LoadedRun(str(source), frame(records), env, {r.key: r.samples for r in records})
+    return Run(str(source), env, {}, records)

@@ -1,14 +1,13 @@
 """A run folder: results.csv (one row per record, units in the column names), run.json (schema
 version, the environment once, settings, every record with its raw samples and notes, the derived
 values) and report.md. Written after each record through a temp file and a rename, so a crash
-keeps what it had; read back by compare, gate and the history.
+keeps what it had; read back (bench.store.load) into a `Run` of records by compare, gate and the history.
 
-    python -c "from bench.store.load import load_run; print(load_run('results/latest').frame)"
+    python -c "from bench.store.load import load_run; print(load_run('results/latest').records[0])"
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import json
 import math
@@ -21,7 +20,7 @@ import pandas as pd
 
 from bench.analysis.derive import per_record
 from bench.errors import UsageError
-from bench.records import READABLE_VERSIONS, SCHEMA_VERSION, ConfigKey, Record
+from bench.records import SCHEMA_VERSION, ConfigKey, Record, is_missing
 
 KEY_COLUMNS = ConfigKey.columns()
 
@@ -94,6 +93,13 @@ COLUMNS = (
     "peak_mem_bytes",  # torch.cuda.max_memory_allocated, CUDA only
     "peak_rss_bytes",  # process peak resident set size when the record was made
     "page_faults_per_call",  # inference: minor page faults per timed forward (near 0 when memory is reused)
+    # --metric instructions (callgrind): medians over the measured regions
+    "instructions_per_step",  # CPU instructions per training step
+    "instructions_per_call",  # CPU instructions per inference call
+    # how busy the machine was (bench.measure.machine_load)
+    "load_avg_before",  # 1-minute load average before the configuration
+    "load_avg_after",
+    "cpu_steal_frac",  # share of CPU time stolen by the hypervisor during it
 )
 TEXT_COLUMNS = (
     "workload",
@@ -110,18 +116,89 @@ TEXT_COLUMNS = (
     "not_converged",
 )
 BOOL_COLUMNS = ("converged",)
-_BOOLS = {True: True, False: False, "True": True, "False": False, "true": True, "false": False}
+INT_COLUMNS = ("batch_size", "threads", "world_size", "steps", "seed", "repeats", "seeds", "converged_seeds")
+TIME_COLUMNS = tuple(c for c in COLUMNS if c.endswith(("_ms", "_s")) or "_ms_" in c)
+# What the run's derive step computes (bench.analysis.derive): a record's `derived`, not `measured`.
+DERIVED_COLUMNS = (
+    "flags",
+    "samples_per_s",
+    "flops_per_step",
+    "achieved_flops_per_s",
+    "utilization",
+    "ratio_to_fastest",
+    "ratio_to_floor",
+    "floor_mode",
+    "break_even_step",
+    "loss_curve_max_rel_dev",
+    "lower_bound_us",
+    "ratio_to_bound",
+    "scaling_efficiency",
+    "instructions_per_step",
+    "instructions_per_call",
+)
+_RECORD_FIELDS = ("schema_version", "status", "reason", "notes", "seed", "steps", "repeats")
+_BOOLS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+
+
+def cell(column: str, value: object) -> object:
+    """One results cell, from results.csv (text) or run.json (JSON values), as its type: str for text
+    columns, bool for converged, int or float for the rest, None when empty. ValueError, saying
+    what the cell holds, for a value that is not of its column's type (a timing that cannot be read
+    is not a pass)."""
+    if is_missing(value) or (isinstance(value, str) and value.strip() == ""):
+        return "" if column in TEXT_COLUMNS else None
+    if column in TEXT_COLUMNS or column not in COLUMNS:
+        return str(value)
+    text = str(value).strip()
+    if column in BOOL_COLUMNS:
+        if isinstance(value, bool) or text.lower() in _BOOLS:
+            return value if isinstance(value, bool) else _BOOLS[text.lower()]
+        raise ValueError(f"{column} is {text!r}, not True or False")
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isnan(number) and text.lower() not in ("nan", "-nan"):
+        raise ValueError(f"{column} is {text!r}, not a number")
+    if column in INT_COLUMNS:
+        if not number.is_integer():
+            raise ValueError(f"{column} is {text!r}, not a whole number")
+        return int(number)
+    if column in TIME_COLUMNS and number < 0:
+        raise ValueError(f"{column} is {number:g}, a negative time")
+    return number
+
+
+def record_from_row(row: Mapping[str, object]) -> Record:
+    """A results row (results.csv or a version 1 run.json) as a Record; ValueError for a bad cell."""
+    values = {c: cell(c, v) for c, v in row.items() if not str(c).startswith("env_")}
+    rest = {
+        c: v
+        for c, v in values.items()
+        if c not in KEY_COLUMNS and c not in _RECORD_FIELDS and v not in (None, "")
+    }
+    return Record(
+        key=ConfigKey.from_row(values),
+        status=str(values.get("status") or "ok"),
+        reason=str(values.get("reason") or ""),
+        notes=[n for n in str(values.get("notes") or "").split(";") if n],
+        seed=values.get("seed"),  # type: ignore[arg-type]
+        steps=values.get("steps"),  # type: ignore[arg-type]
+        repeats=values.get("repeats"),  # type: ignore[arg-type]
+        measured={c: v for c, v in rest.items() if c not in DERIVED_COLUMNS},
+        derived={c: v for c, v in rest.items() if c in DERIVED_COLUMNS},
+    )
 
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
-    """One set of dtypes for a results frame, whether built in memory or read from CSV:
-    text columns are str ("" when missing), booleans True/False/NaN, the rest numeric."""
+    """One set of dtypes for a results table: text columns str ("" when missing), booleans
+    True/False/NaN, the rest numeric."""
     df = df.copy()
     for col in df.columns:
         if col in TEXT_COLUMNS:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
         elif col in BOOL_COLUMNS:
-            df[col] = df[col].astype(object).map(_BOOLS)
+            df[col] = df[col].astype(object).map({True: True, False: False})
         elif col in COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     if "world_size" in df.columns:
@@ -157,6 +234,7 @@ def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[
             }
         )
     row.update(per_record(record))
+    row.update(record.derived)
     row.update(derived or {})
     return row
 
@@ -239,8 +317,10 @@ def point_latest(latest: Path, target: str) -> str | None:
 
 
 def record_to_json(record: Record) -> dict[str, object]:
+    """A record for run.json; its derived values go to the document's "derived" list, once."""
     doc = asdict(record)
     doc["key"] = asdict(record.key)
+    del doc["derived"]
     return doc
 
 
@@ -296,170 +376,33 @@ class RunWriter:
 
 
 @dataclass
-class LoadedRun:
+class Run:
+    """A run read back: its environment once, its settings, and its records (derived values on each)."""
+
     source: str  # the path it was read from
-    frame: pd.DataFrame  # schema columns, normalised dtypes
     env: dict[str, object]
-    samples: dict[ConfigKey, dict[str, object]]  # raw samples per configuration ({} from a CSV alone)
+    settings: dict[str, object]
+    records: list[Record]
 
     @property
     def name(self) -> str:
         return Path(self.source).resolve().name if Path(self.source).is_dir() else Path(self.source).name
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The results table of these records (schema columns), for tables and figures."""
+        return frame(self.records)
+
+    @property
+    def samples(self) -> dict[ConfigKey, dict[str, object]]:
+        return {r.key: r.samples for r in self.records}
+
     def raw(self, key: ConfigKey, metric: str) -> list[float]:
         """The raw samples of `metric` for `key`, [] when there are none."""
-        return list(self.samples.get(key, {}).get(metric) or [])  # type: ignore[call-overload]
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    """results.csv read back with the types it was written with; env_* columns of version 1 dropped."""
-    df = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""])
-    df = df[[c for c in df.columns if not c.startswith("env_")]]
-    if "schema_version" not in df.columns:
-        return df
-    return normalise(df.reindex(columns=[*COLUMNS, *(c for c in df.columns if c not in COLUMNS)]))
-
-
-def check_schema(version: object, source: Path) -> int:
-    """The schema version as an int, or UsageError for anything this harness cannot read."""
-    if version is None or isinstance(version, bool):
-        raise UsageError(f"{source}: no readable schema_version; is this a sumnet-bench results file?")
-    try:
-        number = float(version)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        number = math.nan
-    if not math.isfinite(number) or number != int(number) or int(number) not in READABLE_VERSIONS:
-        raise UsageError(f"{source}: schema version {version}; this harness reads versions 1 and 2")
-    return int(number)
-
-
-def check_columns(df: pd.DataFrame, source: Path) -> None:
-    required = ("workload", "device", "mode", "status")
-    missing = [c for c in required if c not in df.columns or df[c].replace("", None).isna().all()]
-    if missing:
-        raise UsageError(f"{source}: results without the column(s) {', '.join(missing)}")
-
-
-def read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{path}: not readable JSON ({err})") from None
-
-
-def _env_of(doc: Mapping[str, object], path: Path) -> dict[str, object]:
-    env = doc.get("env", {})
-    if not isinstance(env, dict):
-        raise UsageError(f"{path}: its env is not an object")
-    return env
-
-
-def _numbers(values: object, what: str, path: Path) -> list[float]:
-    """Raw samples as floats; UsageError when they are not numbers."""
-    if not isinstance(values, list):
-        raise UsageError(f"{path}: the raw samples of {what} are not a list")
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise UsageError(f"{path}: the raw samples of {what} are not numbers") from None
-    if any(not math.isfinite(v) or v < 0 for v in out):
-        raise UsageError(f"{path}: the raw samples of {what} hold a negative or non-finite time")
-    return out
-
-
-def _checked_samples(samples: object, what: str, path: Path) -> dict[str, object]:
-    if not isinstance(samples, dict):
-        raise UsageError(f"{path}: the samples of {what} are not an object")
-    out = dict(samples)
-    for metric in ("step_ms", "latency_ms"):
-        if metric in out and out[metric] is not None:
-            out[metric] = _numbers(out[metric], f"{what} {metric}", path)
-    return out
-
-
-def from_run_json(
-    doc: dict, path: Path
-) -> tuple[pd.DataFrame, dict[str, object], dict[ConfigKey, dict[str, object]]]:
-    """A run.json's frame, env and samples, version 1 (rows) or 2 (records)."""
-    version = check_schema(doc.get("schema_version"), path)
-    env = _env_of(doc, path)
-    try:
-        if version == 1:
-            rows = [r["row"] for r in doc["rows"]]
-            df = read_rows(rows)
-            samples = {
-                ConfigKey.from_row(r["row"]): _checked_samples(
-                    r.get("samples", {}), str(ConfigKey.from_row(r["row"])), path
-                )
-                for r in doc["rows"]
-            }
-            return df, env, samples
-        records = [record_from_json(r) for r in doc["records"]]
-        derived = {ConfigKey(**d["key"]): dict(d["values"]) for d in doc.get("derived") or []}
-    except (KeyError, TypeError, AttributeError, ValueError):
-        raise UsageError(
-            f"{path}: a run.json whose records are not in the version {version} layout"
-        ) from None
-    samples = {r.key: _checked_samples(r.samples, str(r.key), path) for r in records}
-    return frame(records, derived), env, samples
+        return next((r.raw(metric) for r in self.records if r.key == key), [])
 
 
 def read_rows(rows: list[dict]) -> pd.DataFrame:
-    """Version 1 row dicts as a normalised frame."""
+    """Hand-written row dicts as a normalised results table (schema columns first)."""
     df = pd.DataFrame(rows)
     return normalise(df.reindex(columns=[*COLUMNS, *(c for c in df.columns if c not in COLUMNS)]))
-
-
-def load_csv_with_json(csv_path: Path, json_path: Path, source: Path) -> LoadedRun:
-    try:
-        df = read_csv(csv_path)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{csv_path}: not a readable CSV ({err})") from None
-    if "schema_version" not in df.columns or df.empty:
-        raise UsageError(f"{csv_path}: not a sumnet-bench results.csv (no schema_version column or no rows)")
-    raw_versions = pd.read_csv(csv_path, dtype=object, keep_default_na=False, usecols=["schema_version"])
-    for version in set(raw_versions["schema_version"]):
-        check_schema(version if version != "" else None, csv_path)
-    check_columns(df, csv_path)
-    _check_complete(csv_path)
-    _check_values(csv_path, df)
-    env: dict[str, object] = {}
-    samples: dict[ConfigKey, dict[str, object]] = {}
-    if json_path.exists():
-        doc = read_json(json_path)
-        if isinstance(doc, dict):
-            _, env, samples = from_run_json(doc, json_path)
-    return LoadedRun(str(source), df, env, samples)
-
-
-TIME_COLUMNS = tuple(c for c in COLUMNS if c.endswith(("_ms", "_s")) or "_ms_" in c)
-
-
-def _check_values(csv_path: Path, df: pd.DataFrame) -> None:
-    """Refuse time cells that are text or negative: a timing that cannot be read is not a pass."""
-    raw = pd.read_csv(csv_path, dtype=object, keep_default_na=False)
-    for column in (c for c in TIME_COLUMNS if c in raw.columns):
-        text = raw[column].astype(str).str.strip()
-        unreadable = (text != "") & df[column].isna() & ~text.str.lower().isin(["nan", "inf"])
-        if unreadable.any():
-            line = int(unreadable.idxmax()) + 2
-            raise UsageError(
-                f"{csv_path}: line {line}: {column} is {text[unreadable].iloc[0]!r}, not a number"
-            )
-        negative = df[column] < 0
-        if negative.any():
-            line = int(negative.idxmax()) + 2
-            raise UsageError(
-                f"{csv_path}: line {line}: {column} is {df[column][negative].iloc[0]:g}, a negative time"
-            )
-
-
-def _check_complete(csv_path: Path) -> None:
-    """Refuse a CSV cut mid-row (a crash, a truncated copy): every row has the header's field count."""
-    with csv_path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    for number, row in enumerate(rows[1:], start=2):
-        if len(row) != len(rows[0]):
-            raise UsageError(
-                f"{csv_path}: line {number} has {len(row)} fields, the header {len(rows[0])}; a truncated results.csv?"
-            )
