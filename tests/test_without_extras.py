@@ -69,7 +69,9 @@ def test_the_history_commands_say_what_is_missing_in_one_line(tmp_path):
         proc = _run(*args)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and "'sqlalchemy'" in lines[0] and "pip install -e '.[history]'" in lines[0], lines
+        assert len(lines) == 1 and "'sqlalchemy'" in lines[0] and "pip install -e '.[history]'" in lines[0], (
+            lines
+        )
 
 
 def test_the_cuda_tests_collect(tmp_path):

@@ -28,14 +28,22 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as _scipy_stats
 
-from bench.analysis.significance import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, RegressionCheck
+from bench.analysis.significance import (
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    INCONCLUSIVE,
+    INSTRUCTIONS,
+    RegressionCheck,
+    metric_samples,
+)
 from bench.records import ConfigKey, timing_metric_for
 
 MIN_ROUNDS = 5  # fewer complete rounds of times: inconclusive (5 is the least that can reach p < 0.05)
 # Instruction counts hardly move between processes (they do not depend on load): two rounds bound
 # them, and a round under valgrind is slow.
 MIN_ROUNDS_COUNTS = 2
-PASS, REGRESSION, INCONCLUSIVE = "pass", "REGRESSION", "INCONCLUSIVE"
+PASS, REGRESSION = "pass", "REGRESSION"  # and the gate's INCONCLUSIVE
 
 METHOD = (
     f"median of the per-round ratios HEAD / BASE; 95% percentile bootstrap interval of it "
@@ -134,14 +142,10 @@ def paired_verdict(result: PairedComparison, check: RegressionCheck) -> tuple[st
 
 # --- judging the rounds of an A/B run -----------------------------------------------------------
 
-INSTRUCTION_METRIC = {"train": "instructions_per_step"}  # else instructions_per_call (inference)
-
 
 def gated_metric(workload: str, instructions: bool) -> str:
     """The raw-sample name judged for a workload: its time, or its instruction count."""
-    if instructions:
-        return INSTRUCTION_METRIC.get(workload, "instructions_per_call")
-    return timing_metric_for(workload)
+    return metric_samples(INSTRUCTIONS, workload) if instructions else timing_metric_for(workload)
 
 
 # One arm's run of one round: key -> (status, reason, that round's statistic of the gated metric or None)

@@ -40,12 +40,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.analysis.paired import INCONCLUSIVE, REGRESSION, Outcome, RoundValues, gated_metric, judge
-from bench.analysis.significance import RegressionCheck
+from bench.analysis.significance import INSTRUCTIONS, RegressionCheck, default_check
 from bench.commands import run as run_command
 from bench.commands.session import signals_ignored
 from bench.errors import EXIT_INTERRUPTED, UsageError, first_line
 from bench.history import record_run
-from bench.records import ConfigKey
 from bench.render.ab_report import heading, render_ab_markdown
 from bench.store.load import load_run
 from sumnet.cli_args import OneLineArgumentParser, positive_int
@@ -60,7 +59,6 @@ except ImportError:  # Python 3.10: tomli where present, else the whole files ar
 
 EXIT_REGRESSION, EXIT_INCONCLUSIVE = 1, 3
 DEFAULT_ROUNDS = {"time": 6, "instructions": 3}  # a valgrind round costs minutes; counts hardly move
-DEFAULT_LIMIT = {"time": "10%", "instructions": "1%"}  # counts do not depend on load: a tight limit
 STOP_GRACE_S = 30  # a child asked to stop (SIGINT) gets this long to write its partial run
 
 # bench run's flags that `ab` passes through unchanged (dest -> flag), and ab's defaults for some:
@@ -240,14 +238,14 @@ def _measure(arm: Arm, round_: int, folder: Path, run_argv: list[str], env: dict
 
 def round_values(run_dir: str, instructions: bool, q: float) -> RoundValues:
     """One arm's run of one round -> key -> (status, reason, the q-quantile of the gated metric's samples)."""
-    run = load_run(run_dir)
     out = {}
-    for _, row in run.frame.iterrows():
-        key = ConfigKey.from_row(row)
-        samples = [float(v) for v in run.raw(key, gated_metric(key.workload, instructions))]
-        samples = [v for v in samples if math.isfinite(v) and v > 0]
-        value = float(np.quantile(samples, q)) if samples else None
-        out[key] = (str(row.get("status") or "ok"), str(row.get("reason") or ""), value)
+    for record in load_run(run_dir).records:
+        samples = [
+            v
+            for v in record.raw(gated_metric(record.key.workload, instructions))
+            if math.isfinite(v) and v > 0
+        ]
+        out[record.key] = (record.status, record.reason, float(np.quantile(samples, q)) if samples else None)
     return out
 
 
@@ -319,9 +317,10 @@ def run_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def _check(args: argparse.Namespace, instructions: bool) -> RegressionCheck:
-    spec = args.max_slowdown or DEFAULT_LIMIT["instructions" if instructions else "time"]
+    if args.max_slowdown is None:  # 10% for times, 1% for counts, which load does not change
+        return default_check(INSTRUCTIONS if instructions else "step_ms")
     try:
-        return RegressionCheck.parse(spec)
+        return RegressionCheck.parse(args.max_slowdown)
     except ValueError as err:
         raise UsageError(f"--max-slowdown: {err}") from None
 
