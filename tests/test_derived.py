@@ -72,7 +72,11 @@ def test_derive_fills_ratios_break_even_and_curve_flags():
     derived = derive(records, {"gpu_name": ""}, NetConfig())
     assert records == before  # pure: the records are not changed
     eager, comp, floor = (derived[r.key] for r in records)
-    assert floor["ratio_to_fastest"] == 1 and eager["ratio_to_fastest"] == pytest.approx(4)
+    assert floor["ratio_to_floor"] == 1 and eager["ratio_to_floor"] == pytest.approx(4)
+    assert "ratio_to_fastest" not in eager  # one ratio, not two columns that repeat it
+    assert comp["speedup_vs_cpu_eager"] == pytest.approx(2) and floor[
+        "speedup_vs_cpu_eager"
+    ] == pytest.approx(4)
     assert comp["ratio_to_floor"] == pytest.approx(2) and comp["floor_mode"] == "numpy-reference"
     assert comp["break_even_step"] == math.ceil(1 + 9.99 / 2e-4)
     assert "curve-deviates" in comp["flags"]
@@ -105,3 +109,33 @@ def test_per_record_throughput_and_noise_flag():
     )
     assert per_record(noisy)["flags"] == "noisy"  # IQR 2 / median 3 > 10%
     assert per_record(record(workload="train", device="cpu", mode="eager", status="failed")) == {}
+
+
+def test_speedup_divides_by_cpu_eager_at_the_rows_own_thread_count_only():
+    one = _train("eager", 0.4, 0.0)
+    two = record(
+        {"step_ms": [0.1] * 3},
+        workload="train",
+        device="cpu",
+        mode="numba-reference",
+        batch_size=32,
+        threads=1,
+    )
+    derived = derive([one, two], {}, NetConfig())
+    assert derived[one.key]["speedup_vs_cpu_eager"] == 1
+    assert "speedup_vs_cpu_eager" not in derived[two.key]  # no eager at 1 thread: no silent fallback
+
+
+def test_derive_holds_the_per_record_values_and_the_instruction_medians():
+    counted = record(
+        {"instructions_per_step": [2.0e6, 2.1e6, 2.3e6]},
+        workload="train",
+        device="cpu",
+        mode="eager",
+        batch_size=32,
+    )
+    timed = _train("eager", 0.5, 0.0)
+    derived = derive([counted, timed], {}, NetConfig())
+    assert derived[counted.key]["instructions_per_step"] == 2.1e6
+    assert derived[timed.key]["samples_per_s"] == pytest.approx(32 / 0.5e-3)
+    assert derived[timed.key] | per_record(timed) == derived[timed.key]  # the per-record half, once

@@ -21,9 +21,7 @@ from bench.render.figures import (
     FILE_NAMES,
     FigureSet,
     plot_compare_ratios,
-    plot_inference,
-    plot_run_split,
-    plot_train_steps,
+    save_figure,
     subtitle_for,
     write_compare_figures,
     write_run_figures,
@@ -252,7 +250,7 @@ def test_inference_figure_draws_ok_rows_and_marks_the_crossover(tmp_path):
     notes = [t.get_text() for t in ax.texts]
     assert any("512" in t and "cuda · compile" in t and "cpu · compile" in t for t in notes)
     assert ax.get_legend() is not None
-    _assert_sensible_png(plot_inference(_run_frame(), tmp_path / "inf.png", SUBTITLE))
+    _assert_sensible_png(save_figure(figures._inference_figure(_run_frame(), SUBTITLE), tmp_path / "inf.png"))
 
 
 def test_inference_figure_without_a_gpu_win_has_no_crossover_line():
@@ -284,7 +282,9 @@ def test_train_step_figure_bars_samples_and_iqr(tmp_path):
     np.testing.assert_allclose(segment, [[1, 0.2], [1, 0.4]])
     assert ax.get_yscale() == "linear" and "ms" in ax.get_ylabel()
     assert ax.get_legend() is not None
-    _assert_sensible_png(plot_train_steps(df, _samples(df), tmp_path / "steps.png", SUBTITLE))
+    _assert_sensible_png(
+        save_figure(figures._train_step_figure(df, _samples(df), SUBTITLE), tmp_path / "steps.png")
+    )
 
 
 def test_train_step_figure_goes_log_when_values_span_more_than_30x():
@@ -307,7 +307,9 @@ def test_run_split_figure_stacks_first_call_and_rest(tmp_path):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["cpu · eager", "cpu · compile"]
     assert "(s)" in ax.get_xlabel()
     assert ax.get_legend() is not None
-    _assert_sensible_png(plot_run_split(_run_frame(), tmp_path / "split.png", SUBTITLE))
+    _assert_sensible_png(
+        save_figure(figures._run_split_figure(_run_frame(), SUBTITLE), tmp_path / "split.png")
+    )
 
 
 def _ratio_table() -> pd.DataFrame:
@@ -408,3 +410,41 @@ def test_figures_leave_pyplot_and_the_backend_alone(tmp_path):
         [sys.executable, "-c", code, str(tmp_path)], cwd=root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_inference_table_and_figure_show_each_thread_count():
+    """Two thread counts of one mode: one table column and one figure line each, the same numbers
+    (the table used to keep the first thread count's and the figure the best of both)."""
+    from bench.render.report import render_run_report
+
+    rows = [
+        new_row(
+            workload="inference",
+            device="cpu",
+            mode="compile-fullstep",
+            batch_size=1,
+            samples_per_s=s,
+            threads=t,
+        )
+        for t, s in ((1, 5196.0), (2, 19973.0))
+    ]
+    df = frame(rows)
+    report = render_run_report(df, ENV, {}, None, [])
+    header = next(line for line in report.splitlines() if line.startswith("| batch size"))
+    assert "cpu compile-fullstep · 1 threads" in header and "cpu compile-fullstep · 2 threads" in header
+    assert "| 1 " in report and "5,196" in report and "19,973" in report
+    lines = figures._inference_figure(df, SUBTITLE).axes[0].get_lines()
+    drawn = {line.get_label(): list(line.get_ydata()) for line in lines}
+    assert drawn == {
+        "cpu · compile-fullstep · 1 threads": [5196.0],
+        "cpu · compile-fullstep · 2 threads": [19973.0],
+    }
+
+
+def test_the_flag_legend_takes_its_limits_from_the_constants(monkeypatch):
+    from bench.render import report
+
+    monkeypatch.setattr(report, "NOISY_IQR_RATIO", 0.2)
+    monkeypatch.setattr(report, "CURVE_TOLERANCE", 0.07)
+    text = report.render_run_report(frame(_train_rows()), ENV, {}, None, [])
+    assert "`noisy` = IQR over 20% of the median" in text and "over 7% from eager's" in text

@@ -57,3 +57,24 @@ def test_minor_page_faults_count_the_pages_a_fresh_mapping_touches():
         for page in range(pages):
             region[page * mmap.PAGESIZE] = 1
         assert process.minor_page_faults() - before >= pages // 2  # each fresh page faults (THP may merge)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's /proc/self/clear_refs")
+def test_the_peak_rss_is_reset_per_configuration():
+    """A 400 MB array freed before the reset does not count in the next configuration's peak."""
+    code = (
+        "import numpy as np; from bench.measure.process import peak_rss_bytes, reset_peak_rss\n"
+        "a = np.ones(50_000_000); before = peak_rss_bytes(); del a\n"
+        "assert reset_peak_rss(); after = peak_rss_bytes()\n"
+        "print(before > 350e6, after < before - 300e6)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
+    assert proc.stdout.split() == ["True", "True"], proc.stderr
+
+
+def test_peak_rss_reads_vmhwm_and_none_without_it(tmp_path):
+    (tmp_path / "status").write_text("Name:\tpython\nVmHWM:\t  2048 kB\nVmRSS:\t 1024 kB\n")
+    assert process.peak_rss_bytes(tmp_path) == 2048 * 1024
+    assert process.peak_rss_bytes(tmp_path / "absent") is None
+    assert process.reset_peak_rss(tmp_path / "absent") is False

@@ -14,7 +14,7 @@ import torch
 from bench.__main__ import main as bench_main
 from bench.commands import run as runner
 from bench.commands.session import INTERRUPTED, signals_ignored
-from bench.measure import workloads
+from bench.measure import instructions, workloads
 from bench.measure.environment import max_threads
 from bench.records import ConfigKey
 from bench.store.load import load_run
@@ -420,3 +420,148 @@ def test_a_history_that_cannot_be_written_is_a_note_and_the_run_is_kept(tmp_path
     assert not_a_database.read_text() == "these are somebody's notes, not SQLite\n"
     train = load_run(out / "latest").frame.iloc[0]
     assert (train.workload, train.status) == ("train", "ok")
+
+
+def _parsed(*args):
+    parser = __import__("argparse").ArgumentParser()
+    runner.add_arguments(parser)
+    return runner.options_from_args(parser.parse_args(list(args)))
+
+
+def test_repeated_batch_sizes_are_measured_once_in_the_order_given():
+    assert _parsed("--batch-sizes", "32,32,1,32").inference.batch_sizes == (32, 1)
+
+
+def test_a_bad_extra_work_fraction_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SUMNET_BENCH_EXTRA_WORK", "lots")
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["run", "--device", "cpu", "--mode", "eager", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "SUMNET_BENCH_EXTRA_WORK must be a number" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_metric_instructions_defaults_to_one_thread_and_few_steps():
+    opts = _parsed("--metric", "instructions", "--preset", "quick", "--device", "cpu")
+    assert (opts.metric, opts.threads, opts.train.steps, opts.train.repeats) == ("instructions", [1], 20, 2)
+    assert (
+        _parsed("--metric", "instructions", "--threads", "2", "--steps", "5").train.steps == 5
+    )  # given: kept
+
+
+def test_without_valgrind_instruction_rows_are_skipped_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(instructions, "valgrind_missing", lambda: "valgrind not found: install valgrind")
+    args = ["run", "--device", "cpu", "--mode", "eager", "--metric", "instructions", "--out", str(tmp_path)]
+    assert bench_main([*args, "--no-figures", "--no-history", "--no-progress", "--batch-sizes", "1"]) == 0
+    df = load_run(tmp_path / "latest").frame
+    assert set(df.status) == {"skipped"} and set(df.reason) == {"valgrind not found: install valgrind"}
+    assert instructions.instructions_skip_reason("cuda", "eager").startswith(
+        "instructions are counted on the CPU only"
+    )
+
+
+def test_a_figure_that_cannot_be_saved_is_named_and_the_report_and_rows_are_kept(
+    tmp_path, monkeypatch, capsys
+):
+    from matplotlib.figure import Figure
+
+    real = Figure.savefig
+
+    def disk_full_for_inference(self, path, *a, **k):
+        if str(path).endswith("inference_throughput.png"):
+            raise OSError(28, "No space left on device")
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", disk_full_for_inference)
+    args = ["run", "--device", "cpu", "--mode", "eager", "--out", str(tmp_path), "--no-history", *TINY]
+    assert bench_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    run_dir = (tmp_path / "latest").resolve()
+    assert err[-1] == (
+        f"figure not saved, the rows and report.md are: {run_dir / 'inference_throughput.png'} "
+        "(No space left on device)"
+    )
+    report = (run_dir / "report.md").read_text()
+    assert "Figure not saved: inference_throughput.png (No space left on device)." in report
+    assert "inference_throughput.png)" not in report  # no link to the missing figure
+    assert {p.name for p in run_dir.iterdir()} >= {"results.csv", "run.json", "train_step_time.png"}
+    assert len(load_run(run_dir).frame) == 3
+
+
+def test_each_record_holds_the_machine_load_and_its_own_peak_rss_and_the_run_its_times(tmp_path, monkeypatch):
+    resets = []
+    monkeypatch.setattr(runner, "reset_peak_rss", lambda: resets.append(1) or True)
+    args = [
+        "run",
+        "--device",
+        "cpu",
+        "--mode",
+        "eager",
+        "--out",
+        str(tmp_path),
+        "--no-history",
+        "--no-figures",
+    ]
+    assert bench_main([*args, *TINY]) == 0
+    df = load_run(tmp_path / "latest").frame
+    assert len(resets) == 3  # the training and each batch size: each its own peak
+    assert (df.load_avg_before >= 0).all() and (df.load_avg_after >= 0).all()
+    assert df.cpu_steal_frac.between(0, 1).all() or df.cpu_steal_frac.isna().all()
+    settings = json.loads(((tmp_path / "latest") / "run.json").read_text())["settings"]
+    assert settings["started_utc"] <= settings["ended_utc"] and settings["wall_s"] > 0
+    assert "extra" not in settings and settings["metric"] == "time"
+    report = (tmp_path / "latest" / "report.md").read_text()
+    assert "## Machine load" in report and "`cpu_steal_frac`" in report
+
+
+def test_a_training_row_takes_its_first_call_run_and_target_from_the_first_repeat():
+    from bench.measure.workloads import RepeatResult, TrainMeasurement, TrainPlan
+    from sumnet.evaluate import Metrics, Verdict
+
+    def repeat(first_call_s, run_s, steps_to_target, time_to_target_s, mae):
+        metrics = Metrics(mae=mae, rmse=mae, max_abs_error=mae, exact_accuracy=1.0, zero_fraction=0.0)
+        return RepeatResult(
+            first_call_s, run_s, 0.1, [1e-3], {100: 0.5}, {100: mae}, steps_to_target, time_to_target_s,
+            metrics, Verdict(True, "ok"),
+        )  # fmt: skip
+
+    cold, warm = repeat(38.4, 39.8, 200, 38.9, 0.001), repeat(0.2, 1.5, 100, 1.04, 0.003)
+    key = ConfigKey("train", "cpu", "compile-fullstep", 32, 1)
+    r = runner.train_record(key, TrainMeasurement([cold, warm, warm]), TrainPlan(), 0, [], {})
+    m = r.measured
+    assert (m["first_call_s"], m["run_s"], m["steps_to_target"], m["time_to_target_s"]) == (
+        38.4,
+        39.8,
+        200,
+        38.9,
+    )
+    assert m["time_to_target_s"] >= m["first_call_s"]  # the target's time holds the compile it waited for
+    assert m["mae"] == 0.003 and m["run_warm_s"] == 1.5  # stated statistics: medians over the repeats
+
+
+def test_metric_instructions_writes_the_counts_from_each_configurations_plan(tmp_path, monkeypatch, capsys):
+    """The run's side of --metric instructions, with the valgrind child replaced by its answer."""
+    plans = []
+
+    def fake_count(plan):
+        plans.append(plan)
+        return instructions.InstructionCounts(
+            plan, [2.0e6, 2.1e6], {1: [1e5, 1.2e5], 64: [3e6, 3e6]}, ["a note"]
+        )
+
+    monkeypatch.setattr(instructions, "valgrind_missing", lambda: None)
+    monkeypatch.setattr(runner, "count_instructions", fake_count)
+    args = ["run", "--device", "cpu", "--mode", "eager", "--metric", "instructions", "--out", str(tmp_path)]
+    assert bench_main([*args, "--no-history", "--no-progress", "--batch-sizes", "1,64", "--steps", "10"]) == 0
+    assert [(p.mode, p.threads, p.steps, p.repeats, p.inference_batch_sizes) for p in plans] == [
+        ("eager", 1, 10, 2, (1, 64))
+    ]
+    df = load_run(tmp_path / "latest").frame.set_index("workload")
+    assert df.loc["train", "instructions_per_step"] == pytest.approx(2.05e6)
+    inference = df.loc["inference"].set_index("batch_size")
+    assert list(inference.instructions_per_call) == [pytest.approx(1.1e5), 3e6]
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("| device") and "instructions/step" in out.splitlines()[0]
+    report = (tmp_path / "latest" / "report.md").read_text()
+    assert "## Instructions (callgrind)" in report and "2,050,000" in report
+    assert "(no training rows measured)" in report  # counted rows stay out of the timing table

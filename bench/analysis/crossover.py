@@ -72,16 +72,19 @@ def _best_mode(curves: Mapping[str, Mapping[int, float]]) -> str:
 
 
 def inference_curves(df: pd.DataFrame) -> dict[tuple[str, str], dict[int, float]]:
-    """(device, mode) -> {batch_size: samples_per_s} for ok inference rows with a positive throughput."""
+    """(device, label) -> {batch_size: samples_per_s} for ok inference rows with a positive
+    throughput. The label is the mode, with its thread count where the device ran several: one curve
+    per row, so the table and the figure show the same numbers."""
     rows = ok_rows(df, "inference")
     rows["_b"] = numeric(rows, "batch_size")
     rows["_s"] = numeric(rows, "samples_per_s")
+    rows["_t"] = numeric(rows, "threads").fillna(0).astype(int)
     rows = rows[np.isfinite(rows["_b"]) & (rows["_s"] > 0)]
+    several = {d for d, g in rows.groupby("device") if g["_t"].nunique() > 1}
     curves: dict[tuple[str, str], dict[int, float]] = {}
-    for (device, mode), group in rows.groupby(["device", "mode"], sort=True):
-        # several rows at one batch size (e.g. thread counts): the best one stands for the mode
-        curve = group.groupby("_b")["_s"].max()
-        curves[(str(device), str(mode))] = {int(b): float(s) for b, s in curve.items()}
+    for (device, mode, threads), group in rows.groupby(["device", "mode", "_t"], sort=True):
+        label = f"{mode} · {threads} threads" if device in several else str(mode)
+        curves[(str(device), label)] = {int(b): float(s) for b, s in zip(group["_b"], group["_s"])}
     return curves
 
 

@@ -1,6 +1,7 @@
-"""Columns derived from measured rows: FLOPs and utilisation, ratios to the fastest mode and to
-the fastest hand-written floor, compile break-even, loss-curve agreement with eager. Computed once
-per run, from the records; pure functions that return values and change nothing.
+"""Columns derived from measured records: throughput, noise flag, instruction counts, FLOPs and
+utilisation, ratio to the fastest hand-written floor, speed-up against CPU eager, compile
+break-even, loss-curve agreement with eager. Computed once per run, from the records (`derive`);
+pure functions that return values and change nothing.
 
     python -c "from bench.analysis.derive import train_step_flops; print(train_step_flops())"
 """
@@ -13,45 +14,40 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.analysis.stats import NOISY_IQR_RATIO
+from bench.analysis.stats import NOISY_IQR_RATIO, Summary
 from bench.modes import FLOOR_MODES
 from bench.records import ConfigKey, Record, timing_metric_for
 from sumnet.data import make_batch, make_generator
 from sumnet.model import NetConfig
 from sumnet.train import init_net, make_optimizer, train_step
 
-# Dense FP32 (non-tensor-core) peak FLOP/s from NVIDIA's datasheets, SXM parts. The harness runs
-# in FP32 with TF32 off (torch's default), so this is the relevant ceiling. Unknown devices get no
-# utilisation rather than a guess.
-PEAK_FP32_FLOPS = {
-    "H200": 67e12,
-    "H100 PCIe": 51e12,
-    "H100": 67e12,
-    "A100": 19.5e12,
-    "L4": 30.3e12,
-    "A10G": 31.2e12,
+# Dense FP32 (non-tensor-core) peak FLOP/s and HBM bandwidth in bytes/s from NVIDIA's datasheets,
+# SXM parts. The harness runs in FP32 with TF32 off (torch's default), so this is the relevant
+# ceiling. Unknown devices get no utilisation rather than a guess.
+GPU_PEAKS = {  # name: (FLOP/s, bytes/s)
+    "H200": (67e12, 4.8e12),
+    "H100 PCIe": (51e12, 2.0e12),
+    "H100": (67e12, 3.35e12),
+    "A100": (19.5e12, 2.0e12),
+    "L4": (30.3e12, 0.3e12),
+    "A10G": (31.2e12, 0.6e12),
 }
 CURVE_TOLERANCE = 0.05  # loss curves of a mode and eager may differ by 5% (relative) before a flag
 CURVE_FLOOR = 1e-3  # losses below this are compared in absolute terms (relative error of ~0 is noise)
 MIN_STEP_S = 1e-6  # nothing launches a training step in under a microsecond: such a time is an error
-
-
-# HBM bandwidth in bytes/s from NVIDIA's datasheets (SXM parts), for the memory side of the bound.
-PEAK_BANDWIDTH = {
-    "H200": 4.8e12,
-    "H100 PCIe": 2.0e12,
-    "H100": 3.35e12,
-    "A100": 2.0e12,
-    "L4": 0.3e12,
-    "A10G": 0.6e12,
-}
 FLOAT_BYTES = 4
 
 
-def peak_bandwidth(gpu_name: str) -> float | None:
-    """The HBM bandwidth of a known GPU (longest matching name wins), else None."""
-    matches = [k for k in PEAK_BANDWIDTH if k.lower() in (gpu_name or "").lower()]
-    return PEAK_BANDWIDTH[max(matches, key=len)] if matches else None
+def gpu_peaks(gpu_name: str) -> tuple[float, float] | None:
+    """(FP32 FLOP/s, HBM bytes/s) of a known GPU (longest matching name wins), else None."""
+    matches = [k for k in GPU_PEAKS if k.lower() in (gpu_name or "").lower()]
+    return GPU_PEAKS[max(matches, key=len)] if matches else None
+
+
+def peak_flops(gpu_name: str) -> float | None:
+    """The FP32 peak of a known GPU, else None."""
+    peaks = gpu_peaks(gpu_name)
+    return peaks[0] if peaks else None
 
 
 def train_step_bytes(net_config: NetConfig = NetConfig(), batch_size: int = 32) -> int:
@@ -69,12 +65,6 @@ def step_lower_bound_s(
     """The time one step cannot go below: the largest of its arithmetic at the FP32 peak, its bytes at
     the memory bandwidth, and one kernel launch (a whole step needs at least one)."""
     return max(flops / peak, bytes_moved / bandwidth, launch_s)
-
-
-def peak_flops(gpu_name: str) -> float | None:
-    """The FP32 peak of a known GPU (longest matching name wins), else None."""
-    matches = [k for k in PEAK_FP32_FLOPS if k.lower() in (gpu_name or "").lower()]
-    return PEAK_FP32_FLOPS[max(matches, key=len)] if matches else None
 
 
 def train_step_flops(net_config: NetConfig = NetConfig(), batch_size: int = 32) -> int:
@@ -146,7 +136,7 @@ def _relative_iqr(record: Record) -> float:
 
 
 def per_record(record: Record) -> dict[str, object]:
-    """Values derived from one record alone: throughput and the noise flag."""
+    """Values derived from one record alone: throughput, the noise flag, median instruction counts."""
     if not record.ok:
         return {}
     out: dict[str, object] = {}
@@ -159,6 +149,9 @@ def per_record(record: Record) -> dict[str, object]:
         flags.insert(0, "noisy")
     if flags:
         out["flags"] = ";".join(flags)
+    for name in ("instructions_per_step", "instructions_per_call"):
+        if record.samples.get(name):
+            out[name] = Summary.of(record.samples[name]).median  # type: ignore[arg-type]
     return out
 
 
@@ -170,53 +163,50 @@ def _with_flag(flags: str, flag: str) -> str:
 def derive(
     records: Sequence[Record], env: Mapping[str, object], net_config: NetConfig
 ) -> dict[ConfigKey, dict[str, object]]:
-    """The across-records values of every ok train and inference record, computed once:
-    FLOPs, FLOP/s and utilisation, the below-floor and curve-deviates flags, ratios to the
-    fastest mode and to the fastest floor, compile break-even, loss-curve deviation from eager.
+    """Every derived value of every ok record, computed once: per record (throughput, the noise
+    flag, instruction counts), then across records for train and inference (FLOPs, FLOP/s and
+    utilisation, the below-floor and curve-deviates flags, ratio to the fastest floor, speed-up
+    against CPU eager at the row's thread count, compile break-even, loss-curve deviation).
     Pure: returns {key: {column: value}} and changes nothing."""
-    peak = peak_flops(str(env.get("gpu_name", "")))
-    out: dict[ConfigKey, dict[str, object]] = {}
+    peaks = gpu_peaks(str(env.get("gpu_name", "")))
+    out = {r.key: per_record(r) for r in records if r.ok}
     seconds = {r.key: _median_time_s(r, r.measured) for r in records if r.ok}
     flop_cache: dict[tuple[str, int], int] = {}
     for record in records:
         key = record.key
         if not record.ok or key.workload not in ("train", "inference") or not key.batch_size:
             continue
-        kind, bs = key.workload, key.batch_size
+        kind, bs, s, values = key.workload, key.batch_size, seconds[key], out[key]
         if (kind, bs) not in flop_cache:
-            flop_cache[kind, bs] = (
-                train_step_flops(net_config, bs) if kind == "train" else forward_flops(net_config, bs)
-            )
-        flops, s = flop_cache[kind, bs], seconds[key]
-        values: dict[str, object] = {"flops_per_step": flops}
-        values["achieved_flops_per_s"] = flops / s if s > 0 else math.nan
-        device_peak = peak if key.device.startswith("cuda") else None
-        if device_peak:
-            values["utilization"] = values["achieved_flops_per_s"] / device_peak
-        flags = str(per_record(record).get("flags", ""))
-        if s < MIN_STEP_S or (device_peak and flops / device_peak > s):
-            flags = _with_flag(flags, "below-floor")
-        bandwidth = peak_bandwidth(str(env.get("gpu_name", ""))) if device_peak else None
+            count = train_step_flops if kind == "train" else forward_flops
+            flop_cache[kind, bs] = count(net_config, bs)
+        flops = flop_cache[kind, bs]
+        values.update(flops_per_step=flops, achieved_flops_per_s=flops / s if s > 0 else math.nan)
+        peak, bandwidth = peaks if peaks and key.device.startswith("cuda") else (None, None)
+        if peak:
+            values["utilization"] = values["achieved_flops_per_s"] / peak
+        if s < MIN_STEP_S or (peak and flops / peak > s):
+            values["flags"] = _with_flag(str(values.get("flags", "")), "below-floor")
         launch_us = record.measured.get("graph_launch_us")
-        if kind == "train" and device_peak and bandwidth and isinstance(launch_us, (int, float)):
+        if kind == "train" and peak and bandwidth and isinstance(launch_us, (int, float)):
             bound = step_lower_bound_s(
-                flops, train_step_bytes(net_config, bs), device_peak, bandwidth, launch_us / 1e6
+                flops, train_step_bytes(net_config, bs), peak, bandwidth, launch_us / 1e6
             )
-            values["lower_bound_us"] = bound * 1e6
-            values["ratio_to_bound"] = s / bound
-        values["flags"] = flags
-        out[key] = values
+            values.update(lower_bound_us=bound * 1e6, ratio_to_bound=s / bound)
 
-    train = [r for r in records if r.ok and r.key.workload == "train" and seconds[r.key] == seconds[r.key]]
+    train = [r for r in records if r.ok and r.key.workload == "train" and not math.isnan(seconds[r.key])]
+    cpu_eager = {
+        r.key.threads: seconds[r.key] for r in train if (r.key.device, r.key.mode) == ("cpu", "eager")
+    }
     for record in train:
-        key, values = record.key, out.setdefault(record.key, {})
+        key, values = record.key, out[record.key]
+        if key.threads in cpu_eager:
+            values["speedup_vs_cpu_eager"] = cpu_eager[key.threads] / seconds[key]
         peers = [r for r in train if (r.key.device, r.key.threads) == (key.device, key.threads)]
-        values["ratio_to_fastest"] = seconds[key] / min(seconds[r.key] for r in peers)
         floors = [r for r in peers if r.key.mode in FLOOR_MODES]
         if floors:
             floor = min(floors, key=lambda r: seconds[r.key])
-            values["ratio_to_floor"] = seconds[key] / seconds[floor.key]
-            values["floor_mode"] = floor.key.mode
+            values.update(ratio_to_floor=seconds[key] / seconds[floor.key], floor_mode=floor.key.mode)
         eager = [r for r in peers if r.key.mode == "eager"]
         if eager and key.mode != "eager":
             base = eager[0]

@@ -10,12 +10,14 @@ results/latest at it, and ends with the summary table. Rows are saved as they ar
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import math
 import os
-import resource
 import sys
-import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,8 +39,16 @@ from bench.commands.session import (
 )
 from bench.errors import UsageError, describe
 from bench.measure.environment import max_threads
+from bench.measure.extra_work import extra_work_fraction, with_extra_work
+from bench.measure.instructions import (
+    InstructionPlan,
+    count_instructions,
+    instructions_skip_reason,
+    stop_children,
+)
 from bench.measure.kernels import best_steps_per_launch, graph_launch_latency_s, profile_kernels
-from bench.measure.process import pin_malloc
+from bench.measure.machine_load import LoadProbe
+from bench.measure.process import peak_rss_bytes, pin_malloc, reset_peak_rss
 from bench.measure.workloads import (
     InferencePlan,
     InferencePoint,
@@ -52,15 +62,25 @@ from bench.measure.workloads import (
 from bench.modes import MODES, Trainer, build_trainer, slowdown_factor
 from bench.modes.selection import parse_devices, parse_modes, require_runnable, skip_reason
 from bench.records import ConfigKey, Record
-from bench.render.figures import write_run_figures
-from bench.render.report import render_run_report, summary_markdown
-from bench.store.run_folder import RunWriter, atomic_write
+from bench.render.figures import (
+    FILE_NAMES,
+    FigureSet,
+    matplotlib_missing,
+    run_figures_with_data,
+    write_run_figures,
+)
+from bench.render.report import instructions_table, render_run_report, summary_markdown
+from bench.store.run_folder import RunWriter, WriteError, atomic_write
 from sumnet.cli_args import bounded_positive_int, positive_float, seed_int
 from sumnet.data import TestSet, make_test_set
 from sumnet.model import OUTPUT_ACTIVATIONS, NetConfig
 from sumnet.train import MAX_BATCH_SIZE, MAX_STEPS, TrainConfig
 
 MAX_REPEATS = 1000  # training runs per configuration; each is up to MAX_STEPS steps
+METRICS = ("time", "instructions")
+INSTRUCTION_STEPS, INSTRUCTION_REPEATS = 20, 2  # --metric instructions: each process imports torch
+# under valgrind (slow), so few repeats in one process per configuration, and few steps (the count
+# does not vary with load, so few suffice)
 
 
 @dataclass(frozen=True)
@@ -101,7 +121,9 @@ class RunOptions:
     out: Path
     figures: bool = True
     inference_enabled: bool = True
-    extra: dict = field(default_factory=dict)
+    progress: bool = True
+    history: str | None = None  # where the finished run is recorded; None: not
+    metric: str = "time"  # time | instructions (counted under callgrind, CPU only)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +169,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-inference", action="store_true", help="skip the inference sweep")
     parser.add_argument("--no-figures", action="store_true", help="write no PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--metric",
+        choices=METRICS,
+        default="time",
+        help=f"time (default), or instructions per step and per call under valgrind (CPU; "
+        f"{INSTRUCTION_STEPS} steps x {INSTRUCTION_REPEATS} repeats in one process, 1 thread, unless given)",
+    )
     add_history_arguments(parser)
 
 
@@ -169,6 +198,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise UsageError(f"unknown preset {args.preset!r}: choose from {', '.join(PRESETS)}")
     preset = PRESETS[args.preset]
     train = preset.train
+    if args.metric == "instructions":
+        train = replace(train, steps=INSTRUCTION_STEPS, repeats=INSTRUCTION_REPEATS)
     if args.steps is not None:
         train = replace(train, steps=args.steps)
     if args.repeats is not None:
@@ -177,11 +208,12 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         train = replace(train, target_mae=args.target_mae)
     inference = preset.inference
     if args.batch_sizes is not None:
-        inference = replace(
-            inference, batch_sizes=tuple(_int_list(args.batch_sizes, "--batch-sizes", MAX_BATCH_SIZE))
-        )
+        sizes = _int_list(args.batch_sizes, "--batch-sizes", MAX_BATCH_SIZE)
+        inference = replace(inference, batch_sizes=tuple(dict.fromkeys(sizes)))  # once each, order kept
     if args.threads is not None:
         threads = sorted(set(_int_list(args.threads, "--threads", max_threads())))
+    elif args.metric == "instructions":
+        threads = [1]  # threads run one at a time under valgrind: more only add spin-waits
     elif preset.thread_sweep:
         threads = sorted({1, os.cpu_count() or 1})
     else:
@@ -189,7 +221,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     devices = parse_devices(args.device)
     modes = parse_modes(args.mode) if args.mode is not None else list(preset.modes)
     require_runnable(devices, modes, args.device, args.mode)
-    slowdown_factor()  # a bad SUMNET_BENCH_SLOWDOWN is refused before anything runs
+    slowdown_factor()  # a bad SUMNET_BENCH_SLOWDOWN or SUMNET_BENCH_EXTRA_WORK is refused before
+    extra_work_fraction()  # anything runs
     return RunOptions(
         devices=devices,
         modes=modes,
@@ -203,35 +236,34 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         out=Path(args.out),
         figures=not args.no_figures,
         inference_enabled=not args.no_inference,
-        extra={
-            "progress": not args.no_progress,
-            "history": history_target(args.out, args.db, args.no_history),
-        },
+        progress=not args.no_progress,
+        history=history_target(args.out, args.db, args.no_history),
+        metric=args.metric,
     )
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def _median(values: list[float]) -> float:
     return Summary.of(values).median if values else math.nan
 
 
-def train_record(key: ConfigKey, m: TrainMeasurement, plan: TrainPlan, seed: int, notes: list[str]) -> Record:
-    """The record of one training configuration: raw samples and the held-out outcome."""
+def train_record(
+    key: ConfigKey, m: TrainMeasurement, plan: TrainPlan, seed: int, notes: list[str], measured: dict
+) -> Record:
+    """The record of one training configuration: raw samples and the held-out outcome. The first
+    (cold) repeat gives first call, run time, steps and time to target and the final loss; MAE,
+    accuracy and evaluation time are medians over the repeats; step_ms pools every repeat's blocks."""
     first = m.repeats[0]
-    reached = [r.steps_to_target for r in m.repeats if r.steps_to_target is not None]
     converged = [r.verdict.converged for r in m.repeats]
     reason = first.verdict.reason
     if len(set(converged)) > 1:
         reason += f" ({sum(converged)}/{len(converged)} repeats converged)"
     measured = dict(
+        measured,
         first_call_s=first.first_call_s,
         run_s=first.run_s,
         run_warm_s=_median([r.run_s for r in m.repeats[1:]]),
-        steps_to_target=_median([float(v) for v in reached]),
-        time_to_target_s=_median([r.time_to_target_s for r in m.repeats if r.time_to_target_s is not None]),
+        steps_to_target=math.nan if first.steps_to_target is None else float(first.steps_to_target),
+        time_to_target_s=math.nan if first.time_to_target_s is None else first.time_to_target_s,
         eval_s=_median([r.eval_s for r in m.repeats]),
         final_loss=first.loss_curve[max(first.loss_curve)] if first.loss_curve else math.nan,
         mae=_median([r.metrics.mae for r in m.repeats]),
@@ -248,7 +280,7 @@ def train_record(key: ConfigKey, m: TrainMeasurement, plan: TrainPlan, seed: int
     }
     return Record(
         key,
-        notes=list(notes),
+        notes=notes,
         seed=seed,
         steps=plan.steps,
         repeats=len(m.repeats),
@@ -257,94 +289,163 @@ def train_record(key: ConfigKey, m: TrainMeasurement, plan: TrainPlan, seed: int
     )
 
 
-def inference_record(key: ConfigKey, p: InferencePoint, seed: int) -> Record:
+def inference_record(key: ConfigKey, p: InferencePoint, seed: int, measured: dict) -> Record:
     """The record of one inference batch size: latency samples, or why it failed or was skipped."""
     if p.failed is not None:
-        return Record(key, status="failed", reason=p.failed, seed=seed)
+        return Record(key, status="failed", reason=p.failed, seed=seed, measured=measured)
     if p.latency_s is None:
-        return Record(key, status="skipped", reason=p.skipped or "not measured", seed=seed)
+        return Record(key, status="skipped", reason=p.skipped or "not measured", seed=seed, measured=measured)
     measured = dict(
+        measured,
         first_call_s=p.first_call_s,
         peak_mem_bytes=p.peak_mem_bytes,
-        peak_rss_bytes=_peak_rss_bytes(),
         page_faults_per_call=p.page_faults_per_call,
     )
-    return Record(
-        key,
-        seed=seed,
-        steps=p.calls,
-        measured=measured,
-        samples={"latency_ms": [v * 1e3 for v in p.latency_s]},
-    )
+    samples = {"latency_ms": [v * 1e3 for v in p.latency_s]}
+    return Record(key, seed=seed, steps=p.calls, measured=measured, samples=samples)
 
 
-def _run_config(
-    writer: RunWriter, opts: RunOptions, test_set: TestSet, device: str, mode: str, threads: int, progress
-) -> None:
-    """Measure one (device, mode, threads): a train record and one inference record per batch size."""
-    net_config = NetConfig(output_activation=opts.output_activation)
-    config = TrainConfig(batch_size=opts.batch_size, seed=opts.seed)
+class _Footprint:
+    """One configuration's machine load and peak RSS: started before it, read after it."""
 
-    def key(workload: str, batch_size: int | None) -> ConfigKey:
-        return ConfigKey(workload, device, mode, batch_size, threads, opts.output_activation)
+    def __init__(self) -> None:
+        self.rss_reset = reset_peak_rss()  # where Linux refuses, no peak rather than the process's
+        self.load = LoadProbe.start()
 
-    def unmeasured(workload: str, batch_size: int | None, status: str, reason: str) -> Record:
-        return Record(key(workload, batch_size), status=status, reason=reason, seed=opts.seed)
+    def finish(self) -> dict[str, object]:
+        return {**self.load.finish(), "peak_rss_bytes": peak_rss_bytes() if self.rss_reset else None}
 
-    reason = skip_reason(device, mode)
-    if reason is not None:
-        writer.add(unmeasured("train", opts.batch_size, "skipped", reason))
+
+@dataclass
+class _Builder:
+    """Builds each repeat's Trainer and keeps the last one (its notes, its kernels)."""
+
+    mode: str
+    device: torch.device
+    net_config: NetConfig
+    config: TrainConfig
+    last: Trainer | None = None
+
+    def __call__(self) -> Trainer:
+        trainer = build_trainer(self.mode, self.device, self.net_config, self.config)
+        self.last = with_extra_work(trainer, self.config.batch_size)
+        return self.last
+
+
+@dataclass
+class _Matrix:
+    """The measuring loop's state: where records go, what to run, the bar."""
+
+    writer: RunWriter
+    opts: RunOptions
+    test_set: TestSet
+    progress: object
+    counting: dict[tuple[str, str, int], Future] = field(default_factory=dict)  # --metric instructions
+
+    def key(self, workload: str, device: str, mode: str, threads: int, batch_size: int | None) -> ConfigKey:
+        return ConfigKey(workload, device, mode, batch_size, threads, self.opts.output_activation)
+
+    def unmeasured(self, config: tuple[str, str, int], status: str, reason: str) -> None:
+        """Skipped or failed records of the training and the sweep."""
+        self.failed("train", config, self.opts.batch_size, reason, status)
+        if self.opts.inference_enabled:
+            self.failed("inference", config, None, reason, status)
+
+    def failed(
+        self, workload: str, config: tuple, size: int | None, reason: str, status: str = "failed"
+    ) -> None:
+        key = self.key(workload, *config, size)
+        self.writer.add(Record(key, status=status, reason=reason, seed=self.opts.seed))
+
+    def measure(self, config: tuple[str, str, int]) -> None:
+        """Measure one (device, mode, threads): a train record and one inference record per batch size."""
+        done = self.progress.n + self.opts.train.repeats + (1 if self.opts.inference_enabled else 0)
+        reason = skip_reason(config[0], config[1])
+        if reason is None and self.opts.metric == "instructions":
+            reason = instructions_skip_reason(config[0], config[1])
+        if reason is not None:
+            self.unmeasured(config, "skipped", reason)
+        elif self.opts.metric == "instructions":
+            self.count(config)
+        else:
+            self.time(config)
+        self.progress.update(done - self.progress.n)
+
+    def time(self, config: tuple[str, str, int]) -> None:
+        device, mode, threads = config
+        opts = self.opts
+        torch.set_num_threads(threads)
+        dev = torch.device(device)
+        net_config = NetConfig(output_activation=opts.output_activation)
+        builder = _Builder(mode, dev, net_config, TrainConfig(batch_size=opts.batch_size, seed=opts.seed))
+        self.progress.set_description(f"{device} {mode} x{threads} train")
+        try:
+            reset_peak_memory(dev)
+            footprint = _Footprint()
+            m = measure_training(
+                builder, dev, opts.train, self.test_set, on_repeat=lambda _: self.progress.update(1)
+            )
+            measured = {**footprint.finish(), "peak_mem_bytes": peak_memory(dev)}
+            assert builder.last is not None
+            measured.update(_kernel_columns(builder.last, dev))  # after the timed runs; may add notes
+            key = self.key("train", *config, opts.batch_size)
+            self.writer.add(train_record(key, m, opts.train, opts.seed, list(builder.last.notes), measured))
+            self.writer.settings["timed_s"] += m.timed_s
+        except Exception as err:  # one configuration's failure is recorded in its record; the matrix goes on
+            self.failed("train", config, opts.batch_size, describe(err))
+        except KeyboardInterrupt:  # say which configuration was cut short, then stop the matrix
+            self.failed("train", config, opts.batch_size, INTERRUPTED)
+            raise
         if opts.inference_enabled:
-            writer.add(unmeasured("inference", None, "skipped", reason))
-        progress.update(opts.train.repeats + (1 if opts.inference_enabled else 0))
-        return
-    torch.set_num_threads(threads)
-    dev = torch.device(device)
-    last: list[Trainer] = []  # the trainer timed last: its notes (some filled by its first step), its kernels
+            self.progress.set_description(f"{device} {mode} x{threads} inference")
+            self.sweep(config, builder, dev)
 
-    def make_trainer():
-        last[:] = [build_trainer(mode, dev, net_config, config)]
-        return last[0]
+    def sweep(self, config: tuple[str, str, int], builder: _Builder, dev: torch.device) -> None:
+        opts = self.opts
+        try:
+            points = measure_inference(builder(), dev, opts.inference)
+        except Exception as err:  # the model failed to build: one record for the sweep
+            self.failed("inference", config, None, describe(err))
+            return
+        saved = 0
+        try:
+            for _ in opts.inference.batch_sizes:
+                footprint = _Footprint()
+                point = next(points)
+                key = self.key("inference", *config, point.batch_size)
+                self.writer.add(inference_record(key, point, opts.seed, footprint.finish()))
+                self.writer.settings["timed_s"] += point.timed_s
+                saved += 1
+        except KeyboardInterrupt:  # the sizes measured are saved; the one cut short says so
+            self.failed("inference", config, opts.inference.batch_sizes[saved], INTERRUPTED)
+            raise
 
-    progress.set_description(f"{device} {mode} x{threads} train")
-    repeats_done = [0]
+    def count(self, config: tuple[str, str, int]) -> None:
+        """--metric instructions: the configuration's records, from its child process's counts."""
+        self.progress.set_description(f"{config[0]} {config[1]} x{config[2]} instructions")
+        try:
+            counts = self.counting[config].result()
+        except Exception as err:  # valgrind or the mode failed: the configuration's rows say why
+            self.unmeasured(config, "failed", describe(err))
+            return
+        except KeyboardInterrupt:
+            self.unmeasured(config, "failed", INTERRUPTED)
+            raise
+        for record in counts.records(partial(self.key, device=config[0], mode=config[1], threads=config[2])):
+            self.writer.add(record)
 
-    def on_repeat(_: int) -> None:
-        repeats_done[0] += 1
-        progress.update(1)
-
-    try:
-        reset_peak_memory(dev)
-        m = measure_training(make_trainer, dev, opts.train, test_set, on_repeat=on_repeat)
-        record = train_record(key("train", opts.batch_size), m, opts.train, opts.seed, last[0].notes)
-        record.measured.update(peak_mem_bytes=peak_memory(dev), peak_rss_bytes=_peak_rss_bytes())
-        record.measured.update(_kernel_columns(last[0], dev))
-        record.notes = list(last[0].notes)  # with what the kernel measurements added
-        writer.add(record)
-        writer.settings["timed_s"] += m.timed_s
-    except Exception as err:  # one configuration's failure is recorded in its record; the matrix goes on
-        writer.add(unmeasured("train", opts.batch_size, "failed", describe(err)))
-        progress.update(opts.train.repeats - repeats_done[0])
-    except KeyboardInterrupt:  # say which configuration was cut short, then stop the matrix
-        writer.add(unmeasured("train", opts.batch_size, "failed", INTERRUPTED))
-        raise
-    if not opts.inference_enabled:
-        return
-    progress.set_description(f"{device} {mode} x{threads} inference")
-    try:
-        for p in measure_inference(make_trainer(), dev, opts.inference):
-            writer.add(inference_record(key("inference", p.batch_size), p, opts.seed))
-            writer.settings["timed_s"] += p.timed_s
-    except Exception as err:  # the model failed to build: one record for the sweep, as above
-        writer.add(unmeasured("inference", None, "failed", describe(err)))
-    except KeyboardInterrupt:  # the sizes measured are saved; the first one without a record says so
-        saved = {r.key for r in writer.records}
-        cut = next((b for b in opts.inference.batch_sizes if key("inference", b) not in saved), None)
-        if cut is not None:
-            writer.add(unmeasured("inference", cut, "failed", INTERRUPTED))
-        raise
-    finally:
-        progress.update(1)
+    def plan(self, config: tuple[str, str, int]) -> InstructionPlan:
+        o = self.opts
+        return InstructionPlan(
+            mode=config[1],
+            batch_size=o.batch_size,
+            threads=config[2],
+            seed=o.seed,
+            output_activation=o.output_activation,
+            repeats=o.train.repeats,
+            steps=o.train.steps,
+            inference_batch_sizes=tuple(o.inference.batch_sizes) if o.inference_enabled else (),
+        )
 
 
 def _kernel_columns(trainer: Trainer, device: torch.device) -> dict[str, float]:
@@ -370,8 +471,10 @@ def _kernel_columns(trainer: Trainer, device: torch.device) -> dict[str, float]:
 class _NoProgress:
     """What the run loop calls on a progress bar, doing nothing: --no-progress, or tqdm absent."""
 
+    n = 0  # steps done, as tqdm counts them
+
     def update(self, n: int = 1) -> None:
-        pass
+        self.n += n
 
     def set_description(self, desc: str) -> None:
         pass
@@ -403,49 +506,74 @@ def _configs(opts: RunOptions) -> list[tuple[str, str, int]]:
     return out
 
 
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def run(opts: RunOptions) -> Session:
     """Run the matrix into a new run folder, then derive once; the session says if it was interrupted."""
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
-    settings["timed_s"] = 0.0  # seconds inside timed regions, to state the harness's own overhead
-    settings.pop("extra", None)
-    # Fixed malloc thresholds: without them a 131,072-row forward took 70 to 82 ms in 5 of 6 processes
-    # here and 29 ms in the sixth; with them 30 to 32 ms in all six (bench/measure/process.py).
-    settings["malloc_pinned"] = pin_malloc()
-    session = open_session(opts.out, settings, history=opts.extra.get("history"))
-    writer = session.writer
+    settings.update(timed_s=0.0, malloc_pinned=pin_malloc(), started_utc=utc_now())  # timed_s: seconds
+    # inside timed regions, to state the harness's own overhead; malloc_pinned: see measure/process.py
+    session = open_session(opts.out, settings, history=opts.history)
     configs = _configs(opts)
     units = opts.train.repeats + (1 if opts.inference_enabled else 0)
-    progress = _progress(len(configs) * units, bool(opts.extra.get("progress", True)))
+    matrix = _Matrix(session.writer, opts, make_test_set(), _progress(len(configs) * units, opts.progress))
     default_threads = torch.get_num_threads()
-    test_set = make_test_set()  # the same held-out rows for every configuration
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)  # counts do not depend on load: in parallel
+    if opts.metric == "instructions":
+        counted = [c for c in configs if not (skip_reason(*c[:2]) or instructions_skip_reason(*c[:2]))]
+        matrix.counting = {c: pool.submit(count_instructions, matrix.plan(c)) for c in counted}
     try:
-        session.loop(configs, lambda c: _run_config(writer, opts, test_set, *c, progress))
+        session.loop(configs, matrix.measure)
     finally:
-        progress.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_children()
+        matrix.progress.close()
         torch.set_num_threads(default_threads)
+    session.writer.settings["ended_utc"] = utc_now()
     with signals_ignored():
-        writer.derived = derive(
-            writer.records, writer.env, NetConfig(output_activation=opts.output_activation)
+        session.writer.derived = derive(
+            session.writer.records, session.writer.env, NetConfig(output_activation=opts.output_activation)
         )
-        writer.flush()
     return session
+
+
+@dataclass
+class _Outputs:
+    """report.md, then the figures (a full disk keeps the report); figures that could not be saved."""
+
+    session: Session
+    figures: bool
+    metric: str
+    unsaved: dict[str, str] = field(default_factory=dict)  # file name -> why
+
+    def __call__(self) -> str:
+        writer, run_dir = self.session.writer, self.session.run_dir
+        df = writer.frame()
+        skipped = matplotlib_missing() if self.figures else "--no-figures"
+        names = run_figures_with_data(df) if skipped is None else []
+        planned = FigureSet({n: run_dir / FILE_NAMES[n] for n in names}, skipped)
+        report = render_run_report(df, writer.env, writer.settings, planned, writer.records)
+        atomic_write(run_dir / "report.md", report)
+        if names:
+            written = write_run_figures(df, writer.samples, run_dir, writer.env)
+            self.unsaved = written.failed
+            if written.failed:
+                with suppress(WriteError):  # the report written above stays, its links to them dangling
+                    report = render_run_report(df, writer.env, writer.settings, written, writer.records)
+                    atomic_write(run_dir / "report.md", report)
+        if skipped and self.figures:
+            print(f"figures skipped: {skipped}", file=sys.stderr)
+        return instructions_table(df) if self.metric == "instructions" else summary_markdown(df)
 
 
 def main(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
-    session = run(opts)
-    writer = session.writer
-
-    def render() -> str:
-        df = writer.frame()
-        figures = None
-        if opts.figures:
-            figures = write_run_figures(df, writer.samples, session.run_dir, writer.env)
-            if figures.skipped:
-                print(f"figures skipped: {figures.skipped}", file=sys.stderr)
-        writer.settings["wall_s"] = time.perf_counter() - session.started
-        report = render_run_report(df, writer.env, writer.settings, figures, writer.records)
-        atomic_write(session.run_dir / "report.md", report)
-        return summary_markdown(df)
-
-    return session.finish(render)
+    outputs = _Outputs(run(opts), opts.figures, opts.metric)
+    code = outputs.session.finish(outputs)
+    if outputs.unsaved and code == 0:
+        unsaved = "; ".join(f"{outputs.session.run_dir / n} ({why})" for n, why in outputs.unsaved.items())
+        print(f"figure not saved, the rows and report.md are: {unsaved}", file=sys.stderr)
+        return 2
+    return code

@@ -1,12 +1,13 @@
-"""The measuring process's own steadiness: glibc malloc's thresholds, and the page faults a timed
-region takes.
+"""The measuring process's own steadiness and footprint: glibc malloc's thresholds, the page faults
+a timed region takes, and the peak resident memory of one configuration.
 
     python -c "from bench.measure.process import pin_malloc; print(pin_malloc())"
 
 glibc's malloc adapts its trim and mmap thresholds to the process's history: in some processes each
-large forward (16,384 rows: 4 MB of activations) gets fresh pages from the kernel, about 3,800 page
-faults and 2.5x the time per call; in others none. Fixed thresholds keep freed memory in the heap, so
-every process is the fast one. `bench run` and the pytest-benchmark suite pin them before timing.
+large forward gets fresh pages from the kernel (thousands of page faults per call, and a slower
+call); in others none. Fixed thresholds keep freed memory in the heap, so every process is the fast
+one. `bench run` and the pytest-benchmark suite pin them before timing (docs/validation.md has the
+measured difference).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 import ctypes
 import resource
 import sys
+from pathlib import Path
+
+PROC_SELF = Path("/proc/self")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 MALLOC_TRIM_BYTES = 1 << 30  # never hand freed heap memory back to the kernel below 1 GiB
@@ -35,3 +39,25 @@ def pin_malloc() -> bool:
 def minor_page_faults() -> int:
     """Minor page faults of this process so far (pages the kernel handed out or mapped anew)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def reset_peak_rss(proc: Path = PROC_SELF) -> bool:
+    """Reset this process's peak resident set size (VmHWM) to its current size, so the next
+    peak_rss_bytes() is this configuration's peak, not the process's; False where Linux refuses."""
+    try:
+        (proc / "clear_refs").write_text("5")  # 5: reset the peak RSS (proc(5))
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes(proc: Path = PROC_SELF) -> int | None:
+    """Peak resident set size since the last reset_peak_rss() (VmHWM), None where unreadable."""
+    try:
+        lines = (proc / "status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    return None

@@ -104,18 +104,24 @@ FLOOR_MODES = (
 )  # hand-written floors: the report's "x floor" column uses the fastest
 
 
-def slowdown_factor(environ: dict[str, str] | None = None) -> float:
-    """The validated SUMNET_BENCH_SLOWDOWN factor (0 when unset); UsageError for anything else."""
-    text = (os.environ if environ is None else environ).get(SLOWDOWN_ENV, "").strip()
+def env_number(name: str, maximum: float, environ: dict[str, str] | None = None) -> float:
+    """The environment variable `name` as a number from 0 to `maximum` (0 when unset); UsageError
+    for anything else."""
+    text = (os.environ if environ is None else environ).get(name, "").strip()
     if not text:
         return 0.0
     try:
-        factor = float(text)
+        value = float(text)
     except ValueError:
-        factor = math.nan
-    if not 0 <= factor <= MAX_SLOWDOWN:  # also refuses nan and inf
-        raise UsageError(f"{SLOWDOWN_ENV} must be a number from 0 to {MAX_SLOWDOWN:g}, got {text!r}")
-    return factor
+        value = math.nan
+    if not 0 <= value <= maximum:  # also refuses nan and inf
+        raise UsageError(f"{name} must be a number from 0 to {maximum:g}, got {text!r}")
+    return value
+
+
+def slowdown_factor(environ: dict[str, str] | None = None) -> float:
+    """The validated SUMNET_BENCH_SLOWDOWN factor (0 when unset); UsageError for anything else."""
+    return env_number(SLOWDOWN_ENV, MAX_SLOWDOWN, environ)
 
 
 def _with_slowdown(step: Callable[[], object], factor: float, device: torch.device) -> Callable[[], object]:

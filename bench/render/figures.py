@@ -66,6 +66,7 @@ class FigureSet:
 
     paths: dict[str, Path] = field(default_factory=dict)
     skipped: str | None = None  # why no figure was written (matplotlib missing, no data), else None
+    failed: dict[str, str] = field(default_factory=dict)  # file name -> why it could not be saved
 
 
 def matplotlib_missing() -> str | None:
@@ -153,7 +154,7 @@ def _inference_figure(df: pd.DataFrame, subtitle: str) -> Figure:
             sizes,
             [curve[b] for b in sizes],
             label=f"{device} · {mode}",
-            color=_colour(mode),
+            color=_colour(mode.split(" · ")[0]),  # mode, or "mode · N threads"
             linestyle="--" if gpu else "-",
             marker="s" if gpu else "o",
             markersize=4,
@@ -376,23 +377,6 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_inference(df: pd.DataFrame, path: str | Path, subtitle: str) -> Path:
-    """inference_throughput.png from inference rows (device, mode, batch_size, samples_per_s, status)."""
-    return save_figure(_inference_figure(df, subtitle), path)
-
-
-def plot_train_steps(
-    df: pd.DataFrame, samples: Mapping[ConfigKey, Mapping] | None, path: str | Path, subtitle: str
-) -> Path:
-    """train_step_time.png from train rows (step_ms, step_ms_iqr) and raw samples keyed by ConfigKey."""
-    return save_figure(_train_step_figure(df, samples, subtitle), path)
-
-
-def plot_run_split(df: pd.DataFrame, path: str | Path, subtitle: str) -> Path:
-    """train_run_split.png from train rows (first_call_s, run_s), in seconds."""
-    return save_figure(_run_split_figure(df, subtitle), path)
-
-
 def plot_compare_ratios(
     table: pd.DataFrame, path: str | Path, subtitle: str, xlabel: str = "ratio to the reference (×)"
 ) -> Path:
@@ -406,13 +390,25 @@ def _subtitle(env_or_subtitle: Mapping | str | None) -> str:
     return subtitle_for(env_or_subtitle or {})
 
 
+def run_figures_with_data(df: pd.DataFrame) -> list[str]:
+    """The run figures (FILE_NAMES keys) that `df` has data for, in report order."""
+    train = ok_rows(df, "train")
+    names = ["inference"] if inference_curves(df) else []
+    if (numeric(train, "step_ms") > 0).any():
+        names.append("train_steps")
+    if ((numeric(train, "run_s") > 0) & np.isfinite(numeric(train, "first_call_s"))).any():
+        names.append("run_split")
+    return names
+
+
 def write_run_figures(
     df: pd.DataFrame,
     samples: Mapping[ConfigKey, Mapping] | None,
     out_dir: str | Path,
     env: Mapping | str | None,
 ) -> FigureSet:
-    """The run figures that have data, written into `out_dir`; skipped with a reason otherwise.
+    """The run figures that have data, written into `out_dir`; skipped with a reason otherwise. A
+    figure that cannot be saved (a full disk) is left out and named in `failed`; the others are kept.
 
     `df` is the run's results frame (all workloads), `samples` the raw samples per ConfigKey, `env`
     the environment dict (or a ready subtitle).
@@ -420,19 +416,24 @@ def write_run_figures(
     missing = matplotlib_missing()
     if missing is not None:
         return FigureSet(skipped=missing)
-    out_dir = Path(out_dir)
-    subtitle = _subtitle(env)
-    paths: dict[str, Path] = {}
-    if inference_curves(df):
-        paths["inference"] = plot_inference(df, out_dir / FILE_NAMES["inference"], subtitle)
-    train = ok_rows(df, "train")
-    if (numeric(train, "step_ms") > 0).any():
-        paths["train_steps"] = plot_train_steps(df, samples, out_dir / FILE_NAMES["train_steps"], subtitle)
-    if ((numeric(train, "run_s") > 0) & np.isfinite(numeric(train, "first_call_s"))).any():
-        paths["run_split"] = plot_run_split(df, out_dir / FILE_NAMES["run_split"], subtitle)
-    if not paths:
+    names = run_figures_with_data(df)
+    if not names:
         return FigureSet(skipped="no measured (status ok) inference or training rows to draw")
-    return FigureSet(paths=paths)
+    out_dir, subtitle = Path(out_dir), _subtitle(env)
+    draw = {
+        "inference": lambda: _inference_figure(df, subtitle),
+        "train_steps": lambda: _train_step_figure(df, samples, subtitle),
+        "run_split": lambda: _run_split_figure(df, subtitle),
+    }
+    paths, failed = {}, {}
+    for name in names:
+        path = out_dir / FILE_NAMES[name]
+        try:
+            paths[name] = save_figure(draw[name](), path)
+        except OSError as err:
+            path.unlink(missing_ok=True)  # no half-written PNG
+            failed[path.name] = err.strerror or str(err)
+    return FigureSet(paths=paths, failed=failed)
 
 
 def write_compare_figures(

@@ -13,8 +13,11 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from tabulate import tabulate
 
-from bench.analysis.crossover import inference_crossover
+from bench.analysis.crossover import inference_crossover, inference_curves
+from bench.analysis.derive import CURVE_TOLERANCE
 from bench.analysis.frames import ok_rows
+from bench.analysis.stats import NOISY_IQR_RATIO
+from bench.measure.machine_load import LOADED_LOAD_PER_CORE, LOADED_STEAL_FRAC, loaded_reason
 from bench.records import Record
 
 
@@ -58,7 +61,7 @@ TRAIN_COLUMNS = {
     "samples_per_s": "samples/s",
     "first_call_s": "first call s",
     "run_s": "3000-step run s",
-    "speedup_vs_cpu_eager": "speed-up vs CPU eager",
+    "speedup_vs_cpu_eager": "speed-up vs CPU eager",  # at the row's thread count: said under the table
     "ratio_to_floor": "x floor",
     "break_even_step": "break-even step",
     "mae": "held-out MAE",
@@ -68,8 +71,10 @@ TRAIN_COLUMNS = {
 
 
 def train_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Training rows with the presentation columns: IQR as % of median, speed-up against CPU eager."""
+    """Training rows in the report's units: IQR as % of median, GFLOP/s, %, MiB (nothing derived)."""
     train = ok_rows(df, "train")
+    if "instructions_per_step" in train:  # counted, not timed (--metric instructions): its own table
+        train = train[train["step_ms"].notna() | train["instructions_per_step"].isna()]
     if train.empty:
         return train
     train["step_iqr_pct"] = 100 * train["step_ms_iqr"] / train["step_ms"]
@@ -77,14 +82,6 @@ def train_summary(df: pd.DataFrame) -> pd.DataFrame:
     train["utilization_pct"] = 100 * train["utilization"]
     train["peak_mem_mib"] = train["peak_mem_bytes"] / 2**20
     train["peak_rss_mib"] = train["peak_rss_bytes"] / 2**20
-    cpu_eager = train[(train["device"] == "cpu") & (train["mode"] == "eager")]
-    if not cpu_eager.empty:
-        # against CPU eager at the same thread count where there is one, else the first
-        base = {int(t): v for t, v in zip(cpu_eager["threads"], cpu_eager["step_ms"])}
-        first = cpu_eager["step_ms"].iloc[0]
-        train["speedup_vs_cpu_eager"] = [
-            base.get(int(t), first) / ms for t, ms in zip(train["threads"], train["step_ms"])
-        ]
     return train
 
 
@@ -134,12 +131,12 @@ def env_line(env: Mapping[str, object]) -> str:
 
 def _overhead_sentence(settings: Mapping[str, object]) -> str:
     wall, timed = settings.get("wall_s"), settings.get("timed_s")
-    if not wall or timed is None:
+    if not wall or not timed:  # nothing timed (--metric instructions): no overhead to state
         return ""
     outside = max(0.0, float(wall) - float(timed))
     return (
-        f"The run took {float(wall):.0f} s, {float(timed):.0f} s of it inside timed regions; the harness's own work "
-        f"(building models, figures, writing files) took {outside:.1f} s ({outside / float(wall):.0%})."
+        f"The run took {float(wall):.0f} s to this report, {float(timed):.0f} s of it inside timed regions; the "
+        f"harness's own work (building models, writing files) took {outside:.1f} s ({outside / float(wall):.0%})."
     )
 
 
@@ -206,6 +203,10 @@ def render_run_report(
         "",
         _summary_table(train),
         "",
+        "First call, run time, steps and time to target and the final loss are the first (cold) repeat's; "
+        "step ms pools the steady blocks of every repeat; MAE, accuracy and eval time are medians over the "
+        "repeats. Speed-up divides CPU eager's step time at the row's thread count by the row's.",
+        "",
         _floor_sentence(train),
         _figure_link(figures, "train_steps", "Training step time per device and mode"),
         _figure_link(figures, "run_split", "Whole-run time: first call vs steady state"),
@@ -237,9 +238,7 @@ def render_run_report(
                     "flops_per_step": "FLOPs/step",
                     "gflops_per_s": "GFLOP/s",
                     "utilization_pct": "% of FP32 peak",
-                    "ratio_to_fastest": "x fastest",
-                    "ratio_to_floor": "x floor",
-                    "floor_mode": "floor",
+                    "floor_mode": "floor",  # its ratio is the summary's x floor
                     "kernels_per_step": "kernels/step",
                     "us_per_kernel": "us/kernel",
                     "lower_bound_us": "lower bound us",
@@ -252,19 +251,21 @@ def render_run_report(
             ),
             "",
         ]
-    inf = ok_rows(df, "inference")
-    if not inf.empty:
-        inf["config"] = inf["device"].astype(str) + " " + inf["mode"].astype(str)
-        pivot = inf.pivot_table(index="batch_size", columns="config", values="samples_per_s", aggfunc="first")
-        pivot = pivot.reset_index()
+    curves = inference_curves(df)
+    if curves:
+        sizes = sorted({b for curve in curves.values() for b in curve})
+        table = pd.DataFrame({"batch_size": sizes})
+        for (device, label), curve in curves.items():
+            table[f"{device} {label}"] = [curve.get(b, math.nan) for b in sizes]
         out += [
             "## Inference throughput (samples/s)",
             "",
-            markdown_table(pivot, {c: str(c) if c != "batch_size" else "batch size" for c in pivot.columns}),
+            markdown_table(table, {c: str(c) if c != "batch_size" else "batch size" for c in table.columns}),
             "",
             crossover_sentence(df),
             _figure_link(figures, "inference", "Inference throughput against batch size"),
         ]
+    out += _instructions_section(df) + load_section(df, _int(env.get("cpu_cores")))
     bad = df[df["status"] != "ok"]
     # one line per configuration and reason (a skipped mode's train and inference rows say the same),
     # but each inference batch size that failed on its own keeps its line
@@ -297,9 +298,77 @@ def render_run_report(
     skipped_figs = getattr(figures, "skipped", None)
     if skipped_figs:
         out += [f"Figures skipped: {skipped_figs}.", ""]
+    for name, why in (getattr(figures, "failed", None) or {}).items():
+        out += [f"Figure not saved: {name} ({why}).", ""]
     out += [
-        "Flags: `noisy` = IQR over 10% of the median; `below-floor` = faster than the device can be; "
-        "`curve-deviates` = loss curve over 5% from eager's at the same seed.",
+        f"Flags: `noisy` = IQR over {NOISY_IQR_RATIO:.0%} of the median; `below-floor` = faster than the device "
+        f"can be; `curve-deviates` = loss curve over {CURVE_TOLERANCE:.0%} from eager's at the same seed. "
+        "Rows measured while the machine was loaded are listed under Machine load.",
         "",
     ]
     return "\n".join(out)
+
+
+_COUNT_COLUMNS = ("instructions_per_step", "instructions_per_call")
+_LOAD_COLUMNS = ("load_avg_before", "load_avg_after", "cpu_steal_frac")
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and value == value and value > 0 else None
+
+
+def _absent(df: pd.DataFrame, *columns: str) -> list[str]:
+    return [c for c in columns if c not in df.columns]
+
+
+def instructions_table(df: pd.DataFrame) -> str:
+    """Instructions per training step and per inference call of the counted rows."""
+    ok = df[df["status"] == "ok"].reindex(columns=[*df.columns, *_absent(df, *_COUNT_COLUMNS)])
+    counted = ok[ok["instructions_per_step"].notna() | ok["instructions_per_call"].notna()]
+    if counted.empty:
+        return "(no instructions counted)"
+    columns = {**_CONFIG_COLUMNS, "workload": "workload", "batch_size": "batch"}
+    columns.update(instructions_per_step="instructions/step", instructions_per_call="instructions/call")
+    return markdown_table(counted, columns, digits=4)
+
+
+def _instructions_section(df: pd.DataFrame) -> list[str]:
+    table = instructions_table(df)
+    if table.startswith("(no"):
+        return []
+    return [
+        "## Instructions (callgrind)",
+        "",
+        "CPU instructions counted by Valgrind's callgrind around the measured steps and calls only "
+        "(median of the repeats): Python, the dispatcher and the CPU kernels, not memory stalls or the clock.",
+        "",
+        table,
+        "",
+    ]
+
+
+def load_section(df: pd.DataFrame, cores: int | None) -> list[str]:
+    """How busy the machine was (`cores`: the measured machine's): the configurations measured
+    while it was loaded, and why."""
+    rows = df.reindex(columns=[*df.columns, *_absent(df, *_LOAD_COLUMNS)])
+    rows = rows[rows["load_avg_before"].notna()]
+    if rows.empty:
+        return []
+    worst = rows.groupby(["device", "mode", "threads"], sort=False)[list(_LOAD_COLUMNS)].max()
+    loaded = [
+        f"- {d} · {m} · {t} threads: {why}" for (d, m, t), r in worst.iterrows() if (why := loaded_reason(r))
+    ]
+    loads = rows[["load_avg_before", "load_avg_after"]].stack()
+    head = (
+        f"## Machine load\n\n1-minute load average {loads.min():.2f} to {loads.max():.2f}, CPU steal up to "
+        f"{rows['cpu_steal_frac'].max():.1%} (results.csv: `load_avg_before`, `load_avg_after`, `cpu_steal_frac`). "
+        f"Loaded means a load average above {LOADED_LOAD_PER_CORE:g}x the cores or steal above {LOADED_STEAL_FRAC:.0%}"
+    )
+    if not loaded:
+        return [head + ": no configuration was measured loaded.", ""]
+    return [
+        head + "; these were, so their times (and `noisy` flags) say more about the machine than the code:",
+        "",
+        *loaded,
+        "",
+    ]

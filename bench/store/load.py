@@ -90,7 +90,7 @@ def _checked_samples(samples: object, what: str, path: Path) -> dict[str, object
     if not isinstance(samples, dict):
         raise UsageError(f"{path}: the samples of {what} are not an object")
     out = dict(samples)
-    for metric in ("step_ms", "latency_ms"):
+    for metric in ("step_ms", "latency_ms", "instructions_per_step", "instructions_per_call"):
         if out.get(metric) is not None:
             out[metric] = _numbers(out[metric], f"{what} {metric}", path)
     return out

@@ -63,9 +63,9 @@ COLUMNS = (
     "flops_per_step",  # counted FLOPs of one training step or forward
     "achieved_flops_per_s",
     "utilization",  # achieved / peak FLOP/s where the device's peak is known, else empty
-    "ratio_to_fastest",  # step time / fastest mode's on the same device and threads
     "ratio_to_floor",  # step time / the fastest hand-written floor on the same device and threads
     "floor_mode",  # which floor that was
+    "speedup_vs_cpu_eager",  # CPU eager's step time at the row's thread count / this step time
     "break_even_step",  # steps after which a compiled mode's total time beats eager's
     "kernels_per_step",  # CUDA kernels launched per training step (torch.profiler, outside timed runs)
     "us_per_kernel",  # mean device time of one of them
@@ -91,7 +91,7 @@ COLUMNS = (
     "not_converged",  # "seed: reason" for each seed that never converged, ";"-joined
     # memory
     "peak_mem_bytes",  # torch.cuda.max_memory_allocated, CUDA only
-    "peak_rss_bytes",  # process peak resident set size when the record was made
+    "peak_rss_bytes",  # peak resident set size during this configuration (VmHWM reset before it)
     "page_faults_per_call",  # inference: minor page faults per timed forward (near 0 when memory is reused)
     # --metric instructions (callgrind): medians over the measured regions
     "instructions_per_step",  # CPU instructions per training step
@@ -125,8 +125,8 @@ DERIVED_COLUMNS = (
     "flops_per_step",
     "achieved_flops_per_s",
     "utilization",
-    "ratio_to_fastest",
     "ratio_to_floor",
+    "speedup_vs_cpu_eager",
     "floor_mode",
     "break_even_step",
     "loss_curve_max_rel_dev",
@@ -207,8 +207,8 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[str, object]:
-    """A record flattened to results columns: summary statistics computed from its samples,
-    per-record derived values, then `derived` (the across-records values of analysis.derive)."""
+    """A record flattened to results columns: summary statistics computed from its samples, then
+    `derived` (its values from analysis.derive)."""
     row: dict[str, object] = dict.fromkeys(COLUMNS)
     row.update(asdict(record.key))
     row.update(
@@ -233,18 +233,17 @@ def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[
                 f"{metric}_min": summary.min,
             }
         )
-    row.update(per_record(record))
-    row.update(record.derived)
-    row.update(derived or {})
+    # the run's derive step (passed, or on the record); a record never derived (pytest JSON): its own
+    row.update(derived if derived is not None else (record.derived or per_record(record)))
     return row
 
 
 def frame(
     records: Iterable[Record], derived: Mapping[ConfigKey, Mapping[str, object]] | None = None
 ) -> pd.DataFrame:
-    """Records as a results DataFrame in schema column order: built once, for the CSV and the tables."""
-    derived = derived or {}
-    rows = [to_row(r, derived.get(r.key)) for r in records]
+    """Records as a results DataFrame in schema column order: built once, for the CSV and the tables.
+    `derived`: the writer's values by key; None: each record's own."""
+    rows = [to_row(r, None if derived is None else derived.get(r.key, {})) for r in records]
     return normalise(pd.DataFrame(rows, columns=list(COLUMNS)))
 
 
@@ -349,10 +348,13 @@ class RunWriter:
     env: dict[str, object]
     settings: dict[str, object] = field(default_factory=dict)  # the run's options, for run.json
     records: list[Record] = field(default_factory=list)
-    derived: dict[ConfigKey, dict[str, object]] = field(default_factory=dict)  # set once, at the end
+    derived: dict[ConfigKey, dict[str, object]] = field(default_factory=dict)  # analysis.derive's
 
     def add(self, record: Record) -> None:
+        """Keep `record` with its per-record derived values (a run cut short keeps its throughput and
+        noise flags; the run's derive step replaces them all at the end) and rewrite the files."""
         self.records.append(record)
+        self.derived[record.key] = per_record(record)
         self.flush()
 
     def frame(self) -> pd.DataFrame:

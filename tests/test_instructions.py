@@ -1,0 +1,85 @@
+"""--metric instructions: callgrind counts are deterministic across processes and see real extra work.
+
+The counting test runs three child processes under valgrind (each imports torch under valgrind),
+in parallel; it is skipped where valgrind is absent.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bench.errors import UsageError
+from bench.measure import instructions
+from bench.measure.extra_work import EXTRA_WORK_ENV, extra_work_fraction
+from bench.measure.instructions import InstructionPlan, calls_for, count_instructions, valgrind_missing
+
+PLAN = InstructionPlan(mode="eager", batch_size=32, threads=1, repeats=1, warmup_steps=10, steps=10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(valgrind_missing() is not None, reason="needs valgrind")
+def test_counts_are_deterministic_across_processes_and_see_five_percent_more_work():
+    extra = ("0", "0", "0.05")
+    with ThreadPoolExecutor(len(extra)) as pool:  # the counts do not depend on load: all at once
+        runs = [pool.submit(count_instructions, PLAN, env={EXTRA_WORK_ENV: e}) for e in extra]
+        a, b, more = (f.result().per_step[0] for f in runs)
+    assert abs(a - b) / a < 0.005, (a, b)
+    assert more > 1.02 * max(a, b), (a, b, more)
+
+
+def test_valgrind_absent_is_a_reason_not_an_error(monkeypatch):
+    monkeypatch.setattr(instructions.shutil, "which", lambda tool: None)
+    assert "valgrind not found" in valgrind_missing()
+
+
+def test_inference_regions_call_fewer_times_for_large_batches():
+    plan = InstructionPlan(mode="eager", batch_size=32, threads=1, calls=10)
+    assert [calls_for(plan, b) for b in (1, 8192, 16384, 1 << 20)] == [10, 10, 5, 1]
+
+
+@pytest.mark.parametrize("value", ["abc", "-0.1", "nan", "inf", "11"])
+def test_a_bad_extra_work_fraction_is_refused(value):
+    with pytest.raises(UsageError, match=EXTRA_WORK_ENV):
+        extra_work_fraction({EXTRA_WORK_ENV: value})
+    assert extra_work_fraction({}) == 0 and extra_work_fraction({EXTRA_WORK_ENV: "0.03"}) == 0.03
+
+
+def test_dumps_are_read_in_dump_order(tmp_path):
+    for n, total in ((2, 20), (10, 100), (1, 10)):
+        (tmp_path / f"cg.7.{n}").write_text(f"events: Ir\nsummary: 5\ntotals: {total}\n")
+    (tmp_path / "cg.7").write_text("totals: 0\n")  # the dump at exit, after the last region
+    assert instructions._dumped_totals(tmp_path, 7) == [10, 20, 100]
+
+
+def test_compiled_modes_are_skipped_where_inductor_would_build_avx512(tmp_path, monkeypatch):
+    monkeypatch.setattr(instructions, "valgrind_missing", lambda: None)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512vl\n")
+    assert "AVX-512" in instructions.instructions_skip_reason("cpu", "compile-fullstep", cpuinfo)
+    assert instructions.instructions_skip_reason("cpu", "eager", cpuinfo) is None
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2\n")
+    assert instructions.instructions_skip_reason("cpu", "compile", cpuinfo) is None
+
+
+def test_instruction_counts_round_trip_and_text_counts_are_refused(tmp_path):
+    import json
+
+    from bench.analysis.derive import derive
+    from bench.records import ConfigKey, Record
+    from bench.store.load import load_run
+    from bench.store.run_folder import RunWriter
+    from sumnet.model import NetConfig
+
+    key = ConfigKey("train", "cpu", "eager", 32, 1)
+    writer = RunWriter(tmp_path, {})
+    writer.add(Record(key, samples={"instructions_per_step": [2.0e6, 2.2e6, 2.1e6]}))
+    writer.derived = derive(writer.records, {}, NetConfig())
+    writer.flush()
+    assert load_run(tmp_path).frame.iloc[0].instructions_per_step == 2.1e6  # the median
+    doc = json.loads((tmp_path / "run.json").read_text())
+    doc["records"][0]["samples"]["instructions_per_step"] = ["many"]
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    with pytest.raises(UsageError, match="instructions_per_step are not numbers"):
+        load_run(tmp_path)
