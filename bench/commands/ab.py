@@ -76,7 +76,8 @@ PASSED_THROUGH = {
     "output_activation": "--output-activation",
     "metric": "--metric",
 }
-RUN_DEFAULTS = {"preset": "quick", "steps": "1000"}
+RUN_DEFAULTS = {"preset": "quick"}
+TIME_STEPS = "1000"  # --steps when not given, for times (instructions keep bench run's own default)
 ALWAYS = ["--no-figures", "--no-progress", "--no-history"]  # ab records the history itself (--db)
 
 
@@ -294,19 +295,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="an environment variable for HEAD's processes only (validation, e.g. SUMNET_BENCH_SLOWDOWN=0.10)",
     )
+    shown = {**RUN_DEFAULTS, "steps": f"{TIME_STEPS}; bench run's own with --metric instructions"}
     for dest, flag in PASSED_THROUGH.items():
-        default = RUN_DEFAULTS.get(dest)
         parser.add_argument(
             flag,
             dest=dest,
-            default=default,
-            help=f"as bench run's {flag}" + (f" (default {default})" if default else ""),
+            default=RUN_DEFAULTS.get(dest),
+            help=f"as bench run's {flag}" + (f" (default {shown[dest]})" if dest in shown else ""),
         )
     parser.add_argument("--no-inference", action="store_true", help="as bench run's --no-inference")
 
 
 def run_arguments(args: argparse.Namespace) -> list[str]:
     """The flags every `bench run` process gets, validated here by bench run's own parser and checks."""
+    if args.steps is None and INSTRUCTIONS not in str(args.metric or ""):
+        args.steps = TIME_STEPS
     argv = [x for dest, flag in PASSED_THROUGH.items() if getattr(args, dest) is not None
             for x in (flag, str(getattr(args, dest)))]  # fmt: skip
     argv += ["--no-inference"] * args.no_inference + ALWAYS
