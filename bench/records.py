@@ -60,6 +60,19 @@ def is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def json_safe(value: object) -> object:
+    """`value` ready for JSON: NaN and inf as null, numpy scalars as numbers, tuples as lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return json_safe(value.item())  # a numpy scalar
+    return value
+
+
 def _int_or_none(value: object) -> int | None:
     if is_missing(value) or value == "":
         return None

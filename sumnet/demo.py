@@ -49,37 +49,22 @@ def learning_rate(text: str) -> float:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--steps",
-        type=bounded_positive_int(MAX_STEPS),
-        default=3000,
-        help=f"batch updates, 1 to {MAX_STEPS:,} (default 3000)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=bounded_positive_int(MAX_BATCH_SIZE),
-        default=32,
-        help=f"rows per step, 1 to {MAX_BATCH_SIZE:,} (default 32)",
-    )
-    parser.add_argument(
-        "--lr",
-        type=learning_rate,
-        default=1e-3,
-        help=f"Adam learning rate, {MIN_LR:g} to {MAX_LR:g} (default 1e-3)",
-    )
-    parser.add_argument("--seed", type=seed_int, default=DEFAULT_SEED, help="init and data seed")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    parser.add_argument("--output-activation", choices=OUTPUT_ACTIVATIONS, default="relu")
-    parser.add_argument("--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE)
+    add = parser.add_argument
+    add("--steps", type=bounded_positive_int(MAX_STEPS), default=3000, help=f"1 to {MAX_STEPS:,}")
+    batch_help = f"rows per step, 1 to {MAX_BATCH_SIZE:,} (default 32)"
+    add("--batch-size", type=bounded_positive_int(MAX_BATCH_SIZE), default=32, help=batch_help)
+    add("--lr", type=learning_rate, default=1e-3, help=f"Adam, {MIN_LR:g} to {MAX_LR:g} (default 1e-3)")
+    add("--seed", type=seed_int, default=DEFAULT_SEED, help="init and data seed")
+    add("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    add("--output-activation", choices=OUTPUT_ACTIVATIONS, default="relu")
+    add("--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE)
     return parser.parse_args(argv)
 
 
 def _is_out_of_memory(err: RuntimeError) -> bool:
     """An allocation failure: CUDA's OutOfMemoryError, or the CPU and MPS allocators' RuntimeError."""
-    text = str(err)
-    return isinstance(err, torch.cuda.OutOfMemoryError) or any(
-        s in text for s in ("can't allocate memory", "out of memory")
-    )
+    oom = isinstance(err, torch.cuda.OutOfMemoryError)
+    return oom or "can't allocate memory" in str(err) or "out of memory" in str(err)
 
 
 def _demo(args: argparse.Namespace, device: torch.device) -> None:
@@ -87,16 +72,13 @@ def _demo(args: argparse.Namespace, device: torch.device) -> None:
     net_config = NetConfig(output_activation=args.output_activation)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
 
-    print(
-        f"Training the Net ({count_parameters(Net(net_config)):,} parameters) on {device}, seed {args.seed}..."
-    )
-    result = train(
-        config,
-        net_config,
-        device,
-        on_log=lambda step, loss: print(f"Epoch [{step}/{config.steps}], Loss: {loss:.4f}"),
-    )
-    net = result.net.eval()
+    size = count_parameters(Net(net_config))
+    print(f"Training the Net ({size:,} parameters) on {device}, seed {args.seed}...")
+
+    def log(step: int, loss: float) -> None:
+        print(f"Epoch [{step}/{config.steps}], Loss: {loss:.4f}")
+
+    net = train(config, net_config, device, on_log=log).net.eval()
 
     print("Testing!")
     inputs, targets = make_batch(DEMO_ROWS, make_generator(DEMO_ROWS_SEED, "cpu"))

@@ -3,7 +3,6 @@
 import json
 import math
 import statistics
-import sys
 
 import pandas as pd
 import pytest
@@ -22,7 +21,6 @@ from bench.measure.convergence_study import (
     train_plain,
 )
 from bench.measure.ensemble import init_ensemble
-from bench.render.convergence_plots import write_figures
 from bench.store.run_folder import to_row
 from sumnet.data import make_test_set
 from sumnet.evaluate import Metrics
@@ -233,12 +231,6 @@ def test_compiled_ensemble_matches_eager(small_test_set):
     compiled, _ = train_ensemble(StudyConfig("cpu", "compile", "relu"), settings, small_test_set)
     for a, b in zip(eager, compiled):
         assert a.maes == pytest.approx(b.maes, rel=1e-4)
-
-
-def test_figures_skipped_with_a_reason_without_matplotlib(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
-    written, why = write_figures(tmp_path, {"cpu/eager/relu": {"per_seed": [], "target_mae": 0.01}})
-    assert written == {} and "matplotlib" in why
 
 
 # --- command line -----------------------------------------------------------------------------

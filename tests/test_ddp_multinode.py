@@ -7,17 +7,25 @@ the result; a second node that never starts fails the first within the rendezvou
 
 from __future__ import annotations
 
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from bench.ddp.launch import free_port, run_ddp, torchrun_command
+from bench.ddp.launch import run_ddp, torchrun_command
 from bench.ddp.plan import DDPPlan
 
 STEPS = 200
 TIMEOUT_S = 180.0  # the launcher's last line, per node
 JOIN_TIMEOUT_S = 2.0  # how long node 0 waits for a node that never starts
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago, for the rendezvous endpoint."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_torchrun_command_for_several_nodes_uses_c10d_rendezvous(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ require("sqlalchemy", "the results history's database")
 from bench.history.dashboard import _page as dashboard_page  # noqa: E402
 from bench.history.dashboard import write_dashboard  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
-from bench.history.synthetic import fill_demo  # noqa: E402
+from tests.history_demo import fill_demo  # noqa: E402
 
 BROWSER_TIMEOUT_S = 90
 

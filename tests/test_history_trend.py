@@ -1,5 +1,5 @@
 """Trends, the history gate and the history commands on a small synthetic history with known changes
-(bench.history.synthetic.fill_demo: a 20% step and a 15% drift on the CPU box, the rest flat)."""
+(tests/history_demo.py: a 20% step and a 15% drift on the CPU box, the rest flat)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ require("sqlalchemy", "the results history's database")
 require("ruptures", "the history's change-point detection")
 
 from bench.__main__ import main as bench_main  # noqa: E402
-from bench.commands.gate import check_against_history, gate_on_history  # noqa: E402
+from bench.commands.gate import check_against_history  # noqa: E402
 from bench.errors import UsageError  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
 from bench.history.ingest import entry_of  # noqa: E402
-from bench.history.synthetic import CPU_BOX, GPU_BOX, config, fill_demo, synthetic_run  # noqa: E402
+from bench.history.synthetic import CPU_BOX, GPU_BOX, config, synthetic_run  # noqa: E402
 from bench.history.trend import render_text, select_configs, trends  # noqa: E402
+from tests.history_demo import fill_demo  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "results/baselines/intel-r-xeon-r-processor/vm-20261127T062315Z"
@@ -78,6 +79,12 @@ def _current(factor: float, status: str = "ok"):
     """A run after the demo history (index 100) on the CPU box with the eager step x factor."""
     rng = np.random.default_rng(100)
     return synthetic_run(100, CPU_BOX, {EAGER: 0.6 * factor}, rng, spread=0.03, status={EAGER: status})
+
+
+def gate_on_history(db, current) -> list[str]:
+    """The failures of `current` (a RunEntry) against the last 10 comparable runs in the history `db`."""
+    with open_history(db, create=False) as history:
+        return [c.failure for c in check_against_history(history, current) if c.failure]
 
 
 def test_gate_on_history_fails_a_real_slowdown_and_passes_noise(demo_db):

@@ -50,13 +50,9 @@ def seed_outcome(trace: SeedTrace, target_mae: float) -> tuple[bool, str]:
 
 def study_key(config: StudyConfig, settings: StudySettings) -> ConfigKey:
     """The configuration key of one study configuration, measured or skipped alike."""
+    c = config
     return ConfigKey(
-        WORKLOAD,
-        config.device,
-        config.mode,
-        settings.batch_size,
-        torch.get_num_threads(),
-        config.output_activation,
+        WORKLOAD, c.device, c.mode, settings.batch_size, torch.get_num_threads(), c.output_activation
     )
 
 
@@ -124,13 +120,9 @@ def summarize(result: ConfigResult, settings: StudySettings) -> Record:
             "mae": result.one_seed.final.mae,
             "member_mae": result.traces[0].final.mae,  # the same seed inside the ensemble
         }
+    key = study_key(c, settings)
     return Record(
-        study_key(c, settings),
-        seed=settings.seeds[0],
-        steps=settings.steps,
-        repeats=n,
-        measured=measured,
-        samples=samples,
+        key, seed=settings.seeds[0], steps=settings.steps, repeats=n, measured=measured, samples=samples
     )
 
 
@@ -177,8 +169,10 @@ class PairedComparison:
 
 def compare_steps(a: ConfigResult, b: ConfigResult, target_mae: float) -> PairedComparison:
     """Pair the seeds of a and b; test whether their steps-to-target differ (Wilcoxon signed-rank)."""
-    steps_a = {t.seed: (seed_outcome(t, target_mae)[0], t.steps_to_target(target_mae)) for t in a.traces}
-    steps_b = {t.seed: (seed_outcome(t, target_mae)[0], t.steps_to_target(target_mae)) for t in b.traces}
+    steps_a, steps_b = (
+        {t.seed: (seed_outcome(t, target_mae)[0], t.steps_to_target(target_mae)) for t in r.traces}
+        for r in (a, b)
+    )
     common = sorted(set(steps_a) & set(steps_b))
     pairs = [(steps_a[s][1], steps_b[s][1]) for s in common if steps_a[s][0] and steps_b[s][0]]
     diffs = [float(sb - sa) for sa, sb in pairs]

@@ -1,9 +1,6 @@
-"""Is one set of timing samples slower than another, and by more than a threshold?
-
-Two runs of the same code on a noisy machine never give the same median. This module says
-whether a difference is real: a percentile bootstrap interval for the ratio of medians
-(current / baseline) from the raw samples, and a Mann-Whitney U test (scipy) on the same samples.
-The bootstrap uses a fixed seed, so the same samples always give the same interval.
+"""Is one set of timing samples slower than another, and by more than a threshold? A percentile
+bootstrap interval (fixed seed) of the ratio of medians from the raw samples, a Mann-Whitney U test,
+and the gate's verdict of one configuration and metric (`judge`).
 
     python -c "from bench.analysis.significance import compare_samples as c; print(c([1.3, 1.25, 1.28, 1.31], [1.0, 1.02, 0.99, 1.01]))"
 """
@@ -22,7 +19,7 @@ from bench.errors import UsageError
 from bench.records import Record
 
 ALPHA = 0.05  # significance level of every test and interval here (95% intervals)
-BOOTSTRAP_RESAMPLES = 2000  # enough for stable 2.5%/97.5% percentiles; a few ms with numpy
+BOOTSTRAP_RESAMPLES = 2000  # enough for stable 2.5%/97.5% percentiles
 BOOTSTRAP_SEED = 20240917  # fixed: the same samples always give the same interval
 MIN_SAMPLES = 3  # fewer raw samples on either side: no test, the bare median ratio decides
 _CHUNK_ELEMENTS = 2_000_000  # resample in chunks so a 4000-sample pytest-benchmark row stays small
@@ -70,11 +67,8 @@ def bootstrap_ratio_interval(
     q: float = 0.5,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of median(current) / median(baseline) (or of another q-quantile).
-
-    Each side is a sample of positive times, or a list of runs (lists of raw samples: the interval of
-    the ratio of the medians of run medians, two-stage, for the history's change points). The sides
-    are resampled independently (unpaired), current first, with one seeded generator.
-    """
+    Each side is a sample of positive times, or a list of runs (lists of raw samples: two-stage, for
+    the history's change points); the sides are resampled independently, current first."""
     if (
         not len(current)
         or not len(baseline)
@@ -134,10 +128,8 @@ class SampleComparison:
 
 
 def compare_samples(current: Sequence[float], baseline: Sequence[float], q: float = 0.5) -> SampleComparison:
-    """Medians (or q-quantiles), bootstrap interval of their ratio and U-test p-values of two sample sets.
-
-    With fewer than MIN_SAMPLES on either side only the statistic is compared (interval and p nan).
-    """
+    """Medians (or q-quantiles), bootstrap interval of their ratio and U-test p-values of two sample
+    sets; with fewer than MIN_SAMPLES on either side only the statistic (interval and p nan)."""
     cur = np.asarray([float(v) for v in current if v is not None and not math.isnan(float(v))])
     base = np.asarray([float(v) for v in baseline if v is not None and not math.isnan(float(v))])
     if not len(cur) or not len(base):
@@ -146,17 +138,8 @@ def compare_samples(current: Sequence[float], baseline: Sequence[float], q: floa
     if min(len(cur), len(base)) < MIN_SAMPLES:
         return SampleComparison(len(cur), len(base), value_cur, value_base, *([math.nan] * 4), q=q)
     low, high = bootstrap_ratio_interval(cur, base, q=q)
-    return SampleComparison(
-        n_current=len(cur),
-        n_baseline=len(base),
-        current=value_cur,
-        baseline=value_base,
-        ci_low=low,
-        ci_high=high,
-        p_two_sided=mann_whitney_p(cur, base, "two-sided"),
-        p_slower=mann_whitney_p(cur, base, "greater"),
-        q=q,
-    )
+    p_two_sided, p_slower = mann_whitney_p(cur, base, "two-sided"), mann_whitney_p(cur, base, "greater")
+    return SampleComparison(len(cur), len(base), value_cur, value_base, low, high, p_two_sided, p_slower, q)
 
 
 def compare_values(current: float, baseline: float, q: float = 0.5) -> SampleComparison:
@@ -182,20 +165,12 @@ _SPEC = re.compile(r"^(?:(?P<statistic>median|p[1-9][0-9]?):)?(?P<percent>\d+(?:
 
 @dataclass(frozen=True)
 class RegressionCheck:
-    """Fails when current is slower than baseline by more than `max_slowdown`, significantly.
+    """Fails when the ratio of medians exceeds 1 + max_slowdown AND the lower end of its 95% bootstrap
+    interval does too (without MIN_SAMPLES raw samples, the ratio alone, and the message says so).
 
-    The rule: the ratio of medians exceeds 1 + max_slowdown AND the lower end of the 95% bootstrap
-    interval of that ratio exceeds 1 + max_slowdown too, i.e. the samples exclude a slowdown of
-    max_slowdown or less at alpha = 0.025 one-sided. Without raw samples (or with fewer than
-    MIN_SAMPLES) only the ratio can be checked, and the message says so.
-
-    Why not "ratio above the limit and U test significant": the U test asks whether current differs
-    from baseline at all, which a few percent of drift between two runs on a busy machine already
-    satisfies; requiring the interval itself to clear the limit keeps short, noisy rows from
-    raising false alarms. `statistic` p10 (spec `p10:10%`) compares the fast tail instead of the
-    median: on a shared machine other processes only ever add time, so the fastest blocks show the
-    code's own speed. Both measured in scripts/gate_rates.py; synthetic cases in the tests.
-    """
+    Not "ratio above the limit and U test significant": the U test asks whether the runs differ at
+    all, which a few percent of drift on a busy machine satisfies. `p10:10%` compares the fast tail:
+    other processes only add time. Rates: scripts/gate_rates.py."""
 
     max_slowdown: float = 0.10  # 0.10: fail beyond 10% slower
     statistic: str = "median"  # or pNN, a percentile of the raw samples (p10: the fast tail)
@@ -278,14 +253,13 @@ def default_check(metric: str) -> RegressionCheck:
     return RegressionCheck(INSTRUCTIONS_LIMIT) if metric == INSTRUCTIONS else RegressionCheck()
 
 
-def repeat_quantiles(record: Record, metric: str, q: float = 0.5) -> list[float]:
-    """The q-quantile of each repeat's samples (the raw samples are the repeats' blocks in order, each
-    repeat a fresh model); [] for fewer than two repeats or samples that do not split evenly."""
+def _repeat_quantiles(record: Record, metric: str, q: float) -> list[float]:
+    """The q-quantile of each repeat's blocks (in order in the raw samples); [] for fewer than two
+    repeats or samples that do not split evenly."""
     values, repeats = record.raw(metric), record.repeats or 0
     if repeats < 2 or not values or len(values) % repeats:
         return []
-    size = len(values) // repeats
-    return [float(np.quantile(values[i * size : (i + 1) * size], q)) for i in range(repeats)]
+    return [float(np.quantile(block, q)) for block in np.split(np.asarray(values), repeats)]
 
 
 def between_repeats(
@@ -293,7 +267,7 @@ def between_repeats(
 ) -> tuple[float, float] | None:
     """(lowest, highest) ratio of a current repeat's statistic to a baseline repeat's: the slowdown
     that holds against the variance between repeats; None without two repeats on each side."""
-    now, before = repeat_quantiles(current, metric, q), repeat_quantiles(baseline, metric, q)
+    now, before = _repeat_quantiles(current, metric, q), _repeat_quantiles(baseline, metric, q)
     if not now or not before:
         return None
     return min(now) / max(before), max(now) / min(before)
@@ -325,10 +299,9 @@ def judge(
     baseline: Record, current: Record, metric: str, check: RegressionCheck, cores: int | None = None
 ) -> Verdict:
     """The gate's rule for one configuration and metric. A time regresses when the check fails on the
-    samples (within-run evidence) and, where both runs have two or more repeats, every current repeat
-    is beyond the limit of every baseline repeat too (between-run evidence); without repeats, rows
-    flagged noisy in both runs (or noisy on a loaded machine) cannot regress: they are inconclusive,
-    as is a ratio beyond the limit whose interval reaches below it. `instructions` compares median counts (judge_counts)."""
+    samples and, where both runs have two or more repeats, every current repeat is beyond the limit
+    of every baseline repeat too; without repeats, rows noisy in both runs (or noisy on a loaded
+    machine) are inconclusive, as is a ratio beyond the limit whose interval reaches below it."""
     if metric == INSTRUCTIONS:
         return judge_counts(baseline, current, check)
     result = compare_records(current, baseline, metric, check.q)

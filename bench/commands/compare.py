@@ -1,10 +1,9 @@
 """`python -m bench compare`: put runs side by side, from one machine or several, with intervals.
 
-Every timed configuration of every run becomes one line: its median time, the ratio to the
-reference configuration (by default the first run's CPU eager row of the same workload, batch size
-and output activation), a 95% bootstrap interval of that ratio from the raw samples, a Mann-Whitney
-p-value, and faster / slower / no significant difference; the convergence verdict and held-out MAE
-sit beside it. The environment fields that differ between runs (CPU, GPU, torch, threads) are listed.
+Every timed configuration of every run is one line: its median, the ratio to the reference
+configuration (default: the first run's CPU eager row of the same workload, batch size and output
+activation) with its 95% bootstrap interval and Mann-Whitney p-value, the verdict, convergence and
+held-out MAE. The environment fields that differ between the runs are listed.
 
     python -m bench compare results/laptop-20250101T000000Z results/gpu-20250101T000000Z
     python -m bench compare RUN_A RUN_B --reference 2:cuda:eager --out results/cpu-vs-gpu
@@ -25,7 +24,7 @@ import pandas as pd
 
 from bench.analysis.significance import compare_records
 from bench.errors import UsageError
-from bench.records import SHOWN_WHEN_DIFFERENT, Record, differing_fields
+from bench.records import SHOWN_WHEN_DIFFERENT, ConfigKey, Record, differing_fields
 from bench.render.comparison import compare_markdown
 from bench.render.figures import write_compare_figures
 from bench.store.load import load_run
@@ -97,14 +96,12 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
 
 def _match(refs: Sequence[Record], record: Record) -> Record | None:
     """The reference record of the same workload, batch size and output activation (same threads first)."""
-    k = record.key
-    same = [
-        r
-        for r in refs
-        if (r.key.workload, r.key.batch_size, r.key.output_activation)
-        == (k.workload, k.batch_size, k.output_activation)
-    ]
-    return next((r for r in same if r.key.threads == k.threads), same[0] if same else None)
+    same = [r for r in refs if _kin(r.key) == _kin(record.key)]
+    return next((r for r in same if r.key.threads == record.key.threads), same[0] if same else None)
+
+
+def _kin(key: ConfigKey) -> tuple:
+    return key.workload, key.batch_size, key.output_activation
 
 
 def _labels(table: pd.DataFrame) -> list[str]:
@@ -139,32 +136,19 @@ def comparison_table(runs: Sequence[Run], reference: Reference | None = None) ->
     for index, run in enumerate(runs):
         for record in _timed(run):
             metric = str(record.timing_metric)
-            line = {
-                "run": labels[index],
-                **asdict(record.key),
-                "metric": metric,
-                "median": record.number(metric),
-                "n": len(record.raw(metric)),
-                "ratio": math.nan,
-                "ci_low": math.nan,
-                "ci_high": math.nan,
-                "p_value": math.nan,
-                "verdict": "no reference row",
-                "converged": record.value("converged"),
-                "mae": record.number("mae"),
-            }
+            line = {"run": labels[index], **asdict(record.key), "metric": metric}
+            line.update(median=record.number(metric), n=len(record.raw(metric)))
+            line.update(ratio=math.nan, ci_low=math.nan, ci_high=math.nan, p_value=math.nan)
+            line.update(
+                verdict="no reference row", converged=record.value("converged"), mae=record.number("mae")
+            )
             ref = _match(refs, record)
             if reference.holds(index, record):
                 line.update(ratio=1.0, verdict="reference")
             elif ref is not None and ref.timing_metric == metric:
-                result = compare_records(record, ref, metric)
-                line.update(
-                    ratio=result.ratio,
-                    ci_low=result.ci_low,
-                    ci_high=result.ci_high,
-                    p_value=result.p_two_sided,
-                )
-                line["verdict"] = result.verdict if result.tested else "not tested: too few raw samples"
+                r = compare_records(record, ref, metric)
+                line.update(ratio=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high, p_value=r.p_two_sided)
+                line["verdict"] = r.verdict if r.tested else "not tested: too few raw samples"
             lines.append(line)
     table = pd.DataFrame(lines)
     if table.empty:
@@ -182,12 +166,7 @@ def comparison_table(runs: Sequence[Run], reference: Reference | None = None) ->
 def not_compared(runs: Sequence[Run]) -> pd.DataFrame:
     """Records that were skipped or failed, or are not timed, with their reason (listed, not compared)."""
     lines = [
-        {
-            "run": label,
-            "config": str(r.key),
-            "status": r.status,
-            "reason": r.reason if not r.ok else "no step or latency time",
-        }
+        (label, str(r.key), r.status, r.reason if not r.ok else "no step or latency time")
         for label, run in zip(run_labels(runs), runs)
         for r in run.records
         if not (r.ok and r.timing_metric)
@@ -227,15 +206,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="write no PNG figure")
 
 
-def _write(out: Path, markdown: str, table: pd.DataFrame) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.md").write_text(markdown)
-        table.to_csv(out / "compare.csv", index=False)
-    except OSError as err:
-        raise UsageError(f"cannot write to {out}: {err.strerror or err}") from None
-
-
 def _figure(table: pd.DataFrame, out: Path, runs: Sequence[Run]) -> str:
     """Draw compare_ratios.png through bench.render.figures; returns a line saying what happened."""
     subtitle = "; ".join(
@@ -243,9 +213,11 @@ def _figure(table: pd.DataFrame, out: Path, runs: Sequence[Run]) -> str:
         for label, run in zip(run_labels(runs), runs)
     )
     figures = write_compare_figures(table, out, subtitle)
-    if figures.skipped:
-        return f"figure skipped: {figures.skipped}"
-    return "figure: " + ", ".join(str(p) for p in figures.paths.values())
+    return (
+        f"figure skipped: {figures.skipped}"
+        if figures.skipped
+        else f"figure: {', '.join(map(str, figures.paths.values()))}"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -266,7 +238,12 @@ def main(args: argparse.Namespace) -> int:
     )
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path("results") / f"compare-{stamp}"
-    _write(out, markdown, table)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.md").write_text(markdown)
+        table.to_csv(out / "compare.csv", index=False)
+    except OSError as err:
+        raise UsageError(f"cannot write to {out}: {err.strerror or err}") from None
     print(markdown)
     print(f"wrote {out / 'compare.md'} and {out / 'compare.csv'}")
     if not args.no_figures and not table.empty:

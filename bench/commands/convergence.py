@@ -51,45 +51,25 @@ MAX_SEEDS = 100_000  # far beyond any useful study; keeps a typo from allocating
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--seeds",
-        type=bounded_positive_int(MAX_SEEDS),
-        default=DEFAULT_SEEDS,
-        help="seeds 0..N-1 (default 32)",
-    )
-    parser.add_argument("--device", default="cpu", help="comma-separated devices, or auto (default cpu)")
-    parser.add_argument("--mode", default="eager", help="comma-separated: eager, compile (default eager)")
-    parser.add_argument("--output-activation", default="relu,none", help="relu (the article), none, or both")
-    parser.add_argument(
-        "--steps",
-        type=bounded_positive_int(MAX_STEPS),
-        default=3000,
-        help=f"training steps per seed, 1 to {MAX_STEPS:,} (default 3000)",
-    )
-    parser.add_argument(
-        "--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE, help="converged below this"
-    )
-    parser.add_argument(
-        "--eval-every",
-        type=bounded_positive_int(MAX_STEPS),
-        default=DEFAULT_EVAL_EVERY,
-        help="steps between evaluations",
-    )
-    parser.add_argument("--no-ensemble", action="store_true", help="train the seeds one after another")
-    parser.add_argument("--out", default="results", help="parent folder of the run folder (default results)")
-    parser.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
+    add, steps = parser.add_argument, bounded_positive_int(MAX_STEPS)
+    add("--seeds", type=bounded_positive_int(MAX_SEEDS), default=DEFAULT_SEEDS, help="0..N-1 (default 32)")
+    add("--device", default="cpu", help="comma-separated devices, or auto (default cpu)")
+    add("--mode", default="eager", help="comma-separated: eager, compile (default eager)")
+    add("--output-activation", default="relu,none", help="relu (the article), none, or both")
+    add("--steps", type=steps, default=3000, help=f"steps per seed, 1 to {MAX_STEPS:,} (default 3000)")
+    add("--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE, help="converged below this")
+    add("--eval-every", type=steps, default=DEFAULT_EVAL_EVERY, help="steps between evaluations")
+    add("--no-ensemble", action="store_true", help="train the seeds one after another")
+    add("--out", default="results", help="parent folder of the run folder (default results)")
+    add("--no-figures", action="store_true", help="skip the matplotlib figures")
     add_history_arguments(parser)
 
 
 def parse_activations(text: str) -> list[str]:
     items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-    if not items:
-        raise UsageError("empty --output-activation: give relu, none or relu,none")
-    for item in items:
-        if item not in OUTPUT_ACTIVATIONS:
-            raise UsageError(
-                f"unknown output activation {item!r}: choose from {', '.join(OUTPUT_ACTIVATIONS)}"
-            )
+    unknown = [t for t in items if t not in OUTPUT_ACTIVATIONS] or ([] if items else [""])
+    if unknown:
+        raise UsageError(f"unknown output activation {unknown[0]!r}: choose relu, none or relu,none")
     return items
 
 
@@ -131,12 +111,11 @@ def main(args: argparse.Namespace) -> int:
     compared = comparisons(results, settings.target_mae)
 
     def render() -> str:
-        figures: dict[str, str] = {}
-        skipped = "--no-figures given" if args.no_figures else None
-        if not args.no_figures:
-            figures, skipped = write_figures(session.run_dir, labelled)
-            if skipped:
-                print(f"figures skipped: {skipped}")
+        figures, skipped = (
+            ({}, "--no-figures given") if args.no_figures else write_figures(session.run_dir, labelled)
+        )
+        if skipped and not args.no_figures:
+            print(f"figures skipped: {skipped}")
         report = render_report(session.writer, results, settings, compared, figures, skipped)
         atomic_write(session.run_dir / "report.md", report)
         lines = [summary_table(session.writer), *(f"{c.b} vs {c.a}: {c.conclusion}" for c in compared)]
@@ -149,13 +128,17 @@ def _study_one(
     config: StudyConfig, settings: StudySettings, test_set: TestSet, session: Session
 ) -> ConfigResult | None:
     """Train and record one configuration; a skipped or failed one becomes a record with its reason."""
-    writer = session.writer
     key = study_key(config, settings)
+
+    def unmeasured(status: str, reason: str) -> None:
+        session.writer.add(
+            Record(key, status=status, reason=reason, seed=settings.seeds[0], steps=settings.steps)
+        )
+
     reason = skip_reason(config.device, config.mode)
     if reason is not None:
         print(f"{config.label}: skipped: {reason}", file=sys.stderr)
-        writer.add(Record(key, status="skipped", reason=reason, seed=settings.seeds[0], steps=settings.steps))
-        return None
+        return unmeasured("skipped", reason)
     how = "one ensemble" if settings.ensemble else "one after another"
     print(f"{config.label}: {len(settings.seeds)} seeds x {settings.steps} steps, {how} ...", file=sys.stderr)
     if config.device.startswith("cuda"):
@@ -163,17 +146,12 @@ def _study_one(
     try:
         result = study_config(config, settings, test_set)
     except KeyboardInterrupt:
-        writer.add(
-            Record(key, status="failed", reason=INTERRUPTED, seed=settings.seeds[0], steps=settings.steps)
-        )
+        unmeasured("failed", INTERRUPTED)
         raise
     except Exception as err:  # compile errors, CUDA out-of-memory: recorded, the study goes on
         print(f"{config.label}: failed: {describe(err)}", file=sys.stderr)
-        writer.add(
-            Record(key, status="failed", reason=describe(err), seed=settings.seeds[0], steps=settings.steps)
-        )
-        return None
+        return unmeasured("failed", describe(err))
     record = summarize(result, settings)
-    writer.add(record)
+    session.writer.add(record)
     print(f"{config.label}: {record.measured['verdict']}; training {result.run_s:.1f} s", file=sys.stderr)
     return result

@@ -54,33 +54,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     parser.add_argument("--mode", choices=list(MODES), default="eager", help="execution mode (default eager)")
-    parser.add_argument(
-        "--rounds",
-        type=bounded_positive_int(MAX_ROUNDS),
-        default=15,
-        help=f"samples of each clock, 1 to {MAX_ROUNDS:,} (default 15)",
-    )
-    parser.add_argument(
-        "--calls",
-        type=bounded_positive_int(MAX_CALLS),
-        default=200,
-        help=f"steps per sample, 1 to {MAX_CALLS:,} (default 200)",
-    )
+    for flag, bound, default, what in (
+        ("--rounds", MAX_ROUNDS, 15, "samples of each clock"),
+        ("--calls", MAX_CALLS, 200, "steps per sample"),
+    ):
+        help = f"{what}, 1 to {bound:,} (default {default})"
+        parser.add_argument(flag, type=bounded_positive_int(bound), default=default, help=help)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    try:
+    try:  # an unknown or absent device, a mode that cannot run there, a bad SUMNET_BENCH_SLOWDOWN
         device = str(resolve_device(args.device)[0])
-    except ValueError as err:  # an unknown name or an absent device, with the reason
-        fail(PROG, str(err))
-    reason = skip_reason(device, args.mode)
-    if reason is not None:
-        fail(PROG, f"--mode {args.mode} cannot run on {device}: {reason}")
-    try:
+        reason = skip_reason(device, args.mode)
+        if reason is not None:
+            raise UsageError(f"--mode {args.mode} cannot run on {device}: {reason}")
         ours, theirs = crosscheck(device, args.mode, args.rounds, args.calls)
-    except UsageError as err:  # e.g. a bad SUMNET_BENCH_SLOWDOWN, found when the trainer is built
+    except (ValueError, UsageError) as err:
         fail(PROG, str(err))
     ratio = ours / theirs
     print(f"harness {ours * 1e6:.1f} us/step, torch Timer {theirs * 1e6:.1f} us/step, ratio {ratio:.3f}")

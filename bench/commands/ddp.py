@@ -43,32 +43,17 @@ NOT_MEASURED = "not measured: bench ddp ended before this world size finished (k
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nproc", default="1,2", help="world sizes to run, comma list (default 1,2)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument(
-        "--backend", default=None, help=f"{' or '.join(BACKENDS)} (default gloo on cpu, nccl on cuda)"
-    )
-    parser.add_argument(
-        "--scaling", default="weak", help="weak (32 rows per rank) or strong (32 rows in all)"
-    )
-    parser.add_argument(
-        "--steps",
-        type=bounded_positive_int(MAX_STEPS),
-        default=3000,
-        help=f"training steps, 1 to {MAX_STEPS:,} (default 3000)",
-    )
-    parser.add_argument("--seed", type=seed_int, default=0, help="init and data seed (default 0)")
-    parser.add_argument(
-        "--threads-per-rank",
-        type=bounded_positive_int(max_threads()),
-        default=1,
-        help=f"torch threads per rank, 1 to {max_threads()} here (default 1)",
-    )
-    parser.add_argument(
-        "--timeout", type=positive_float, default=600.0, help="seconds per launch (default 600)"
-    )
-    parser.add_argument("--out", default="results", help="parent folder of the run folder (default results)")
-    parser.add_argument("--no-figures", action="store_true", help="write no PNG figure")
+    add, threads, steps = parser.add_argument, max_threads(), bounded_positive_int(MAX_STEPS)
+    add("--nproc", default="1,2", help="world sizes to run, comma list (default 1,2)")
+    add("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add("--backend", default=None, help=f"{' or '.join(BACKENDS)} (default gloo on cpu, nccl on cuda)")
+    add("--scaling", choices=SCALINGS, default="weak", help="weak: 32 rows per rank; strong: 32 in all")
+    add("--steps", type=steps, default=3000, help=f"1 to {MAX_STEPS:,} (default 3000)")
+    add("--seed", type=seed_int, default=0, help="init and data seed (default 0)")
+    add("--threads-per-rank", type=bounded_positive_int(threads), default=1, help=f"1 to {threads} here")
+    add("--timeout", type=positive_float, default=600.0, help="seconds per launch (default 600)")
+    add("--out", default="results", help="parent folder of the run folder (default results)")
+    add("--no-figures", action="store_true", help="write no PNG figure")
     add_history_arguments(parser)
 
 
@@ -84,11 +69,13 @@ def _world_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
+def _key(device: str, batch_size: int, threads: int, world_size: int, backend: str) -> ConfigKey:
+    return ConfigKey("ddp", device, "eager", batch_size, threads, "relu", world_size, backend)
+
+
 def ddp_record(result: DDPResult, batch_size: int, backend: str) -> Record:
     """One world size's record: the slowest rank's step samples (every rank waits for it)."""
-    key = ConfigKey(
-        "ddp", result.device, "eager", batch_size, result.threads_per_rank, "relu", result.world_size, backend
-    )
+    key = _key(result.device, batch_size, result.threads_per_rank, result.world_size, backend)
     if not result.ok:
         return Record(key, status="failed", reason=result.reason, seed=result.seed, steps=result.steps)
     slowest = result.slowest_rank
@@ -122,8 +109,6 @@ def ddp_record(result: DDPResult, batch_size: int, backend: str) -> Record:
 
 def main(args: argparse.Namespace) -> int:
     sizes = _world_sizes(args.nproc)
-    if args.scaling not in SCALINGS:
-        raise UsageError(f"--scaling must be one of {', '.join(SCALINGS)}, got {args.scaling!r}")
     backends = {}
     for world_size in sizes:  # a setup that cannot run is refused before a run folder exists
         try:
@@ -135,29 +120,19 @@ def main(args: argparse.Namespace) -> int:
     writer = session.writer
     results: dict[int, DDPResult] = {}
     for world_size in sizes:
-        key = ConfigKey(
-            "ddp", args.device, "eager", per_rank_batch(args.scaling, world_size), args.threads_per_rank,
-            "relu", world_size, backends[world_size],
-        )  # fmt: skip
+        batch = per_rank_batch(args.scaling, world_size)
+        key = _key(args.device, batch, args.threads_per_rank, world_size, backends[world_size])
         writer.records.append(Record(key, status="failed", reason=NOT_MEASURED, seed=args.seed))
     writer.flush()
+
+    flags = ("device", "backend", "scaling", "steps", "seed", "threads_per_rank", "timeout")
+    launch = [getattr(args, flag) for flag in flags]  # run_ddp's arguments after the world size
 
     def measure(world_size: int) -> None:
         index = sizes.index(world_size)
         print(f"ddp: world size {world_size} ({args.device}) ...", file=sys.stderr)
         try:
-            result = run_ddp(
-                world_size,
-                args.device,
-                args.backend,
-                args.scaling,
-                args.steps,
-                args.seed,
-                args.threads_per_rank,
-                args.timeout,
-            )
-        except ValueError as err:  # a setup that cannot run (nccl on cpu, strong scaling that doesn't divide)
-            raise UsageError(str(err)) from None
+            result = run_ddp(world_size, *launch)
         except KeyboardInterrupt:
             writer.records[index] = replace(writer.records[index], reason=INTERRUPTED)
             writer.flush()
@@ -166,10 +141,8 @@ def main(args: argparse.Namespace) -> int:
         results[world_size] = result
         writer.records[index] = ddp_record(result, result.per_rank_batch, result.backend)
         writer.flush()
-        print(
-            f"ddp: world size {world_size}: {result.status} {result.reason or result.verdict}",
-            file=sys.stderr,
-        )
+        outcome = result.reason or result.verdict
+        print(f"ddp: world size {world_size}: {result.status} {outcome}", file=sys.stderr)
 
     session.loop(sizes, measure)
     writer.records = [r for r in writer.records if r.reason != NOT_MEASURED]  # after an interrupt

@@ -1,24 +1,19 @@
 """`python -m bench gate`: fail CI on a real slowdown or lost convergence, not on noise.
 
-A configuration present in both runs regresses when its median time is more than --max-slowdown
-slower and the 95% bootstrap interval of the median ratio lies wholly above that limit too; where
-both runs have two or more repeats (each a fresh model), every current repeat must be beyond the
-limit of every baseline repeat as well, so a slowdown holds against the variance between runs, not
-only within one. It also regresses when it converged in the baseline and no longer does, when its
-held-out MAE grew beyond max(2 x baseline, baseline + 0.005), or when it ran in the baseline and
-fails now. A configuration is INCONCLUSIVE when the runs cannot decide: both flagged noisy (or
-noisy on a loaded machine) with one repeat each, or a ratio beyond the limit whose interval
-reaches below it. `--metric instructions` gates CPU instruction counts per step or call
-(deterministic: the ratio of the median counts, default limit 1%). `--history [DB]` gates against
-the recent comparable runs of the history instead (`python -m bench history gate` is the same gate).
+A configuration in both runs regresses when its median is more than --max-slowdown slower and the
+95% bootstrap interval of the median ratio lies wholly above that limit too; where both runs have
+two or more repeats, every current repeat must also be beyond the limit of every baseline repeat
+(significance.judge). It also regresses when it converged in the baseline and no longer does, when
+its held-out MAE grew beyond max(2 x baseline, baseline + 0.005), or when it ran in the baseline and
+fails now. INCONCLUSIVE: the runs cannot decide (the report says why and what to run instead).
+`--metric instructions` gates CPU instruction counts (default limit 1%); `--history [DB]` gates
+against the recent comparable runs of the history (`python -m bench history gate` is the same gate).
 
-Exit codes: 0 pass, 1 regression, 2 bad input (a missing or unreadable run, another schema version,
-no configuration in common, machines that differ on CPU model, GPU, torch or CUDA version unless
---allow-env-mismatch), 3 inconclusive (and no regression): the report says why and what to run instead.
+Exit codes: 0 pass, 1 regression, 2 bad input (unreadable run, no configuration in common, machines
+that differ on CPU, GPU, torch or CUDA version unless --allow-env-mismatch), 3 inconclusive.
 
     python -m bench gate --baseline results/baselines/linux-2core --current results/latest --out gate.md
     python -m bench gate --history --current results/latest
-    nox -s gate -- --baseline RUN --current RUN --max-slowdown 10%
 """
 
 from __future__ import annotations
@@ -26,34 +21,31 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from bench.analysis.significance import (
     ADVICE,
+    INCONCLUSIVE,
     INSTRUCTIONS,
     RegressionCheck,
     Verdict,
     default_check,
     judge,
     metric_samples,
-    slowdown_argument,
 )
 from bench.errors import UsageError
-from bench.history import DEFAULT_WINDOW
+from bench.history import DEFAULT_WINDOW, add_gate_arguments
 from bench.records import MUST_MATCH, ConfigKey, Record, differing_fields, parse_list
 from bench.render.comparison import gate_markdown, verdict_head
 from bench.store.load import load_run
 from bench.store.run_folder import Run
-from sumnet.cli_args import positive_int
 
 TIMES = ("step_ms", "latency_ms", "run_s", "first_call_s", "time_to_target_s")  # lower is better
 METRICS = (*TIMES, INSTRUCTIONS)
-# The training step only, by default: inference rows are 7 blocks of 10 ms whose latency swings
-# several-fold between runs on a busy machine (docs/ci-gate.md).
-DEFAULT_METRICS = ("step_ms",)
+DEFAULT_METRICS = ("step_ms",)  # inference latency swings several-fold on a busy machine
 MAE_FACTOR = 2.0  # held-out MAE may at most double ...
 MAE_SLACK = 0.005  # ... or grow by half the exact-sum tolerance, whichever allows more (sum units)
 EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
@@ -99,10 +91,6 @@ class GateResult:
     env_note: str = ""
 
     @property
-    def passed(self) -> bool:
-        return not self.failures and not self.inconclusive
-
-    @property
     def exit_code(self) -> int:
         return EXIT_REGRESSION if self.failures else EXIT_INCONCLUSIVE if self.inconclusive else EXIT_PASS
 
@@ -118,10 +106,6 @@ def env_mismatch(
         if name not in unknown
     ]
     return differ, unknown
-
-
-def _status(record: Record | None) -> str:
-    return "absent" if record is None else record.status
 
 
 def _measured(record: Record, metric: str) -> bool:
@@ -158,19 +142,7 @@ def pair_by_key(
 def speed_line(key: ConfigKey, metric: str, verdict: Verdict) -> dict[str, object]:
     """One line of the speed table (the same for a stored baseline and the history)."""
     r = verdict.result
-    return {
-        "config": str(key),
-        "metric": metric,
-        "baseline": r.baseline,
-        "current": r.current,
-        "n_baseline": r.n_baseline,
-        "n_current": r.n_current,
-        "ratio": r.ratio,
-        "ci_low": r.ci_low,
-        "ci_high": r.ci_high,
-        "p_slower": r.p_slower,
-        "verdict": verdict.text,
-    }
+    return {"config": str(key), "metric": metric, **asdict(r), "ratio": r.ratio, "verdict": verdict.text}
 
 
 def gate(
@@ -213,9 +185,8 @@ def gate(
                 note = f"current: {now.reason}"
             elif before is not None and not before.ok and before.reason:
                 note = f"baseline: {before.reason}"
-            skipped.append(
-                {"config": str(key), "baseline": _status(before), "current": _status(now), "note": note}
-            )
+            status = ["absent" if r is None else r.status for r in (before, now)]
+            skipped.append({"config": str(key), "baseline": status[0], "current": status[1], "note": note})
             continue
         for metric in metrics:
             if not _measured(before, metric):
@@ -287,21 +258,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DB",
         help="compare with the recent comparable runs in the history instead (default DB results/history.db)",
     )
-    parser.add_argument(
-        "--window",
-        type=positive_int,
-        default=DEFAULT_WINDOW,
-        help=f"history runs pooled (default {DEFAULT_WINDOW})",
-    )
-    parser.add_argument("--current", required=True, help="the run under test")
-    parser.add_argument(
-        "--max-slowdown",
-        type=slowdown_argument,
-        default=None,
-        metavar="PCT",
-        help="largest tolerated slowdown of the median, e.g. 10%% or median:10%% or p10:10%% "
-        "(default 10%% for times, 1%% for instructions)",
-    )
+    add_gate_arguments(parser)
     parser.add_argument(
         "--metric",
         type=parse_metrics,
@@ -339,19 +296,11 @@ def main(args: argparse.Namespace) -> int:
     if _run_identity(args.baseline) == _run_identity(args.current):
         raise UsageError(f"--baseline and --current are the same run ({args.current}): nothing to gate")
     baseline, current = load_run(args.baseline), load_run(args.current)
-    convergence = ConvergenceCheck()
+    check, metrics = args.max_slowdown, args.metric
     result = gate(
-        baseline,
-        current,
-        args.max_slowdown,
-        args.metric,
-        args.allow_env_mismatch,
-        convergence,
-        args.allow_missing,
+        baseline, current, check, metrics, args.allow_env_mismatch, allow_missing=args.allow_missing
     )
-    markdown = gate_markdown(
-        result, baseline, current, args.max_slowdown, convergence.describe(), args.metric
-    )
+    markdown = gate_markdown(result, baseline, current, check, ConvergenceCheck().describe(), metrics)
     if args.out is not None:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -428,22 +377,6 @@ def check_against_history(
     return checks
 
 
-def gate_on_history(
-    db: str | Path | None,
-    current,
-    window: int = DEFAULT_WINDOW,
-    max_slowdown: float = 0.10,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-) -> list[str]:
-    """The failures of `current` (a RunEntry: bench.history.ingest.entry_of(path)) against the last
-    `window` comparable runs in the history at `db` (a SQLite path or database URL; None: the default)."""
-    from bench.history.db import open_history  # sqlalchemy: only the history needs it
-
-    with open_history(db, create=False) as history:
-        checks = check_against_history(history, current, window, RegressionCheck(max_slowdown), metrics)
-    return [c.failure for c in checks if c.failure]
-
-
 def gate_history(
     db: str | None,
     current: str,
@@ -456,9 +389,8 @@ def gate_history(
     from bench.history.db import open_history  # sqlalchemy: only the history needs it
     from bench.history.ingest import entry_of
 
-    entry = entry_of(current)
     with open_history(db, create=False) as history:
-        checks = check_against_history(history, entry, window, check, metrics)
+        checks = check_against_history(history, entry_of(current), window, check, metrics)
     failures = [c.failure for c in checks if c.failure]
     unsure = [f"{c.config_key} {c.metric}: {c.why}" for c in checks if c.why]
     limit = (check or default_check(metrics[0])).max_slowdown
@@ -466,14 +398,12 @@ def gate_history(
         f"History gate: {verdict_head(failures, unsure)}; {current} against the last {window} comparable runs, "
         f"limit +{limit:.0%}"
     )
-    for c in checks:
-        result = c.comparison
-        if result is None:
-            continue
-        shown = f" [{result.ci_low:.3f}-{result.ci_high:.3f}]" if result.tested else ""
-        verdict = "REGRESSION" if c.failure else "INCONCLUSIVE" if c.why else "ok"
+    for c in (c for c in checks if c.comparison is not None):
+        r = c.comparison
+        shown = f" [{r.ci_low:.3f}-{r.ci_high:.3f}]" if r.tested else ""
+        verdict = "REGRESSION" if c.failure else INCONCLUSIVE if c.why else "ok"
         print(
-            f"  {c.config_key} {c.metric}: ratio {result.ratio:.3f}{shown} vs {c.runs} runs ({c.commits}): {verdict}"
+            f"  {c.config_key} {c.metric}: ratio {r.ratio:.3f}{shown} vs {c.runs} runs ({c.commits}): {verdict}"
         )
     for i, failure in enumerate(failures, 1):
         print(f"{i}. {failure}")

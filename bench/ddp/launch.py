@@ -21,15 +21,15 @@ import math
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.ddp import die_with_parent
 from bench.ddp.plan import DDPPlan, check_setup
@@ -38,6 +38,7 @@ DEFAULT_JOIN_TIMEOUT_S = 60.0  # rendezvous: how long a node waits for the other
 TERMINATE_GRACE_S = 10.0  # after SIGTERM at timeout_s, torchrun and its workers get this long before SIGKILL
 LOG_TAIL_CHARS = 4000  # torchrun output kept on a failed result
 _REPO = Path(__file__).resolve().parents[2]
+_PLAN_FIELDS = ("backend", "scaling", "device", "steps", "seed", "threads_per_rank")  # also on DDPResult
 
 
 @dataclass
@@ -113,37 +114,22 @@ class DDPResult:
         return statistics.median(self.allreduce_ms[0]) / self.rank0_step_ms
 
     @classmethod
-    def from_document(cls, doc: Mapping[str, object], wall_s: float = 0.0) -> DDPResult:
+    def from_document(cls, doc: Mapping[str, Any], wall_s: float = 0.0) -> DDPResult:
         """The result of the JSON file the worker's rank 0 wrote."""
-        plan = doc["plan"]
-        ranks = doc["ranks"]
-        metrics = doc["final_metrics"]
+        ranks, copied = doc["ranks"], ("world_size", "nnodes", "per_rank_batch", "allreduce_method")
+        copied += ("loss_curve_method", "steps_to_target", "time_to_target_s", "converged", "verdict")
         return cls(
-            world_size=int(doc["world_size"]),  # type: ignore[arg-type]
-            backend=plan["backend"],  # type: ignore[index]
-            scaling=plan["scaling"],  # type: ignore[index]
-            device=plan["device"],  # type: ignore[index]
+            **{name: doc["plan"][name] for name in _PLAN_FIELDS},
+            **{name: doc[name] for name in copied},
+            **{name: {int(s): v for s, v in doc[name].items()} for name in ("loss_curve", "mae_curve")},
             status="ok",
-            nnodes=int(doc["nnodes"]),  # type: ignore[arg-type]
-            steps=plan["steps"],  # type: ignore[index]
-            seed=plan["seed"],  # type: ignore[index]
-            threads_per_rank=plan["threads_per_rank"],  # type: ignore[index]
-            per_rank_batch=int(doc["per_rank_batch"]),  # type: ignore[arg-type]
-            step_ms=[list(r["step_ms"]) for r in ranks],  # type: ignore[union-attr]
-            allreduce_ms=[list(r["allreduce_ms"]) for r in ranks],  # type: ignore[union-attr]
-            allreduce_method=str(doc["allreduce_method"]),
-            first_call_s=ranks[0]["first_call_s"],  # type: ignore[index]
-            run_s=ranks[0]["run_s"],  # type: ignore[index]
-            loss_curve={int(s): v for s, v in doc["loss_curve"].items()},  # type: ignore[union-attr]
-            loss_curve_method=str(doc["loss_curve_method"]),
-            mae_curve={int(s): v for s, v in doc["mae_curve"].items()},  # type: ignore[union-attr]
-            steps_to_target=doc["steps_to_target"],  # type: ignore[arg-type]
-            time_to_target_s=doc["time_to_target_s"],  # type: ignore[arg-type]
-            final_mae=metrics["mae"],  # type: ignore[index]
-            converged=bool(doc["converged"]),
-            verdict=str(doc["verdict"]),
-            hosts=[r["host"] for r in ranks],  # type: ignore[index]
-            nodes=[r["node"] for r in ranks],  # type: ignore[index]
+            step_ms=[r["step_ms"] for r in ranks],
+            allreduce_ms=[r["allreduce_ms"] for r in ranks],
+            first_call_s=ranks[0]["first_call_s"],
+            run_s=ranks[0]["run_s"],
+            final_mae=doc["final_metrics"]["mae"],
+            hosts=[r["host"] for r in ranks],
+            nodes=[r["node"] for r in ranks],
             wall_s=wall_s,
         )
 
@@ -154,13 +140,6 @@ def scaling_efficiency(result: DDPResult, one_process: DDPResult) -> float:
     For weak scaling this is t1 / tW; for strong scaling (same global batch) it is t1 / (W * tW).
     """
     return result.samples_per_s / (result.world_size * one_process.samples_per_s)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind to port 0), for a rendezvous endpoint."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def torchrun_command(
@@ -304,16 +283,8 @@ def run_ddp(
     backend = check_setup(world_size, device, backend, scaling, nnodes)
     nproc = world_size // nnodes
     plan = DDPPlan(
-        device=device,
-        backend=backend,
-        scaling=scaling,
-        steps=steps,
-        seed=seed,
-        threads_per_rank=threads_per_rank,
-        block_steps=block_steps,
-        init_timeout_s=init_timeout_s,
+        device, backend, scaling, steps, seed, threads_per_rank, block_steps, init_timeout_s=init_timeout_s
     )
-    batch = plan.per_rank_batch(world_size)
     with tempfile.TemporaryDirectory(prefix="sumnet-ddp-") as scratch:
         path = Path(out) if out is not None else Path(scratch) / "result.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,16 +304,11 @@ def run_ddp(
         log = path.with_suffix(".log") if out is not None else Path(scratch) / "torchrun.log"
         output, timed_out, wall_s, returncode = _run(cmd, child_env, timeout_s, log)
         failed = DDPResult(
+            **{name: asdict(plan)[name] for name in _PLAN_FIELDS},
             world_size=world_size,
-            backend=backend,
-            scaling=scaling,
-            device=device,
             status="failed",
             nnodes=nnodes,
-            steps=steps,
-            seed=seed,
-            threads_per_rank=threads_per_rank,
-            per_rank_batch=batch,
+            per_rank_batch=plan.per_rank_batch(world_size),
             wall_s=wall_s,
             log_tail=output[-LOG_TAIL_CHARS:],
         )

@@ -9,7 +9,7 @@ it starts torchrun, and the worker parses the same fields from its command line.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -119,18 +119,12 @@ class DDPPlan:
 
     def worker_args(self) -> list[str]:
         """The worker's command-line flags for this plan (bench.ddp.worker parses them back)."""
+        flag = {"threads_per_rank": "threads"}
         return [
-            "--device", self.device,
-            "--backend", self.backend,
-            "--scaling", self.scaling,
-            "--steps", str(self.steps),
-            "--seed", str(self.seed),
-            "--threads", str(self.threads_per_rank),
-            "--block-steps", str(self.block_steps),
-            "--warmup-blocks", str(self.warmup_blocks),
-            "--target-mae", repr(self.target_mae),
-            "--init-timeout-s", repr(self.init_timeout_s),
-        ]  # fmt: skip
+            arg
+            for f in fields(self)
+            for arg in (f"--{flag.get(f.name, f.name).replace('_', '-')}", str(getattr(self, f.name)))
+        ]
 
 
 def check_setup(world_size: int, device: str, backend: str | None, scaling: str, nnodes: int = 1) -> str:

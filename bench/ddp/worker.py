@@ -33,10 +33,11 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
 from bench.ddp import die_with_parent
-from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices
+from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices, resolve_backend
 from bench.errors import first_line
 from bench.measure.timing import clock_for, synchronize, time_block, time_call
 from bench.measure.workloads import block_sizes
+from bench.store.run_folder import atomic_write
 from sumnet.data import make_batch, make_generator, make_test_set
 from sumnet.evaluate import evaluate, verdict
 from sumnet.model import NetConfig, count_parameters
@@ -66,8 +67,15 @@ class AllreduceTimer:
         self.cuda = clock_for(device) == "cuda-event"
         self.timing = False
         self.calls = 0
-        self._seconds: list[float] = []
-        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._spans: list[tuple] = []  # (start, end): perf_counter floats, or CUDA events
+
+    def _mark(self) -> float | torch.cuda.Event:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        with torch.cuda.device(self.device):  # the future's callback may run on another thread
+            event.record()
+        return event
 
     # No annotations on bucket and the return: DDP compares them with dist.GradBucket and Future
     # objects, and this module's `from __future__ import annotations` would make them strings.
@@ -75,22 +83,10 @@ class AllreduceTimer:
         if not self.timing:
             return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
         self.calls += 1
-        if self.cuda:
-            start = torch.cuda.Event(enable_timing=True)
-            start.record()
-
-            def done_cuda(fut: torch.futures.Future[torch.Tensor]) -> torch.Tensor:
-                end = torch.cuda.Event(enable_timing=True)
-                with torch.cuda.device(self.device):  # the callback may run on another thread
-                    end.record()
-                self._events.append((start, end))
-                return fut.value()
-
-            return default_hooks.allreduce_hook(None, bucket).then(done_cuda)  # type: ignore[arg-type]
-        begin = time.perf_counter()
+        start = self._mark()
 
         def done(fut: torch.futures.Future[torch.Tensor]) -> torch.Tensor:
-            self._seconds.append(time.perf_counter() - begin)
+            self._spans.append((start, self._mark()))
             return fut.value()
 
         return default_hooks.allreduce_hook(None, bucket).then(done)  # type: ignore[arg-type]
@@ -99,11 +95,10 @@ class AllreduceTimer:
         """Seconds of all-reduce recorded since the last take, summed (call after the block)."""
         if self.cuda:
             synchronize(self.device)
-            total = sum(start.elapsed_time(end) for start, end in self._events) / 1e3
-            self._events.clear()
-            return total
-        total = sum(self._seconds)
-        self._seconds.clear()
+            total = sum(start.elapsed_time(end) for start, end in self._spans) / 1e3
+        else:
+            total = sum(end - start for start, end in self._spans)
+        self._spans.clear()
         return total
 
 
@@ -218,9 +213,7 @@ def _write_result(
         **outcome,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(document, indent=1))
-    partial.replace(path)
+    atomic_write(path, json.dumps(document, indent=1))
 
 
 def _parse(argv: list[str] | None) -> tuple[DDPPlan, Path]:
@@ -231,26 +224,17 @@ def _parse(argv: list[str] | None) -> tuple[DDPPlan, Path]:
     parser.add_argument("--scaling", choices=SCALINGS, default="weak")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    parser.add_argument(
+        "--threads", type=int, default=1, dest="threads_per_rank", help="torch threads per rank"
+    )
     parser.add_argument("--block-steps", type=int, default=100)
     parser.add_argument("--warmup-blocks", type=int, default=1)
     parser.add_argument("--target-mae", type=float, default=DDPPlan.target_mae)
     parser.add_argument("--init-timeout-s", type=float, default=DDPPlan.init_timeout_s)
-    args = parser.parse_args(argv)
-    backend = args.backend or ("gloo" if args.device == "cpu" else "nccl")
-    plan = DDPPlan(
-        device=args.device,
-        backend=backend,
-        scaling=args.scaling,
-        steps=args.steps,
-        seed=args.seed,
-        threads_per_rank=args.threads,
-        block_steps=args.block_steps,
-        warmup_blocks=args.warmup_blocks,
-        target_mae=args.target_mae,
-        init_timeout_s=args.init_timeout_s,
-    )
-    return plan, args.out
+    args = vars(parser.parse_args(argv))
+    out = args.pop("out")
+    args["backend"] = resolve_backend(args["device"], args["backend"])[0]
+    return DDPPlan(**args), out
 
 
 def _missing_ranks(store_error: str) -> list[int]:

@@ -6,12 +6,7 @@ static dashboard.
     python -m bench history trend
     python -m bench dashboard --out results/dashboard
 
-Modules: `model` (what is stored), `db` (schema and store), `ingest` (run folders in),
-`changepoints` (detection), `trend` (series and their changes), `chart` (inline SVG), `dashboard`
-(static site and its command), `cli` (the `history` command), `synthetic` (runs with known changes,
-for tests and scripts/history_rates.py). The gate against the recent history is `bench gate
---history` (bench.commands.gate). This package module itself holds the constants, `--db` and
-`record_run`, importable without sqlalchemy.
+This package module holds the constants, `--db` and `record_run`, importable without sqlalchemy.
 """
 
 from __future__ import annotations
@@ -19,7 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.analysis.significance import slowdown_argument
 from bench.errors import UsageError, install_hint, missing_package
+from sumnet.cli_args import positive_int
 
 DEFAULT_DB = "results/history.db"
 DB_ENV = "SUMNET_BENCH_HISTORY_DB"  # overrides DEFAULT_DB, e.g. with a team's postgresql+psycopg:// URL
@@ -33,6 +30,24 @@ def add_db_argument(parser: argparse.ArgumentParser, default: str = DEFAULT_DB) 
         default=None,
         metavar="URL",
         help=f"results history: a SQLite file or postgresql+psycopg://user@host/db URL (default ${DB_ENV}, else {default})",
+    )
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """--current, --window and --max-slowdown: `bench gate` and `bench history gate` alike."""
+    parser.add_argument("--current", required=True, help="the run under test (folder, CSV or JSON)")
+    parser.add_argument(
+        "--window",
+        type=positive_int,
+        default=DEFAULT_WINDOW,
+        help=f"history runs pooled (default {DEFAULT_WINDOW})",
+    )
+    parser.add_argument(
+        "--max-slowdown",
+        type=slowdown_argument,
+        default=None,
+        metavar="PCT",
+        help="largest tolerated slowdown, e.g. 10%% or median:10%% or p10:10%% (default 10%% for times, 1%% for instructions)",
     )
 
 

@@ -1,26 +1,16 @@
 """Change points in a series of run medians: where the speed of a configuration changed, by how much,
 and how sure that is.
 
-The series (one median per run, oldest first) is segmented by PELT from `ruptures` (the exact C
-implementation behind `KernelCPD` with a linear kernel, i.e. the least-squares cost) on the log
-medians divided by the series' noise, with a BIC-like penalty of PENALTY_PER_LOG_N x ln(n). Each
-candidate change is then checked: the runs just before and just after it (at most WINDOW_RUNS each
-side) must differ by a Mann-Whitney rank-sum permutation test at MAX_P and by at least MIN_CHANGE.
-A gradual drift is cut by PELT into a staircase of small steps in one direction; neighbouring
-candidates in one direction with at most DRIFT_GAP_RUNS runs between them are reported as one
-"drift" from the first to the last: tested between the runs before it and every run since it began,
-sized between the runs before and after it (the asv #932 case: 1% per commit is never a
-significant step, 15% over 15 commits is). MAX_P is strict (about 0.05 / 50 split points) because
-the test looks at the split PELT chose as the most different one.
+PELT (`ruptures` KernelCPD, linear kernel: least squares) segments the log run medians divided by
+the series' noise (METHOD says the parameters); each candidate must then pass a rank-sum permutation
+test between the runs around it. Same-direction candidates close together are one "drift" (the asv
+#932 case: 1% per commit is never a significant step, 15% over 15 commits is). MAX_P is strict
+because the test looks at the split PELT chose as the most different one.
 
-The noise is the larger of: the spread of run-to-run differences (MAD, robust to the steps
-themselves), the median's own standard error from each run's raw samples (so a bimodal or
-quantised configuration, whose median jumps between values, is not mistaken for a quiet one), and
-NOISE_FLOOR. The size of a change is the ratio of the medians of the run medians after and before,
-with a two-stage bootstrap 95% interval (runs resampled, then each run's raw samples), which keeps
-the run-to-run spread in the interval; a pooled-sample interval would be too narrow.
-
-Rates of this detector on series resampled from the committed runs: scripts/history_rates.py.
+The noise is the largest of the run-to-run differences' MAD, the median's own standard error from
+each run's raw samples (a bimodal configuration is not mistaken for a quiet one) and NOISE_FLOOR.
+A change's size interval is a two-stage bootstrap (runs, then their raw samples), which keeps the
+run-to-run spread; a pooled-sample interval would be too narrow. Rates: scripts/history_rates.py.
 
     python -c "from bench.history.changepoints import detect; print(detect([1.0] * 20 + [1.2] * 6))"
 """
@@ -93,10 +83,8 @@ def noise_sigma(log_medians: np.ndarray, rel_se: Sequence[float | None] | None =
 
 
 def rank_sum_p(before: Sequence[float], after: Sequence[float], seed: int = SEED) -> float:
-    """Two-sided Mann-Whitney test as a permutation test of the rank sum. Ties get average ranks (the
-    quantised medians of a coarse clock, or of a bootstrap, are handled). Exact, by enumerating every
-    split, when there are at most EXACT_SPLITS of them (a short window after a change at the end of
-    a series, where the decision is closest); else PERMUTATIONS random splits.
+    """Two-sided Mann-Whitney test as a permutation test of the rank sum, ties at average ranks; exact
+    (every split listed) up to EXACT_SPLITS splits, where the decision is closest, else PERMUTATIONS.
 
     Not bench.analysis.significance.mann_whitney_p (scipy's U test): with ties scipy falls back to
     the normal approximation, which cannot reach MAX_P with 4 runs after a change (20 before), so a
@@ -169,13 +157,9 @@ def ratio_interval(
     resamples: int = INTERVAL_RESAMPLES,
     seed: int = SEED,
 ) -> tuple[float, float]:
-    """Percentile interval of median(after run medians) / median(before run medians), from the raw
-    samples of each run (a run without raw samples contributes its median as its one sample)."""
-    if not before or not after or any(len(r) == 0 for r in (*before, *after)):
-        raise ValueError("ratio_interval needs at least one sample in every run")
-    return bootstrap_ratio_interval(
-        after, before, confidence, resamples, seed
-    )  # two-stage: runs, then samples
+    """Two-stage percentile interval of median(after run medians) / median(before run medians), from
+    each run's raw samples (a run without them contributes its median as its one sample)."""
+    return bootstrap_ratio_interval(after, before, confidence, resamples, seed)
 
 
 def with_interval(change: Change, samples: Sequence[Sequence[float]]) -> Change:

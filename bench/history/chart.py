@@ -37,7 +37,7 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 def _change_label(change: Change) -> str:
     text = f"{change.ratio - 1:+.1%}"
-    if change.ci_low == change.ci_low:  # not nan
+    if not math.isnan(change.ci_low):
         text += f" [{change.ci_low - 1:+.1%}, {change.ci_high - 1:+.1%}]"
     return text + (" drift" if change.kind == "drift" else "")
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench.analysis.significance import RegressionCheck, slowdown_argument
 from bench.errors import UsageError
-from bench.history import DEFAULT_WINDOW, add_db_argument
-from sumnet.cli_args import non_negative_int, positive_int
+from bench.history import add_db_argument, add_gate_arguments
+from sumnet.cli_args import non_negative_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,20 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_db_argument(trend)
     gate = sub.add_parser("gate", help="fail on a significant slowdown against the recent history")
-    gate.add_argument("--current", required=True, help="the run under test (folder, run.json or JSON)")
-    gate.add_argument(
-        "--window",
-        type=positive_int,
-        default=DEFAULT_WINDOW,
-        help=f"comparable runs pooled (default {DEFAULT_WINDOW})",
-    )
-    gate.add_argument(
-        "--max-slowdown",
-        type=slowdown_argument,
-        default=RegressionCheck(),
-        metavar="PCT",
-        help="largest tolerated slowdown (default 10%%)",
-    )
+    add_gate_arguments(gate)
     add_db_argument(gate)
 
 

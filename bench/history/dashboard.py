@@ -19,8 +19,10 @@ import datetime as _dt
 import hashlib
 import html
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from itertools import groupby
 from pathlib import Path
 
 from bench.errors import UsageError
@@ -129,13 +131,10 @@ def _latest_table(series: Sequence[Series], pages: dict[tuple[str, str], str]) -
     columns = sorted({_column_key(s) for s in series})
     rows = sorted({_row_key(s) for s in series})
     cells = {(_row_key(s), _column_key(s)): s for s in series}
-    machines: list[tuple[str, int]] = []
-    for col in columns:
-        if machines and machines[-1][0] == col[0]:
-            machines[-1] = (col[0], machines[-1][1] + 1)
-        else:
-            machines.append((col[0], 1))
-    head1 = "".join(f'<th colspan="{span}">{html.escape(label)}</th>' for label, span in machines)
+    head1 = "".join(
+        f'<th colspan="{len(list(cols))}">{html.escape(label)}</th>'
+        for label, cols in groupby(columns, key=lambda col: col[0])
+    )
     head2 = "".join(f"<th>{html.escape(col[3])} &middot; {col[4]} threads</th>" for col in columns)
     out = [
         '<table id="latest">',
@@ -157,7 +156,7 @@ def _latest_table(series: Sequence[Series], pages: dict[tuple[str, str], str]) -
             if s is None:
                 tds.append('<td class="empty">&ndash;</td>')
                 continue
-            p = s.latest
+            p = s.points[-1]
             tip = f"{len(s.points)} runs; latest {p.time_utc:%Y-%m-%d %H:%M} UTC, commit {commit_label(p)}"
             href = pages[(s.machine.fingerprint, str(s.config))]
             tds.append(
@@ -201,11 +200,8 @@ def _index(series: Sequence[Series], pages, where: str, runs_total: int, generat
         '<h2>Machines</h2><table id="machines"><tr><th>fingerprint</th><th>CPU</th><th>GPU</th>'
         "<th>torch</th><th>CUDA</th><th>series</th></tr>"
     )
-    seen: dict[str, int] = {}
-    for s in series:
-        seen[s.machine.fingerprint] = seen.get(s.machine.fingerprint, 0) + 1
-    for fp in sorted(seen):
-        m = next(s.machine for s in series if s.machine.fingerprint == fp)
+    seen = Counter(s.machine.fingerprint for s in series)
+    for fp, m in sorted({s.machine.fingerprint: s.machine for s in series}.items()):
         parts.append(
             f"<tr><td><code>{esc(fp)}</code></td><td>{esc(m.cpu_model)}</td><td>{esc(m.gpu_name or 'none')}</td>"
             f'<td>{esc(m.torch_version)}</td><td>{esc(m.cuda_version or "none")}</td><td class="num">{seen[fp]}</td></tr>'

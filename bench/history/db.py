@@ -1,9 +1,7 @@
 """The results history: every run of every machine in one database, SQLite or PostgreSQL.
 
-One schema in SQLAlchemy Core, one code path for both databases. SQLite (a file, the default
-`results/history.db`) serves one machine or a CI cache; a `postgresql+psycopg://` URL serves a team
-whose machines share one history. Tables (all prefixed `history_`, so a shared database can hold
-other things):
+One schema in SQLAlchemy Core for both: SQLite (a file, default `results/history.db`) for one
+machine or a CI cache, a `postgresql+psycopg://` URL for a team's machines. Tables:
 
     history_schema    name -> value; "schema_version" is checked on every open
     history_machines  fingerprint -> cpu_model, gpu_name, torch_version, cuda_version
@@ -12,11 +10,9 @@ other things):
     history_records   (run, configuration) -> status, timing metric, median, its standard error, ...
     history_samples   (run, configuration, name) -> the raw samples as JSON (any statistic recomputes)
 
-Writes are idempotent (a run already stored is skipped: INSERT ... ON CONFLICT DO NOTHING) and safe
-when several processes write at once: SQLite runs in WAL mode and takes the write lock at BEGIN
-(`BEGIN IMMEDIATE`, waiting up to BUSY_TIMEOUT_S), PostgreSQL relies on its transactions and
-the conflict clause; both retry a transaction that lost a lock race. (WAL needs a local disk: machines
-that share one history share a PostgreSQL database, not a SQLite file on a network drive.)
+Writes are idempotent (ON CONFLICT DO NOTHING) and safe when several processes write at once: SQLite
+in WAL mode takes the write lock at BEGIN IMMEDIATE; both databases retry a transaction that lost a
+lock race. (WAL needs a local disk: shared histories belong in PostgreSQL.)
 
     python -c "from bench.history.db import open_history; print(open_history().count_runs())"
 """
@@ -26,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import math
 import os
 import sqlite3
 import time
@@ -41,7 +36,7 @@ from sqlalchemy.dialects import sqlite as _sqlite
 from bench.errors import UsageError, first_line
 from bench.history import DB_ENV, DEFAULT_DB  # their one home: importable without sqlalchemy
 from bench.history.model import Machine, Point, RunEntry
-from bench.records import ConfigKey
+from bench.records import ConfigKey, json_safe
 
 SCHEMA_VERSION = 1  # bump on any change to the tables below; an older or newer database is refused
 BUSY_TIMEOUT_S = 60.0  # SQLite: how long a writer waits for another writer's lock
@@ -219,10 +214,8 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 
 def _use_wal(cursor) -> None:
-    """Put the file in WAL mode (a property of the file: set once, then only read). Switching takes
-    an exclusive lock that SQLite does not wait for (busy_timeout does not apply), so processes that
-    create one history at the same moment retry here; without it 5 of 40 trials of four processes
-    opening a new file together failed with 'database is locked'."""
+    """Put the file in WAL mode (set once, then only read). Switching takes an exclusive lock that
+    busy_timeout does not cover, so processes creating one history at once retry here."""
     deadline, delay = time.monotonic() + BUSY_TIMEOUT_S, 0.01
     while True:
         try:
@@ -247,20 +240,7 @@ T = TypeVar("T")
 
 
 def _json(value: object) -> str:
-    """JSON text with NaN as null and numpy scalars as numbers (a row holds both)."""
-
-    def clean(v: object) -> object:
-        if isinstance(v, float):
-            return None if math.isnan(v) or math.isinf(v) else v
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-            return clean(v.item())  # numpy scalar
-        return v
-
-    return json.dumps(clean(value), separators=(",", ":"), default=str)
+    return json.dumps(json_safe(value), separators=(",", ":"), default=str)
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -272,10 +252,7 @@ class History:
     def __init__(self, engine: sa.Engine, where: str) -> None:
         self.engine = engine
         self.where = where  # the URL, password hidden: for messages
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name  # "sqlite" | "postgresql"
+        self.postgres = engine.dialect.name == "postgresql"  # else SQLite
 
     def close(self) -> None:
         self.engine.dispose()
@@ -305,7 +282,7 @@ class History:
 
     def _insert(self, table: sa.Table):
         """INSERT ... ON CONFLICT DO NOTHING in this database's dialect."""
-        insert = _pg.insert if self.dialect == "postgresql" else _sqlite.insert
+        insert = _pg.insert if self.postgres else _sqlite.insert
         return insert(table).on_conflict_do_nothing()
 
     def _prepare(self, create: bool) -> None:
@@ -329,7 +306,7 @@ class History:
             )
 
         def make(conn: sa.Connection) -> None:
-            if self.dialect == "postgresql":
+            if self.postgres:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
             metadata.create_all(conn, checkfirst=True)
             conn.execute(
@@ -365,60 +342,26 @@ class History:
         conn.execute(self._insert(machines_table), [dataclasses.asdict(m)])  # the table's columns
         configs = {str(r.config): r.config for r in entry.records}
         if configs:  # sorted: concurrent writers take row locks in one order (no deadlock)
-            conn.execute(
-                self._insert(configs_table),
-                [
-                    {
-                        "config_key": key,
-                        "workload": c.workload,
-                        "device": c.device,
-                        "mode": c.mode,
-                        "batch_size": c.batch_size,
-                        "threads": c.threads,
-                        "output_activation": c.output_activation,
-                        "world_size": c.world_size,
-                        "backend": c.backend,
-                    }
-                    for key, c in sorted(configs.items())
-                ],
-            )
+            rows = [{"config_key": key, **dataclasses.asdict(c)} for key, c in sorted(configs.items())]
+            conn.execute(self._insert(configs_table), rows)
         inserted = conn.execute(  # RETURNING: the driver's rowcount is -1 here on psycopg
             self._insert(runs_table).returning(runs_table.c.run_id),
             {
-                "run_id": entry.run_id,
+                **_fields(entry, "machine", "env", "records"),
                 "fingerprint": m.fingerprint,
-                "time_utc": entry.time_utc,
-                "git_commit": entry.git_commit,
-                "git_dirty": entry.git_dirty,
-                "host": entry.host,
-                "source": entry.source,
                 "env_json": _json(entry.env),
                 "ingested_utc": _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None),
             },
         ).first()
         if inserted is None:
             return False  # stored before (by us or by a concurrent writer): idempotent
-        if entry.records:
-            conn.execute(
-                records_table.insert(),
-                [
-                    {
-                        "run_id": entry.run_id,
-                        "config_key": str(r.config),
-                        "status": r.status,
-                        "reason": r.reason,
-                        "flags": r.flags,
-                        "metric": r.metric,
-                        "median": r.median,
-                        "median_rel_se": r.median_rel_se,
-                        "n_samples": r.n_samples,
-                        "converged": r.converged,
-                        "mae": r.mae,
-                        "row_json": _json(r.row),
-                    }
-                    for r in entry.records
-                ],
-            )
+        rows = [  # a RecordEntry's fields are the table's columns, but for the key and the row
+            {"run_id": entry.run_id, "config_key": str(r.config), "row_json": _json(r.row)}
+            | _fields(r, "config", "row", "samples")
+            for r in entry.records
+        ]
+        if rows:
+            conn.execute(records_table.insert(), rows)
         sample_rows = [
             {"run_id": entry.run_id, "config_key": str(r.config), "name": name, "values_json": _json(values)}
             for r in entry.records
@@ -443,23 +386,14 @@ class History:
     def configs(self) -> dict[str, ConfigKey]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(configs_table)).mappings().all()
-        return {r["config_key"]: ConfigKey(**_without(r, "config_key")) for r in rows}
+        return {r["config_key"]: ConfigKey(**{k: v for k, v in r.items() if k != "config_key"}) for r in rows}
 
     def points(self, config_keys: Iterable[str] | None = None) -> list[Point]:
         """Every ok, timed record as a trend point, ordered by machine, configuration, time."""
         r, run = records_table, runs_table
+        columns = [(run if name in run.c else r).c[name] for name in Point._fields]  # Point's order
         query = (
-            sa.select(
-                run.c.fingerprint,
-                r.c.config_key,
-                r.c.metric,
-                run.c.run_id,
-                run.c.time_utc,
-                run.c.git_commit,
-                run.c.git_dirty,
-                r.c.median,
-                r.c.median_rel_se,
-            )
+            sa.select(*columns)
             .select_from(r.join(run, r.c.run_id == run.c.run_id))
             .where(r.c.status == "ok", r.c.median.is_not(None), r.c.metric.is_not(None))
             .order_by(run.c.fingerprint, r.c.config_key, run.c.time_utc, run.c.run_id)
@@ -513,5 +447,6 @@ class History:
             return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
 
 
-def _without(mapping, *names: str) -> dict[str, object]:
-    return {k: v for k, v in mapping.items() if k not in names}
+def _fields(record, *left_out: str) -> dict[str, object]:
+    """A dataclass's fields by name (not copied, unlike dataclasses.asdict), less `left_out`."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in left_out}

@@ -1,7 +1,5 @@
-"""Add runs to the history: a run folder (results.csv + run.json), a run.json, or a pytest-benchmark
-JSON file becomes one stored run with its records and raw samples. Idempotent: a run is identified
-by a hash of its environment's timestamp, host and git commit, so the same run ingested twice (or
-from its folder and its run.json) is one entry.
+"""Add runs to the history: a run folder, run.json or pytest-benchmark JSON file becomes one stored
+run with its records and raw samples. Idempotent: a run's id hashes its timestamp, host and commit.
 
     python -m bench history ingest results/reference/* results/baselines/*/*
     python -c "from bench.history import record_run; record_run('results/latest')"
@@ -25,7 +23,7 @@ from bench.history.db import History, open_history
 from bench.history.model import Machine, RecordEntry, RunEntry
 from bench.records import MUST_MATCH, Record, is_missing
 from bench.store.load import load_run
-from bench.store.run_folder import Run, to_row
+from bench.store.run_folder import to_row
 
 # A median from fewer raw samples than this has no standard error (the order-statistic bound is empty).
 MIN_SAMPLES_FOR_SE = 5
@@ -77,7 +75,8 @@ def _time_of(env: Mapping[str, object], source: Path) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(os.path.getmtime(source), _dt.timezone.utc).replace(tzinfo=None)
 
 
-def _record(record: Record) -> RecordEntry:
+def record_entry(record: Record) -> RecordEntry:
+    """A record as the history stores it: its speed's median and standard error, its results row."""
     metric = record.timing_metric if record.ok else None
     values = record.raw(metric) if metric else []
     return RecordEntry(
@@ -97,14 +96,11 @@ def _record(record: Record) -> RecordEntry:
 
 
 def entry_of(path: str | Path) -> RunEntry:
-    """Read a run (folder, results.csv, run.json or pytest-benchmark JSON) into a storable entry."""
-    return entry_from_run(load_run(path))
-
-
-def entry_from_run(run: Run) -> RunEntry:
-    """A run read by bench.store.load as the history stores it; UsageError for a key seen twice."""
+    """A run (folder, results.csv, run.json or pytest-benchmark JSON) as the history stores it;
+    UsageError for an unreadable run or a configuration seen twice."""
+    run = load_run(path)
     path = Path(run.source)
-    records = [_record(r) for r in run.records]
+    records = [record_entry(r) for r in run.records]
     keys = [r.config for r in records]
     for key in keys:
         if keys.count(key) > 1:

@@ -1,13 +1,11 @@
-"""Trends: per machine fingerprint and configuration, the run medians ordered by time (each labelled
-with its commit) and the change points found in them (bench.history.changepoints), as data and as
-the text `python -m bench history trend` prints.
+"""Trends: per machine and configuration, the run medians by time (each with its commit) and their
+change points (bench.history.changepoints), as data and as the text `history trend` prints.
 
     python -m bench history trend --config 'train/cpu/*' --last 10
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import fnmatch
 import math
 from collections.abc import Sequence
@@ -32,14 +30,6 @@ class Series:
     metric: str  # step_ms | latency_ms
     points: list[Point]
     changes: list[Change] = field(default_factory=list)
-
-    @property
-    def medians(self) -> list[float]:
-        return [p.median for p in self.points]
-
-    @property
-    def latest(self) -> Point:
-        return self.points[-1]
 
     def recent_change(self, runs: int) -> Change | None:
         """The newest change whose first run is among the last `runs` runs, if any."""
@@ -84,10 +74,7 @@ def select_machines(machines: dict[str, Machine], pattern: str | None) -> set[st
 
 
 def trends(
-    history: History,
-    configs: Sequence[str] | None = None,
-    machine: str | None = None,
-    intervals: bool = True,
+    history: History, configs: Sequence[str] | None = None, machine: str | None = None, intervals: bool = True
 ) -> list[Series]:
     """Every series in the history (or those matching `configs` / `machine`), with change points;
     `intervals` adds the bootstrap interval of each change's size (reads the raw samples around it)."""
@@ -101,7 +88,7 @@ def trends(
             continue
         points = list(group)
         one = Series(machines[fp], all_configs[key], points[0].metric, points)
-        one.changes = detect(one.medians, [p.median_rel_se for p in points])
+        one.changes = detect([p.median for p in points], [p.median_rel_se for p in points])
         if intervals and one.changes:
             one.changes = _with_intervals(history, one)
         series.append(one)
@@ -139,10 +126,6 @@ def describe_change(series: Series, change: Change) -> str:
     )
 
 
-def _time(when: _dt.datetime) -> str:
-    return when.strftime("%Y-%m-%d %H:%M")
-
-
 def render_text(series: Sequence[Series], history_where: str, runs_total: int, last: int = 10) -> str:
     """The trend report: per machine, per configuration, the last `last` runs and every change."""
     if not series:
@@ -167,10 +150,10 @@ def render_text(series: Sequence[Series], history_where: str, runs_total: int, l
                 if i in starts:
                     lines.append(f"    -- {describe_change(s, starts[i])}")
                 p = s.points[i]
-                lines.append(f"    {_time(p.time_utc)}  {commit_label(p):<18} {p.median:>10.4g} ms")
-            earlier = [c for c in s.changes if c.first < shown.start]
-            for c in earlier:
-                lines.append(f"    earlier change: {describe_change(s, c)}")
+                lines.append(f"    {p.time_utc:%Y-%m-%d %H:%M}  {commit_label(p):<18} {p.median:>10.4g} ms")
+            lines += [
+                f"    earlier change: {describe_change(s, c)}" for c in s.changes if c.first < shown.start
+            ]
             if not s.changes:
                 few = len(s.points) < MIN_RUNS
                 lines.append(f"    no change point{f' (searched from {MIN_RUNS} runs on)' if few else ''}")

@@ -52,56 +52,24 @@ MODES: dict[str, Mode] = {
     m.name: m
     for m in (
         Mode("eager", DEVICE_TYPES, "plain PyTorch, the article's step", module.build_eager),
-        Mode(
-            "compile",
-            DEVICE_TYPES,
-            "torch.compile(net), default mode; Adam stays eager",
-            module.build_compile,
-        ),
-        Mode(
-            "compile-cudagraphs",
-            ("cuda",),
-            'torch.compile(net, mode="reduce-overhead"): CUDA graphs',
-            module.build_compile_cudagraphs,
-        ),
-        Mode(
-            "compile-fullstep",
-            DEVICE_TYPES,
-            "forward, backward and Adam compiled as one function",
-            fullstep.build_trainer,
-        ),
-        Mode(
-            "cudagraph",
-            ("cuda",),
-            "the whole step, data generation included, captured as one CUDA graph",
-            cuda_graph_step.build_trainer,
-        ),
-        Mode(
-            "numpy-reference",
-            ("cpu",),
-            "the same Net, data and Adam in NumPy alone: the hand-written floor",
-            numpy_reference.build_trainer,
-        ),
-        Mode(
-            "fused",
-            ("cuda",),
-            "the whole step, batch draw included, in one Triton kernel (fp32 dots), one graph replay per step",
-            fused.build_trainer,
-            fused.unavailable_reason,
-        ),
-        Mode(
-            "numba-reference",
-            ("cpu",),
-            "the whole step, batch draw included, as one Numba-compiled function with no allocation: the floor",
-            numba_reference.build_trainer,
-            lambda device: numba_reference.unavailable_reason(),
-        ),
+        Mode("compile", DEVICE_TYPES, "torch.compile(net), default mode; Adam stays eager",
+             module.build_compile),
+        Mode("compile-cudagraphs", ("cuda",), 'torch.compile(net, mode="reduce-overhead"): CUDA graphs',
+             module.build_compile_cudagraphs),
+        Mode("compile-fullstep", DEVICE_TYPES, "forward, backward and Adam compiled as one function",
+             fullstep.build_trainer),
+        Mode("cudagraph", ("cuda",), "the whole step, data generation included, captured as one CUDA graph",
+             cuda_graph_step.build_trainer),
+        Mode("numpy-reference", ("cpu",), "the same Net, data and Adam in NumPy alone: the hand-written "
+             "floor", numpy_reference.build_trainer),
+        Mode("fused", ("cuda",), "the whole step, batch draw included, in one Triton kernel (fp32 dots), "
+             "one graph replay per step", fused.build_trainer, fused.unavailable_reason),
+        Mode("numba-reference", ("cpu",), "the whole step, batch draw included, as one Numba-compiled "
+             "function with no allocation: the floor", numba_reference.build_trainer,
+             lambda device: numba_reference.unavailable_reason()),
     )
-}
-FLOOR_MODES = (
-    "numpy-reference",
-    "numba-reference",
-)  # hand-written floors: the report's "x floor" column uses the fastest
+}  # fmt: skip
+FLOOR_MODES = ("numpy-reference", "numba-reference")  # hand-written floors: "x floor" uses the fastest
 
 
 def env_number(name: str, maximum: float, environ: dict[str, str] | None = None) -> float:

@@ -120,8 +120,7 @@ def capture_step(
 
 
 def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
-    """The cudagraph Trainer (CUDA only). The first step() warms up, rewinds, captures and replays,
-    so the harness's first-call time holds the capture, as it holds compilation for compiled modes."""
+    """The cudagraph Trainer (CUDA only); the first step() captures (see the module's docstring)."""
 
     device = torch.device(device)
     if device.type != "cuda":
@@ -133,21 +132,12 @@ def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConf
     graph = torch.cuda.CUDAGraph()
     generator, generator_note = _graph_generator(graph, device, config.seed)
     static_loss: list[torch.Tensor] = []
+    registered, sizes = generator_note is None, (config.batch_size, net_config.input_size)
 
     def step() -> torch.Tensor:
         if not static_loss:
             with torch.cuda.device(device):
-                static_loss.append(
-                    capture_step(
-                        net,
-                        optimizer,
-                        graph,
-                        generator,
-                        generator_note is None,
-                        config.batch_size,
-                        net_config.input_size,
-                    )
-                )
+                static_loss.append(capture_step(net, optimizer, graph, generator, registered, *sizes))
         graph.replay()
         return static_loss[0]  # overwritten by the next replay; the harness reads it at block ends
 

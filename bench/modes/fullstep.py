@@ -1,25 +1,17 @@
 """`compile-fullstep`: forward, backward and the Adam update compiled as one function.
 
-The step is written functionally: the gradients come from `torch.func.grad_and_value` over
-`torch.func.functional_call` on a dict of parameters, and Adam is written with torch ops on
-(params, exp_avg, exp_avg_sq, step), matching `torch.optim.Adam`'s defaults (betas 0.9/0.999,
-eps 1e-8, bias correction, no weight decay) op for op. The whole step is traced once into one
-aten graph (`make_fx`: forward, backward and Adam together) and compiled by inductor
-(`torch._inductor.compile`, its entry for graphs captured without dynamo), with the C++ wrapper
-on the CPU. Calling it skips dynamo's frame evaluation and guards, which at this Net's size cost
-as much as the arithmetic (figures: docs/validation.md, "The floors' design"). If tracing or compiling fails, torch.compile(fullgraph=True) and then torch.compile take over
-(Trainer.notes says which ran, and why the others did not).
+The step is written functionally (`torch.func.grad_and_value` over `functional_call`, and Adam
+with torch ops matching `torch.optim.Adam`'s defaults op for op), traced once into one aten graph
+(`make_fx`) and compiled by inductor, with the C++ wrapper on the CPU: calling it skips dynamo's
+frame evaluation and guards, which at this Net's size cost as much as the arithmetic (figures:
+docs/validation.md, "The floors' design"). If that fails, torch.compile(fullgraph=True) and then
+torch.compile take over; Trainer.notes says which ran, and why the others did not.
 
-State is updated in place (faster than returning new tensors and rebinding them), in the
-tensors the eager Net holds, so predict and inference see the trained weights. The step counter
-is a tensor. The batch is drawn eagerly from the mode's own generator into a preallocated int64
-buffer (one `torch.randint(..., out=)`: the values `sumnet.data.make_batch` draws); the scaling to
-[0, 1] and the row-sum target happen inside the compiled graph.
-
-On CUDA the step is launch-bound (dozens of small kernels), so after compiling, the batch draw and
-the compiled step are captured once as one CUDA graph (the mode's generator registered with it)
-and every step is one replay; a capture that fails is said in Trainer.notes and the step runs
-uncaptured.
+State is updated in place, in the tensors the eager Net holds, so predict and inference see the
+trained weights. The batch is drawn eagerly into a preallocated int64 buffer (make_batch's draw);
+scaling and the row-sum target happen inside the compiled graph. On CUDA, where the step is
+launch-bound, the batch draw and the compiled step are captured as one CUDA graph (a failed
+capture is said in Trainer.notes and the step runs uncaptured).
 
     python -c "import torch; from bench.modes.fullstep import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
 """
@@ -145,16 +137,6 @@ def _graph_compile(flat: Callable[..., torch.Tensor], args: list[torch.Tensor], 
     return inductor_compile(graph, args, options=options)
 
 
-def _compiled_and_tried(
-    compile_fn: Callable[[], Callable[..., torch.Tensor]], args: list[torch.Tensor]
-) -> Callable[..., torch.Tensor]:
-    """compile_fn(), run once on copies of `args`: torch.compile compiles (and can fail) only when
-    called, and a run on copies finds that out without touching the training state."""
-    compiled = compile_fn()
-    compiled(*[a.clone() for a in args])
-    return compiled
-
-
 def compile_step(
     flat: Callable[..., torch.Tensor], args: list[torch.Tensor], device: torch.device
 ) -> tuple[Callable[..., torch.Tensor], str, list[str]]:
@@ -175,7 +157,9 @@ def compile_step(
     failures = []
     for how, attempt in attempts:
         try:
-            return _compiled_and_tried(attempt, args), how, failures
+            compiled = attempt()
+            compiled(*[a.clone() for a in args])  # torch.compile fails, if at all, when first called
+            return compiled, how, failures
         except Exception as err:  # any compiler failure: fall back to the next way, and say why
             message = first_line(err)[:200]
             failures.append(f"{how} failed ({type(err).__name__}: {message})")
@@ -237,7 +221,7 @@ def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConf
     def draw() -> None:
         torch.randint(LOW, HIGH + 1, ints.shape, generator=generator, out=ints)  # make_batch's draw
 
-    def first_step() -> torch.Tensor:
+    def compile_and_capture() -> None:
         fn, how, failures = compile_step(flat, args, device)
         compiled.append(fn)
         notes.extend([*failures, f"{how}: grad_and_value + functional Adam (torch.optim.Adam defaults)"])
@@ -251,14 +235,10 @@ def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConf
                 notes.append(
                     f"CUDA graph capture failed ({type(err).__name__}: {first_line(err)[:200]}): uncaptured"
                 )
-        if replayed:
-            return replayed[0]()
-        draw()
-        return fn(*args)
 
     def step() -> torch.Tensor:
         if not compiled:
-            return first_step()
+            compile_and_capture()
         if replayed:
             return replayed[0]()
         draw()

@@ -1,31 +1,18 @@
 """`fused`: the article's whole training step in ONE Triton kernel (CUDA; CPU only in the interpreter).
 
-One launch draws the batch (Philox), runs forward, MSE, backward and Adam for the Net
-Linear(30,60) ReLU Linear(60,60) ReLU Linear(60,1) [ReLU], float32, and can loop over K steps
-while the weights and Adam moments stay on chip (bench/modes/fused_kernel.py holds the kernel). On CUDA
-each launch is captured once in a CUDA graph and replayed, so a step costs one graph launch.
+One launch draws the batch (Philox), runs forward, MSE, backward and Adam, float32, and can loop
+over K steps while the weights and Adam moments stay in one CTA's registers (the kernel:
+bench/modes/fused_kernel.py). On CUDA each launch is captured once in a CUDA graph and replayed,
+so a step costs one graph launch. What bounds a step is one SM issuing a chain of small dependent
+products, not memory (registers and spills: `python -m bench.modes.fused_kernel`; figures and
+why: docs/validation.md).
 
-Design. One program (one CTA on one SM, `num_warps` warps, 8 by default) keeps the whole state in
-registers: padded to 32 inputs and 64 hidden units, the parameters and both moments are 19,011
-floats (76 KB). A step is a chain of dependent products 32 to 64 wide, 1.18 MFLOP with the padding,
-so what bounds it is one SM issuing instructions (fp32 "ieee" dots run on the FMA units), plus the
-layout conversions between dots (through 36 KB of shared memory) and the register spills of the
-dots (`python -m bench.modes.fused_kernel` compiles for sm_90 without a GPU and prints them; the
-figures and why: docs/validation.md); not memory, and with K steps per launch not launches.
-Spreading over SMs would need a grid-wide exchange after every layer; not done here.
+Precision: fp32 dots (`input_precision="ieee"`) by default; "tf32x3" behind `precision=`. Plain
+tf32 is refused: it does not converge. The batch has make_batch's distribution, not its draws
+(Philox counter per element, `u % 101 / 100`: a modulo bias of 2.4e-8 relative).
 
-Precision: fp32 dots (`input_precision="ieee"`) by default; "tf32x3" (three tf32 tensor-core
-products, close to fp32) behind `precision=`. Plain tf32 is refused: the issue measured it does
-not converge. Trainer.notes records the choice.
-
-Batch: inside the kernel, element (row, col) of global step s takes Philox counter
-s * B * IN + row * IN + col (int64, never reused) under key `config.seed` and keeps `u % 101 / 100`
-(a modulo bias of 2.4e-8 relative, far below what 3000 steps can see; rejection would cost a
-data-dependent loop); the target is the row sum: make_batch's distribution, not its draws.
-
-K steps per launch: `Trainer.step()` runs ONE step (a graph replay of a K = 1 launch), so the
-harness's per-step times stay per step and every mode is timed alike. `FusedTrainer.train_steps(k)`
-runs k steps in one launch (one graph per k), for the "best K" sweep: time it and divide by k.
+`Trainer.step()` runs ONE step (a graph replay of a K = 1 launch), so every mode is timed per
+step alike; `FusedTrainer.train_steps(k)` runs k steps in one launch, for the "best K" sweep.
 
     .venv/bin/python -m pytest -q tests/test_fused.py   # interpreter tests on the CPU, CUDA tests on a GPU
     python -c "import torch; from bench.modes.fused import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
@@ -49,7 +36,7 @@ from sumnet.train import TrainConfig, init_net
 
 INTERPRET_ENV = "TRITON_INTERPRET"  # "1": Triton's interpreter runs kernels on CPU tensors (tests)
 DEFAULT_PRECISION = "ieee"  # fp32 dots; "tf32x3" is the faster near-fp32 option
-DEFAULT_NUM_WARPS = 8  # fewest spilled bytes in all at sm_90 (see the docstring); not timed on a GPU yet
+DEFAULT_NUM_WARPS = 8  # fewest spilled bytes in all at sm_90 (docs/validation.md); not timed on a GPU yet
 MAX_PADDED_BATCH = 128  # the batch tile lives in registers too: (128, 64) floats per activation
 MAX_PADDED_WIDTH = 128  # a (128, 128) weight tile and its two moments: 49k of one SM's 64k registers
 _NOT_CUDA = "fused runs on cuda only (set TRITON_INTERPRET=1 to run it on the CPU interpreter for tests)"
@@ -95,13 +82,6 @@ def _late_interpreter_reason() -> str | None:
     )
 
 
-def _kernel_module() -> ModuleType:
-    """bench.modes.fused_kernel, imported on first use (it imports triton, which may be absent)."""
-    from bench.modes import fused_kernel  # optional: it imports triton
-
-    return fused_kernel
-
-
 def _check_config(net_config: NetConfig, config: TrainConfig, precision: str, kernel: ModuleType) -> None:
     if net_config.hidden_layers != 2:
         raise ValueError(f"fused is written for 2 hidden layers, got {net_config.hidden_layers}")
@@ -134,7 +114,8 @@ class FusedTrainer:
         num_warps: int = DEFAULT_NUM_WARPS,
         cuda_graph: bool = True,
     ) -> None:
-        kernel = _kernel_module()
+        from bench.modes import fused_kernel as kernel  # on first use: it imports triton, maybe absent
+
         _check_config(net_config, config, precision, kernel)
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
@@ -159,7 +140,8 @@ class FusedTrainer:
                 view.copy_(self.net.get_parameter(name))
 
     # --- the state, as the Net names it ---------------------------------------------------------
-    def _views(self, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
+    def views(self, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of params, exp_avg or exp_avg_sq, named and shaped as the Net's parameters."""
         lay, n_in, n_h = self.layout, self.net_config.input_size, self.net_config.hidden_size
         w1 = buffer[lay.w1 : lay.b1].view(lay.in_p, lay.h_p)[:n_in, :n_h].T  # (60, 30), a view
         w2 = buffer[lay.w2 : lay.b2].view(lay.h_p, lay.h_p)[:n_h, :n_h].T  # (60, 60)
@@ -174,14 +156,7 @@ class FusedTrainer:
 
     def parameters(self) -> dict[str, torch.Tensor]:
         """Views of the trained parameters, named and shaped as the Net's (writing them writes the state)."""
-        return self._views(self.params)
-
-    def adam_state(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """name -> (exp_avg, exp_avg_sq) views, as torch.optim.Adam's state holds them."""
-        return {
-            name: (m, v)
-            for (name, m), v in zip(self._views(self.exp_avg).items(), self._views(self.exp_avg_sq).values())
-        }
+        return self.views(self.params)
 
     def _state(self) -> list[torch.Tensor]:
         return [self.params, self.exp_avg, self.exp_avg_sq, self.steps_done, self.scalars]
@@ -216,34 +191,15 @@ class FusedTrainer:
         if record is not None and not all(t.is_contiguous() for t in record):
             raise ValueError("record buffers must be contiguous: the kernel writes them in place")
         x, y = x.contiguous(), y.contiguous()
-        lay, k = self.layout, self._kernel
+        k, relu_out = self._kernel, self.net_config.output_activation == "relu"
+        load, save = batches is not None, record is not None
+        fixed = k.constants(batch_size, n_in, self.layout, relu_out, self.precision, load, save)
         kernel_args = (self.params, self.exp_avg, self.exp_avg_sq, self.steps_done, self.scalars, losses)
         with torch.cuda.device(self.device) if self.device.type == "cuda" else nullcontext():
             k.fused_train_kernel[(1,)](
-                *kernel_args,
-                x,
-                y,
-                rec_x,
-                rec_y,
-                self.config.seed,
-                num_steps,
-                B=batch_size,
-                IN=n_in,
-                B_P=k.padded(batch_size),
-                IN_P=lay.in_p,
-                H_P=lay.h_p,
-                RELU_OUT=self.net_config.output_activation == "relu",
-                LOAD_BATCH=batches is not None,
-                RECORD_BATCH=record is not None,
-                PRECISION=self.precision,
-                LEVELS=k.LEVELS,
-                SCALE=k.SCALE,
-                BETA1=k.BETA1,
-                BETA2=k.BETA2,
-                EPS=k.EPS,
-                num_warps=self.num_warps,
-                enable_fp_fusion=k.ENABLE_FP_FUSION,
-            )
+                *kernel_args, x, y, rec_x, rec_y, self.config.seed, num_steps, **fixed,
+                num_warps=self.num_warps, enable_fp_fusion=k.ENABLE_FP_FUSION,
+            )  # fmt: skip
         return losses
 
     def _captured(self, num_steps: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
@@ -276,12 +232,9 @@ class FusedTrainer:
         """One training step, one launch: the loss as a 0-dim device tensor (static on CUDA)."""
         if not self.use_graph:
             return self.launch(1)[0]
-        if self._step_replay is None:
+        if self._step_replay is None:  # no per-step view or lookup: the host cost is the replay
             graph, losses = self._captured(1)
-            self._step_replay = (
-                graph.replay,
-                losses[0],
-            )  # no per-step view or lookup: the host cost is the replay
+            self._step_replay = (graph.replay, losses[0])
         replay, loss = self._step_replay
         replay()
         return loss
@@ -296,11 +249,10 @@ class FusedTrainer:
             "ieee": 'fp32 dots (input_precision="ieee", FMA)',
             "tf32x3": "tf32x3 dots (3 tf32 tensor-core products)",
         }
-        run = (
-            "each launch replayed from a CUDA graph (captured at the first step of each k)"
-            if self.use_graph
-            else f"launched directly ({'Triton interpreter on the CPU: a correctness check, not a timing' if self.device.type == 'cpu' else 'no CUDA graph'})"
-        )
+        run = "each launch replayed from a CUDA graph (captured at the first step of each k)"
+        if not self.use_graph:
+            interpreter = "Triton interpreter on the CPU: a correctness check, not a timing"
+            run = f"launched directly ({interpreter if self.device.type == 'cpu' else 'no CUDA graph'})"
         return [
             f"one Triton kernel per step: Philox batch, forward, MSE, backward, Adam; {precision[self.precision]}; "
             f"one CTA, {self.num_warps} warps, weights and Adam moments in registers",

@@ -28,7 +28,7 @@ products beta**t kept in a float64 state buffer, as torch computes them in Pytho
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import triton
 import triton.language as tl
@@ -48,44 +48,47 @@ def padded(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):
     """Where each tensor sits in the flat float32 state buffers (params, exp_avg, exp_avg_sq)."""
 
     in_p: int  # padded input width (30 -> 32)
     h_p: int  # padded hidden width (60 -> 64)
-
-    @property
-    def w1(self) -> int:  # (in_p, h_p): Linear(30, 60).weight.T, zero-padded
-        return 0
-
-    @property
-    def b1(self) -> int:  # (h_p,)
-        return self.in_p * self.h_p
-
-    @property
-    def w2(self) -> int:  # (h_p, h_p): Linear(60, 60).weight.T
-        return self.b1 + self.h_p
-
-    @property
-    def b2(self) -> int:  # (h_p,)
-        return self.w2 + self.h_p * self.h_p
-
-    @property
-    def w3(self) -> int:  # (h_p,): Linear(60, 1).weight[0]
-        return self.b2 + self.h_p
-
-    @property
-    def b3(self) -> int:  # one scalar
-        return self.w3 + self.h_p
-
-    @property
-    def size(self) -> int:
-        return self.b3 + 1
+    w1: int  # (in_p, h_p): Linear(30, 60).weight.T, zero-padded
+    b1: int  # (h_p,)
+    w2: int  # (h_p, h_p): Linear(60, 60).weight.T
+    b2: int  # (h_p,)
+    w3: int  # (h_p,): Linear(60, 1).weight[0]
+    b3: int  # one scalar
+    size: int  # floats in all
 
 
 def layout(input_size: int, hidden_size: int) -> Layout:
-    return Layout(padded(input_size), padded(hidden_size))
+    in_p, h_p = padded(input_size), padded(hidden_size)
+    b1 = in_p * h_p
+    b2 = b1 + h_p + h_p * h_p
+    return Layout(in_p, h_p, 0, b1, b1 + h_p, b2, b2 + h_p, b2 + 2 * h_p, b2 + 2 * h_p + 1)
+
+
+def constants(
+    batch_size: int, input_size: int, lay: Layout, relu_out: bool, precision: str, load: bool, record: bool
+) -> dict[str, object]:
+    """The kernel's constexpr arguments for one configuration."""
+    found = dict(B=batch_size, IN=input_size, B_P=padded(batch_size), IN_P=lay.in_p, H_P=lay.h_p)
+    found |= dict(RELU_OUT=relu_out, LOAD_BATCH=load, RECORD_BATCH=record, PRECISION=precision)
+    return found | dict(LEVELS=LEVELS, SCALE=SCALE, BETA1=BETA1, BETA2=BETA2, EPS=EPS)
+
+
+@triton.jit
+def _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, idx):
+    """One tensor's parameter, exp_avg and exp_avg_sq at `idx` of the flat state buffers."""
+    return tl.load(params_ptr + idx), tl.load(exp_avg_ptr + idx), tl.load(exp_avg_sq_ptr + idx)
+
+
+@triton.jit
+def _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, idx, p, m, v):
+    tl.store(params_ptr + idx, p)
+    tl.store(exp_avg_ptr + idx, m)
+    tl.store(exp_avg_sq_ptr + idx, v)
 
 
 @triton.jit
@@ -142,24 +145,12 @@ def fused_train_kernel(
     w2_idx = OFF_W2 + rh[:, None] * H_P + rh[None, :]
 
     # The whole optimizer state, on chip for the K steps.
-    w1 = tl.load(params_ptr + w1_idx)
-    m_w1 = tl.load(exp_avg_ptr + w1_idx)
-    v_w1 = tl.load(exp_avg_sq_ptr + w1_idx)
-    b1 = tl.load(params_ptr + OFF_B1 + rh)
-    m_b1 = tl.load(exp_avg_ptr + OFF_B1 + rh)
-    v_b1 = tl.load(exp_avg_sq_ptr + OFF_B1 + rh)
-    w2 = tl.load(params_ptr + w2_idx)
-    m_w2 = tl.load(exp_avg_ptr + w2_idx)
-    v_w2 = tl.load(exp_avg_sq_ptr + w2_idx)
-    b2 = tl.load(params_ptr + OFF_B2 + rh)
-    m_b2 = tl.load(exp_avg_ptr + OFF_B2 + rh)
-    v_b2 = tl.load(exp_avg_sq_ptr + OFF_B2 + rh)
-    w3 = tl.load(params_ptr + OFF_W3 + rh)
-    m_w3 = tl.load(exp_avg_ptr + OFF_W3 + rh)
-    v_w3 = tl.load(exp_avg_sq_ptr + OFF_W3 + rh)
-    b3 = tl.load(params_ptr + OFF_B3)
-    m_b3 = tl.load(exp_avg_ptr + OFF_B3)
-    v_b3 = tl.load(exp_avg_sq_ptr + OFF_B3)
+    w1, m_w1, v_w1 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, w1_idx)
+    b1, m_b1, v_b1 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B1 + rh)
+    w2, m_w2, v_w2 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, w2_idx)
+    b2, m_b2, v_b2 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B2 + rh)
+    w3, m_w3, v_w3 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_W3 + rh)
+    b3, m_b3, v_b3 = _load3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B3)
     steps_done = tl.load(steps_ptr)
     beta1_pow = tl.load(scalars_ptr)
     beta2_pow = tl.load(scalars_ptr + 1)
@@ -215,24 +206,12 @@ def fused_train_kernel(
         w3, m_w3, v_w3 = _adam(w3, g_w3, m_w3, v_w3, step_size, bc2_sqrt, BETA1, BETA2, EPS)
         b3, m_b3, v_b3 = _adam(b3, g_b3, m_b3, v_b3, step_size, bc2_sqrt, BETA1, BETA2, EPS)
 
-    tl.store(params_ptr + w1_idx, w1)
-    tl.store(exp_avg_ptr + w1_idx, m_w1)
-    tl.store(exp_avg_sq_ptr + w1_idx, v_w1)
-    tl.store(params_ptr + OFF_B1 + rh, b1)
-    tl.store(exp_avg_ptr + OFF_B1 + rh, m_b1)
-    tl.store(exp_avg_sq_ptr + OFF_B1 + rh, v_b1)
-    tl.store(params_ptr + w2_idx, w2)
-    tl.store(exp_avg_ptr + w2_idx, m_w2)
-    tl.store(exp_avg_sq_ptr + w2_idx, v_w2)
-    tl.store(params_ptr + OFF_B2 + rh, b2)
-    tl.store(exp_avg_ptr + OFF_B2 + rh, m_b2)
-    tl.store(exp_avg_sq_ptr + OFF_B2 + rh, v_b2)
-    tl.store(params_ptr + OFF_W3 + rh, w3)
-    tl.store(exp_avg_ptr + OFF_W3 + rh, m_w3)
-    tl.store(exp_avg_sq_ptr + OFF_W3 + rh, v_w3)
-    tl.store(params_ptr + OFF_B3, b3)
-    tl.store(exp_avg_ptr + OFF_B3, m_b3)
-    tl.store(exp_avg_sq_ptr + OFF_B3, v_b3)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, w1_idx, w1, m_w1, v_w1)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B1 + rh, b1, m_b1, v_b1)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, w2_idx, w2, m_w2, v_w2)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B2 + rh, b2, m_b2, v_b2)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_W3 + rh, w3, m_w3, v_w3)
+    _store3(params_ptr, exp_avg_ptr, exp_avg_sq_ptr, OFF_B3, b3, m_b3, v_b3)
     tl.store(steps_ptr, steps_done + num_steps)
     tl.store(scalars_ptr, beta1_pow)
     tl.store(scalars_ptr + 1, beta2_pow)
@@ -259,13 +238,10 @@ def compiled_resources(capability: int = 90, num_warps: int = 8, precision: str 
     pointers += ["x_ptr", "y_ptr", "record_x_ptr", "record_y_ptr"]
     signature = {name: "*fp32" for name in pointers} | {"steps_ptr": "*i64", "scalars_ptr": "*fp64"}
     signature |= {"seed": "i32", "num_steps": "i32"}
-    lay = layout(30, 60)
-    constants = dict(B=32, IN=30, B_P=32, IN_P=lay.in_p, H_P=lay.h_p, RELU_OUT=True, LOAD_BATCH=False)
-    constants |= dict(RECORD_BATCH=False, PRECISION=precision, LEVELS=LEVELS, SCALE=SCALE)
-    constants |= dict(BETA1=BETA1, BETA2=BETA2, EPS=EPS)
-    signature |= {name: "constexpr" for name in constants}
+    fixed = constants(32, 30, layout(30, 60), True, precision, load=False, record=False)
+    signature |= {name: "constexpr" for name in fixed}
     compiled = triton.compile(
-        ASTSource(fused_train_kernel, signature, constexprs=constants),
+        ASTSource(fused_train_kernel, signature, constexprs=fixed),
         target=GPUTarget("cuda", capability, 32),
         options={"num_warps": num_warps, "enable_fp_fusion": ENABLE_FP_FUSION},
     )

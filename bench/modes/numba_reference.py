@@ -1,35 +1,22 @@
 """`numba-reference`: the whole training step as one compiled Numba function, the CPU floor.
 
-Same Net (Linear+ReLU layers, optional output ReLU), same data distribution (integers 0..100 / 100,
-target the row sum, a fresh batch drawn inside the step), MSE loss and Adam with PyTorch's defaults,
-all in float32, from init_net's initial weights. One call of `_train_step` is one article iteration:
-batch draw, forward, loss, backward, Adam; it allocates nothing and holds no Python in between.
+Same Net, data distribution (integers 0..100 / 100, target the row sum), MSE loss and Adam with
+PyTorch's defaults as eager, all in float32 without fast-math, from init_net's initial weights: the
+losses match torch's to rounding. One call of `_train_step` is one article iteration (batch draw,
+forward, loss, backward, Adam); it allocates nothing and holds no Python in between.
 
-Batches: drawn inside the compiled step from this trainer's own splitmix64 stream (seeded with the
-config's seed, its state kept in the trainer, so two trainers never share draws), each integer by
-Lemire's unbiased multiply-shift on 32 bits. Same distribution as torch's `make_batch`, other
-draws: the batch sequence differs from torch's and from numpy-reference's.
+Batches are drawn inside the step from this trainer's own splitmix64 stream (seeded with the
+config's seed), each integer by Lemire's unbiased multiply-shift: torch's distribution, other draws.
 
-Why it is fast (the measured figures: docs/validation.md, "The floors' design"):
-- One native call per step: no ~40 NumPy calls, no Python between the parts, no temporaries.
-- The matrix products are hand-written loops (with `np.dot`, OpenBLAS sgemm, for its five products
-  the step was several times slower). Each product is computed in tiles of 2 rows x 64 columns
-  held in a stack array: LLVM sees that the tile aliases none of the arrays and keeps it in vector
-  registers (8 AVX-512 registers) across the whole reduction, so the inner loop is loads,
-  multiplies and adds only.
-- Widths are padded with zeros to multiples of 64 (60 -> 64), so every vector loop is full; the
-  zeros stay zero through training (zero activations, zero gradients, zero Adam moments).
-- The backward products read the weights in their other layout, from a transposed copy refreshed
-  after each Adam update, so every inner loop runs along contiguous memory.
-- Adam runs once over one flat buffer that holds every parameter, and flushes its moments to zero
-  below float32's smallest normal (1.2e-38): the moments of dead units decay into subnormals,
-  which are slow to compute with; torch keeps them, the difference is below 1.2e-38.
-All arithmetic is IEEE float32 without fast-math: results match torch to rounding (summation order).
+Why it is fast (figures: docs/validation.md, "The floors' design"): one native call per step; the
+matrix products are hand-written loops over register tiles (`_product`), not BLAS; widths are
+padded with zeros to full vectors (the zeros stay zero through training); the backward pass reads
+a transposed copy of the weights, so every inner loop runs along contiguous memory; Adam runs once
+over one flat buffer and flushes subnormal moments to zero (`_adam`).
 
-The first call compiles (seconds); cache=True keeps the machine code in bench/__pycache__, or in
-numba's user-wide cache directory where the package cannot be written, so a later process loads it.
-`_train_step`, the step, comes first below; the functions it calls follow (numba resolves them
-when it compiles, at the first call).
+The first call compiles (seconds); cache=True keeps the machine code in bench/__pycache__ (or
+numba's user-wide cache), so a later process loads it. `_train_step` comes first below; the
+functions it calls follow.
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python -c "import torch; from bench.modes.numba_reference import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([round(t.step(), 4) for _ in range(5)])"
 """
@@ -37,7 +24,6 @@ when it compiles, at the first call).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -86,17 +72,12 @@ def unavailable_reason() -> str | None:
 
 
 def _jit(fn):
-    """numba.njit(cache=True, fastmath=False) where numba is installed; the bare function otherwise
-    (build_trainer refuses to run without numba, so the bare functions are never called).
-
-    error_model="numpy": a float division by zero gives inf as in IEEE and torch, instead of a check
-    and a ZeroDivisionError branch per division, which would keep Adam's loop from vectorizing.
-    """
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, fastmath=False, error_model="numpy")(fn)
+    """numba.njit where numba is installed (build_trainer refuses to run without it). error_model
+    "numpy": division by zero gives inf as in torch, with no per-division check to stop vectorizing."""
+    return fn if numba is None else numba.njit(cache=True, fastmath=False, error_model="numpy")(fn)
 
 
+_stack_buffer = None
 if numba is not None:
 
     @intrinsic
@@ -116,9 +97,6 @@ if numba is not None:
             )
 
         return types.CPointer(element)(count, dtype), codegen
-
-else:
-    _stack_buffer = None
 
 
 # --- the step: one article iteration; the functions it calls follow -----------------------------
@@ -395,35 +373,16 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Sizes and offsets (in float32 elements) of every region of the workspace, as `meta` holds them."""
-
-    meta: np.ndarray  # int64, read by the compiled functions
-    size: int  # float32 elements in the workspace
-
-    def __getitem__(self, slot: int) -> int:
-        return int(self.meta[slot])
-
-
-def plan_layout(net_config: NetConfig, batch_size: int) -> Layout:
-    """Where each buffer lives in the one float32 workspace; every region starts on 64 bytes."""
-    hidden_pad = _round_up(net_config.hidden_size, LANES)
-    layers = net_config.hidden_layers
-    sizes = {
-        _BATCH: batch_size,
-        _BATCH_PAD: _round_up(batch_size, ROWS),
-        _INPUT: net_config.input_size,
-        _INPUT_PAD: _round_up(net_config.input_size, ROWS),
-        _HIDDEN: net_config.hidden_size,
-        _HIDDEN_PAD: hidden_pad,
-        _HIDDEN_ROWS: _round_up(net_config.hidden_size, ROWS),
-        _LAYERS: layers,
-        _RELU_OUT: int(net_config.output_activation == "relu"),
-    }
+def plan_layout(net_config: NetConfig, batch_size: int) -> tuple[np.ndarray, int]:
+    """(meta, float32 elements in all): where each buffer lives in the one float32 workspace; every
+    region starts on 64 bytes."""
+    c, layers = net_config, net_config.hidden_layers
     meta = np.zeros(_HEADER + layers + 1, dtype=np.int64)
-    for slot, value in sizes.items():
-        meta[slot] = value
+    meta[_BATCH : _RELU_OUT + 1] = [  # the sizes, in the order of their slots
+        batch_size, _round_up(batch_size, ROWS), c.input_size, _round_up(c.input_size, ROWS), c.hidden_size,
+        _round_up(c.hidden_size, LANES), _round_up(c.hidden_size, ROWS), layers, c.output_activation == "relu",
+    ]  # fmt: skip
+    bp, hidden_pad = int(meta[_BATCH_PAD]), int(meta[_HIDDEN_PAD])
     end = 0
 
     def region(count: int) -> int:
@@ -432,14 +391,13 @@ def plan_layout(net_config: NetConfig, batch_size: int) -> Layout:
         return start
 
     for layer in range(layers):
-        rows = sizes[_INPUT_PAD] if layer == 0 else sizes[_HIDDEN_ROWS]
+        rows = meta[_INPUT_PAD] if layer == 0 else meta[_HIDDEN_ROWS]
         meta[_HEADER + layer] = region(rows * hidden_pad + hidden_pad)  # W.T, then b
     meta[_HEADER + layers] = region(hidden_pad + 1)  # output weights, then its bias
     meta[_PARAM_COUNT] = end
     region(3 * end)  # gradients, exp_avg, exp_avg_sq: the same layout, one after the other
-    bp = sizes[_BATCH_PAD]
     for slot, count in (
-        (_X, bp * sizes[_INPUT_PAD]),
+        (_X, bp * meta[_INPUT_PAD]),
         (_Y, bp),
         (_ACTS, layers * bp * hidden_pad),
         (_DELTAS, layers * bp * hidden_pad),
@@ -448,7 +406,7 @@ def plan_layout(net_config: NetConfig, batch_size: int) -> Layout:
         (_WCOPY, (layers - 1) * net_config.hidden_size * hidden_pad),
     ):
         meta[slot] = region(count)
-    return Layout(meta, end)
+    return meta, int(end)
 
 
 def _aligned_zeros(count: int, align_bytes: int = 64) -> np.ndarray:
@@ -468,46 +426,33 @@ class NumbaNet:
 
     def __init__(self, net: torch.nn.Module, batch_size: int, lr: float, seed: int) -> None:
         self.config: NetConfig = net.config
-        self.layout = plan_layout(self.config, batch_size)
-        self.ws = _aligned_zeros(self.layout.size)
-        self.meta = self.layout.meta
+        self.meta, size = plan_layout(self.config, batch_size)
+        self.ws = _aligned_zeros(size)
         self.lr = float(lr)
         self.state = np.zeros(2, dtype=np.uint64)  # splitmix64 counter, Adam steps done
         self.state[_STATE_RNG] = np.uint64(seed % 2**64)
-        for layer, linear in enumerate([*net.hidden, net.out]):
-            weight = linear.weight.detach().cpu().numpy()  # (out, in)
-            bias = linear.bias.detach().cpu().numpy()
-            if layer < len(net.hidden):
-                wt, b = self.hidden_weights(layer)
-                wt[: weight.shape[1], : weight.shape[0]] = weight.T
-                b[: bias.size] = bias
-            else:
-                w_out, b_out = self.output_weights()
-                w_out[: weight.shape[1]] = weight[0]
-                b_out[0] = bias[0]
+        for layer, linear in enumerate(net.hidden):
+            wt, b = self.hidden_weights(layer)
+            wt[: linear.in_features, : linear.out_features] = linear.weight.detach().cpu().numpy().T
+            b[: linear.out_features] = linear.bias.detach().cpu().numpy()
+        w_out, b_out = self.output_weights()
+        w_out[: net.out.in_features] = net.out.weight.detach().cpu().numpy()[0]
+        b_out[:] = net.out.bias.detach().cpu().numpy()
         _refresh_weight_copies(self.ws, self.meta)  # the backward pass's copies of W
-
-    def _region(self, slot: int, count: int) -> np.ndarray:
-        start = self.layout[slot]
-        return self.ws[start : start + count]
 
     def flat(self, region: int) -> np.ndarray:
         """The flat view of PARAMS, GRADS, EXP_AVG or EXP_AVG_SQ (padding included)."""
-        count = self.layout[_PARAM_COUNT]
+        count = self.meta[_PARAM_COUNT]
         return self.ws[region * count : (region + 1) * count]
 
     def hidden_weights(self, layer: int, region: int = PARAMS) -> tuple[np.ndarray, np.ndarray]:
         """Views of hidden layer `layer`'s W.T (padded) and bias in `region` (PARAMS, GRADS...)."""
-        rows = self.layout[_INPUT_PAD] if layer == 0 else self.layout[_HIDDEN_ROWS]
-        hp = self.layout[_HIDDEN_PAD]
-        start = self.layout[_HEADER + layer] + region * self.layout[_PARAM_COUNT]
-        return self.ws[start : start + rows * hp].reshape(rows, hp), self.ws[start + rows * hp :][:hp]
+        return _layer_weights(self.flat(region), self.meta, layer)
 
     def output_weights(self, region: int = PARAMS) -> tuple[np.ndarray, np.ndarray]:
         """Views of the output layer's weights (padded) and its bias (one element)."""
-        hp = self.layout[_HIDDEN_PAD]
-        start = self.layout[_HEADER + self.layout[_LAYERS]] + region * self.layout[_PARAM_COUNT]
-        return self.ws[start : start + hp], self.ws[start + hp : start + hp + 1]
+        w, bias = _output_weights(self.flat(region), self.meta)
+        return w, self.flat(region)[bias : bias + 1]
 
     def layer_parameters(self, region: int = PARAMS) -> list[np.ndarray]:
         """(weight (out, in), bias (out,)) of each layer, as torch's Net orders its parameters."""
@@ -522,36 +467,31 @@ class NumbaNet:
     @property
     def inputs(self) -> np.ndarray:
         """The batch the last step trained on, (batch, input_size)."""
-        bp, width = self.layout[_BATCH_PAD], self.layout[_INPUT_PAD]
-        x = self._region(_X, bp * width).reshape(bp, width)
-        return x[: self.layout[_BATCH], : self.layout[_INPUT]]
+        bp, width = self.meta[_BATCH_PAD], self.meta[_INPUT_PAD]
+        return self.ws[self.meta[_X] :][: bp * width].reshape(bp, width)[
+            : self.meta[_BATCH], : self.meta[_INPUT]
+        ]
 
     @property
     def targets(self) -> np.ndarray:
         """The last batch's targets, (batch, 1)."""
-        return self._region(_Y, self.layout[_BATCH])[:, None]
+        return self.ws[self.meta[_Y] :][: self.meta[_BATCH], None]
 
     def step(self) -> float:
         """One article iteration: a fresh batch, forward, MSE, backward, Adam. Returns the loss."""
         return _train_step(self.ws, self.meta, self.state, self.lr, True)
 
-    def step_on_batch(self, x: np.ndarray, y: np.ndarray) -> float:
-        """The same compiled step on a given batch x (batch, input_size), y (batch, 1) (for tests)."""
-        self.inputs[...] = x
-        self.targets[...] = y
-        return _train_step(self.ws, self.meta, self.state, self.lr, False)
-
-    def forward_buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Zeroed input (rows padded, Inp), activations (L, rows padded, Hp) and output buffers."""
-        padded = _round_up(rows, ROWS)
-        x = np.zeros((padded, self.layout[_INPUT_PAD]), dtype=F32)
-        acts = np.zeros((self.layout[_LAYERS], padded, self.layout[_HIDDEN_PAD]), dtype=F32)
-        return x, acts, np.zeros(padded, dtype=F32)
+    def forward_buffers(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Input (rows padded, Inp) holding x, zeroed activations (L, rows padded, Hp) and output."""
+        padded = _round_up(len(x), ROWS)
+        xp = np.zeros((padded, self.meta[_INPUT_PAD]), dtype=F32)
+        xp[: len(x), : x.shape[1]] = x
+        acts = np.zeros((self.meta[_LAYERS], padded, self.meta[_HIDDEN_PAD]), dtype=F32)
+        return xp, acts, np.zeros(padded, dtype=F32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Forward on any number of rows, (N, input_size) -> (N, 1) (allocates; not the timed path)."""
-        xp, acts, out = self.forward_buffers(len(x))
-        xp[: len(x), : x.shape[1]] = x
+        xp, acts, out = self.forward_buffers(x)
         _forward(self.ws, self.meta, xp, acts, out)
         return out[: len(x), None].copy()
 
@@ -562,8 +502,7 @@ def _numpy_input(x: torch.Tensor) -> np.ndarray:
 
 def _inference(model: NumbaNet) -> Callable[[torch.Tensor], Callable[[], object]]:
     def make(x: torch.Tensor) -> Callable[[], object]:
-        xp, acts, out = model.forward_buffers(len(x))
-        xp[: len(x), : x.shape[1]] = _numpy_input(x)
+        xp, acts, out = model.forward_buffers(_numpy_input(x))
         result = out[: len(x), None]
         ws, meta = model.ws, model.meta
 

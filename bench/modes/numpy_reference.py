@@ -150,12 +150,6 @@ class NumpyNet:
         tmp2 *= F32(step_size)
         self.params -= tmp2
 
-    def train_on(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One step on a given batch (for tests against torch): copies it into the buffers."""
-        self.inputs[...] = x
-        self.targets[...] = y
-        return self.train_on_buffers()
-
     def layer_parameters(self) -> list[np.ndarray]:
         """(weight (out, in), bias (out,)) of each layer, as torch's Net orders its parameters."""
         result = []
@@ -175,16 +169,15 @@ def _flush_to_zero_active() -> bool:
 class NumpyDataStep:
     """A fresh batch from a NumPy Generator each step, then one training step on it.
 
-    With `flush_denormals`, the step runs with flush-to-zero on (set and restored around it, via
+    The step runs with flush-to-zero on (set and restored around it, via
     torch.set_flush_denormal since NumPy has no such switch): Adam's exp_avg of parameters whose
     gradient is exactly 0 (dead ReLU units) decays into float32 subnormals, and arithmetic on those
     doubled this step's time late in the article's training (docs/validation.md).
     Flushing changes only values below 1.2e-38.
     """
 
-    def __init__(self, model: NumpyNet, seed: int, flush_denormals: bool = True) -> None:
+    def __init__(self, model: NumpyNet, seed: int) -> None:
         self.model = model
-        self.flush_denormals = flush_denormals
         self.rng = np.random.default_rng(seed)
         self._shape = (model.batch_size, model.input_size)
 
@@ -193,7 +186,7 @@ class NumpyDataStep:
         ints = self.rng.integers(LOW, HIGH + 1, size=self._shape)
         np.divide(ints, F32(SCALE), out=model.inputs)
         np.dot(model.acts[0], model._row_sum, out=model.targets)  # row sums, one BLAS call
-        if not self.flush_denormals or _flush_to_zero_active():
+        if _flush_to_zero_active():
             return model.train_on_buffers()
         torch.set_flush_denormal(True)
         try:

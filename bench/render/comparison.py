@@ -50,20 +50,11 @@ def compare_markdown(
 ) -> str:
     """compare.md: the runs, the reference and the method, the environment fields that differ
     (`diffs`), every timed line of `table` against the reference, and what was not compared."""
+    shown_env = {"host": "host", "cpu": "cpu_model", "gpu": "gpu_name", "torch": "torch_version"}
+    shown_env.update({"commit": "git_commit", "time (UTC)": "timestamp_utc"})
     run_lines = pd.DataFrame(
-        [
-            {
-                "run": labels[i],
-                "source": run.source,
-                "host": run.env.get("host", ""),
-                "cpu": run.env.get("cpu_model", ""),
-                "gpu": run.env.get("gpu_name", ""),
-                "torch": run.env.get("torch_version", ""),
-                "commit": run.env.get("git_commit", ""),
-                "time (UTC)": run.env.get("timestamp_utc", ""),
-            }
-            for i, run in enumerate(runs)
-        ]
+        {"run": label, "source": run.source, **{h: run.env.get(f, "") for h, f in shown_env.items()}}
+        for label, run in zip(labels, runs)
     )
     parts = [
         f"# Comparison of {len(runs)} run{'s' if len(runs) > 1 else ''}",
@@ -110,8 +101,12 @@ def _describe_run(run: Run) -> str:
     return f"`{run.source}`" + (f" ({', '.join(bits)})" if bits else "")
 
 
-def _mae(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.4f}"
+def _outcome(conv: pd.DataFrame, arm: str) -> list[str]:
+    """`True, MAE 0.0031` for each line of the convergence table, of the baseline or the current run."""
+    return [
+        f"{fmt(c)}, MAE {'' if math.isnan(m) else f'{m:.4f}'}"
+        for c, m in zip(conv[f"{arm}_converged"], conv[f"{arm}_mae"])
+    ]
 
 
 def gate_markdown(
@@ -162,23 +157,10 @@ def gate_markdown(
         }
         parts += ["## Speed", "", markdown_table(speed, columns), ""]
     if not result.convergence.empty:
-        conv = result.convergence.assign(
-            base=[
-                f"{fmt(c)}, MAE {_mae(m)}"
-                for c, m in zip(result.convergence["baseline_converged"], result.convergence["baseline_mae"])
-            ],
-            cur=[
-                f"{fmt(c)}, MAE {_mae(m)}"
-                for c, m in zip(result.convergence["current_converged"], result.convergence["current_mae"])
-            ],
-        )
-        columns = {
-            "config": "configuration",
-            "base": "baseline converged",
-            "cur": "current converged",
-            "verdict": "verdict",
-        }
-        parts += ["## Convergence", "", markdown_table(conv, columns), ""]
+        conv = result.convergence
+        shown = conv.assign(**{f"{arm} converged": _outcome(conv, arm) for arm in ("baseline", "current")})
+        columns = {"config": "configuration", **{h: h for h in ("baseline converged", "current converged")}}
+        parts += ["## Convergence", "", markdown_table(shown, {**columns, "verdict": "verdict"}), ""]
     if not result.not_compared.empty:
         parts += ["## Not compared", ""]
         parts += [

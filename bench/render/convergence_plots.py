@@ -1,7 +1,7 @@
 """Figures of a convergence study: every seed's curves per configuration, and steps-to-target.
 
 Reads the per-seed samples the study stores in run.json, so figures can be redrawn from a run
-folder. Without matplotlib the figures are skipped with a reason, never a crash.
+folder.
 
     python -m bench convergence --seeds 8 --steps 500      # writes figures/ inside the run folder
 """
@@ -93,13 +93,11 @@ def write_figures(run_dir: Path, labelled: Mapping[str, Mapping]) -> tuple[dict[
     """PNGs under run_dir/figures/: ({title: path relative to run_dir}, why skipped or None)."""
     if not labelled:
         return {}, "no configuration trained"
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        return {}, f"matplotlib is not importable ({err}); pip install matplotlib"
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     out = Path(run_dir) / "figures"
     out.mkdir(exist_ok=True)
     written: dict[str, str] = {}

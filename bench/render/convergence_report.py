@@ -59,6 +59,10 @@ def render_report(
     figures_skipped: str | None,
 ) -> str:
     env = writer.env
+    interrupted = (
+        "**Interrupted** (Ctrl-C or SIGTERM): only the configurations below that finished were studied; "
+        "the one cut short is listed as failed."
+    )
     lines = [
         "# Convergence study",
         "",
@@ -70,15 +74,7 @@ def render_report(
         f"the last step; evaluated every {settings.eval_every} steps on the same 10,000 held-out rows; trained "
         + ("as one batched ensemble per configuration." if settings.ensemble else "one seed after another."),
         "",
-        *(
-            [
-                "**Interrupted** (Ctrl-C or SIGTERM): only the configurations below that finished were "
-                "studied; the one cut short is listed as failed.",
-                "",
-            ]
-            if writer.settings.get("interrupted")
-            else []
-        ),
+        *([interrupted, ""] if writer.settings.get("interrupted") else []),
         "## Summary",
         "",
         summary_table(writer),
@@ -128,31 +124,14 @@ def render_report(
         lines += ["Nothing to pair: the study needs eager and compile, or cpu and another device.", ""]
     with_one = [(r, r.cost_ratios(settings.eval_steps())) for r in results if r.one_seed_run_s]
     if with_one:
-        df = pd.DataFrame(
-            [
-                {
-                    "config": r.config.label,
-                    "seeds": len(r.traces),
-                    "ensemble_s": r.run_s,
-                    "one_s": r.one_seed_run_s,
-                    "ratio": whole,
-                    "steady": steady,
-                }
-                for r, (whole, steady) in with_one
-            ]
-        )
-        cols = {
-            "config": "configuration",
-            "seeds": "seeds",
-            "ensemble_s": "ensemble training s",
-            "one_s": "one seed alone s",
-            "ratio": "cost ratio, whole runs",
-            "steady": "cost ratio, median step",
-        }
+        names = ["configuration", "seeds", "ensemble training s", "one seed alone s"]
+        names += ["cost ratio, whole runs", "cost ratio, median step"]
+        rows = [(r.config.label, len(r.traces), r.run_s, r.one_seed_run_s, *ratios) for r, ratios in with_one]
+        df = pd.DataFrame(rows, columns=names)
         lines += [
             "## Ensemble cost",
             "",
-            markdown_table(df, cols),
+            markdown_table(df, {name: name for name in names}),
             "",
             f"The ensemble against the plain Net of seed {settings.seeds[0]} trained alone, same configuration. "
             "Median step: the median time per step between evaluations, first call left out, which other "

@@ -79,6 +79,7 @@ def render_ddp_report(
     df: pd.DataFrame, env: Mapping[str, object], settings: Mapping[str, object], run_dir: Path, figures: bool
 ) -> str:
     figure = _figure(df, run_dir / FIGURE, env) if figures else None
+    interrupted = "**Interrupted** (Ctrl-C or SIGTERM): the world sizes below were measured before it."
     lines = [
         "# sumnet-bench DDP report",
         "",
@@ -90,11 +91,7 @@ def render_ddp_report(
         "the all-reduce); samples/s counts every rank's rows; scaling efficiency = samples/s / (world size x "
         "one process's samples/s); the all-reduce share is rank 0's all-reduce time over its step time.",
         "",
-        *(
-            ["**Interrupted** (Ctrl-C or SIGTERM): the world sizes below were measured before it.", ""]
-            if settings.get("interrupted")
-            else []
-        ),
+        *([interrupted, ""] if settings.get("interrupted") else []),
         "## Scaling",
         "",
         scaling_table(df),

@@ -63,36 +63,30 @@ def check_schema(version: object, source: Path) -> int:
 
 
 def _check_required(records: list[Record], source: Path) -> None:
-    names = {
-        "workload": lambda r: r.key.workload,
-        "device": lambda r: r.key.device,
-        "mode": lambda r: r.key.mode,
-    }
-    missing = [c for c, get in names.items() if not any(get(r) for r in records)]
+    missing = [c for c in ("workload", "device", "mode") if not any(getattr(r.key, c) for r in records)]
     if missing:
         raise UsageError(f"{source}: results without the column(s) {', '.join(missing)}")
 
 
-def _numbers(values: object, what: str, path: Path) -> list[float]:
-    """Raw samples as floats; UsageError when they are not numbers."""
-    if not isinstance(values, list):
-        raise UsageError(f"{path}: the raw samples of {what} are not a list")
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise UsageError(f"{path}: the raw samples of {what} are not numbers") from None
-    if any(not math.isfinite(v) or v < 0 for v in out):
-        raise UsageError(f"{path}: the raw samples of {what} hold a negative or non-finite time")
-    return out
-
-
 def _checked_samples(samples: object, what: str, path: Path) -> dict[str, object]:
+    """The samples of one record with its times and counts as floats; UsageError for any that are not
+    a list of non-negative, finite numbers."""
     if not isinstance(samples, dict):
         raise UsageError(f"{path}: the samples of {what} are not an object")
     out = dict(samples)
     for metric in ("step_ms", "latency_ms", "instructions_per_step", "instructions_per_call"):
-        if out.get(metric) is not None:
-            out[metric] = _numbers(out[metric], f"{what} {metric}", path)
+        if out.get(metric) is None:
+            continue
+        if not isinstance(out[metric], list):
+            raise UsageError(f"{path}: the raw samples of {what} {metric} are not a list")
+        try:
+            out[metric] = [float(v) for v in out[metric]]
+        except (TypeError, ValueError):
+            raise UsageError(f"{path}: the raw samples of {what} {metric} are not numbers") from None
+        if any(not math.isfinite(v) or v < 0 for v in out[metric]):
+            raise UsageError(
+                f"{path}: the raw samples of {what} {metric} hold a negative or non-finite value"
+            )
     return out
 
 

@@ -1,10 +1,8 @@
 """Read a pytest-benchmark JSON file (`pytest --benchmark-json=FILE`) into the results schema.
 
-Each benchmark becomes one row. Its configuration comes from `extra_info` (the project's suite sets
-workload, device, mode, batch_size, threads and output_activation), else from `params`; a benchmark
-with neither is keyed by its name. pytest-benchmark times one call, so the time per call lands in
-`step_ms` for the train workload and in `latency_ms` for every other one; `stats.data` (seconds per
-call, present unless the file was written without data) becomes the raw samples in milliseconds.
+Each benchmark becomes one record, keyed by its `extra_info` (the project's suite sets the key's
+columns), else its `params`, else its name. The time per call is `step_ms` for training and
+`latency_ms` for the rest; `stats.data` (seconds per call) becomes the raw samples in ms.
 
     python -c "import sys; from bench.store.load import load_run; print(load_run(sys.argv[1]).records)" bench.json
 """

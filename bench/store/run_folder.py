@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.analysis.derive import per_record
 from bench.errors import UsageError
-from bench.records import SCHEMA_VERSION, ConfigKey, Record, is_missing
+from bench.records import SCHEMA_VERSION, ConfigKey, Record, is_missing, json_safe
 
 KEY_COLUMNS = ConfigKey.columns()
 
@@ -262,23 +262,6 @@ def atomic_write(path: Path, text: str) -> None:
         raise WriteError(f"could not write {path}: {err.strerror or err}") from None
 
 
-def _json_default(value: object) -> object:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def _json_safe(value: object) -> object:
-    """NaN and inf become null (JSON has neither), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def make_run_dir(parent: str | Path, host: str, latest: str = "latest") -> tuple[Path, str | None]:
     """Create `parent/<host>-<UTC timestamp>/` and point `parent/<latest>` at it.
 
@@ -373,7 +356,7 @@ class RunWriter:
             "records": [record_to_json(r) for r in self.records],
             "derived": [{"key": asdict(k), "values": v} for k, v in self.derived.items()],
         }
-        text = json.dumps(_json_safe(doc), indent=1, default=_json_default, allow_nan=False)
+        text = json.dumps(json_safe(doc), indent=1, default=str, allow_nan=False)
         atomic_write(self.run_dir / "run.json", text)
 
 
