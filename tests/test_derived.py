@@ -28,7 +28,7 @@ def test_train_step_flops_match_the_hand_count():
     assert forward_flops(NetConfig(), 1000) == 1000 * 2 * 5460
 
 
-def test_peak_flops_known_and_unknown():
+def test_gpu_peaks_known_and_unknown():
     assert gpu_peaks("NVIDIA H100 PCIe")[0] == 51e12
     assert gpu_peaks("NVIDIA H100 80GB HBM3")[0] == 67e12
     assert gpu_peaks("Some Laptop GPU") is None and gpu_peaks("") is None
