@@ -454,16 +454,6 @@ class NumbaNet:
         w, bias = _output_weights(self.flat(region), self.meta)
         return w, self.flat(region)[bias : bias + 1]
 
-    def layer_parameters(self, region: int = PARAMS) -> list[np.ndarray]:
-        """(weight (out, in), bias (out,)) of each layer, as torch's Net orders its parameters."""
-        config, result = self.config, []
-        for layer in range(config.hidden_layers):
-            wt, b = self.hidden_weights(layer, region)
-            n_in = config.input_size if layer == 0 else config.hidden_size
-            result += [wt[:n_in, : config.hidden_size].T.copy(), b[: config.hidden_size].copy()]
-        w_out, b_out = self.output_weights(region)
-        return [*result, w_out[None, : config.hidden_size].copy(), b_out.copy()]
-
     @property
     def inputs(self) -> np.ndarray:
         """The batch the last step trained on, (batch, input_size)."""
