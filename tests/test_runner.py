@@ -523,7 +523,7 @@ def test_a_training_row_takes_its_first_call_run_and_target_from_the_first_repea
     from sumnet.evaluate import Metrics, Verdict
 
     def repeat(first_call_s, run_s, steps_to_target, time_to_target_s, mae):
-        metrics = Metrics(mae=mae, rmse=mae, max_abs_error=mae, exact_accuracy=1.0, zero_fraction=0.0)
+        metrics = Metrics(mae=mae, exact_accuracy=1.0, zero_fraction=0.0)
         return RepeatResult(
             first_call_s, run_s, 0.1, [1e-3], {100: 0.5}, {100: mae}, steps_to_target, time_to_target_s,
             metrics, Verdict(True, "ok"),
