@@ -448,19 +448,6 @@ class NumbaNet:
         w, bias = _output_weights(self.flat(region), self.meta)
         return w, self.flat(region)[bias : bias + 1]
 
-    @property
-    def inputs(self) -> np.ndarray:
-        """The batch the last step trained on, (batch, input_size)."""
-        bp, width = self.meta[_BATCH_PAD], self.meta[_INPUT_PAD]
-        return self.ws[self.meta[_X] :][: bp * width].reshape(bp, width)[
-            : self.meta[_BATCH], : self.meta[_INPUT]
-        ]
-
-    @property
-    def targets(self) -> np.ndarray:
-        """The last batch's targets, (batch, 1)."""
-        return self.ws[self.meta[_Y] :][: self.meta[_BATCH], None]
-
     def step(self) -> float:
         """One article iteration: a fresh batch, forward, MSE, backward, Adam. Returns the loss."""
         return _train_step(self.ws, self.meta, self.state, self.lr, True)
