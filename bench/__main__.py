@@ -3,6 +3,7 @@
     python -m bench run --preset quick          # time and check the matrix, write results/
     python -m bench compare RUN RUN             # put runs side by side with intervals
     python -m bench gate --baseline RUN --current RUN
+    python -m bench ab BASE [HEAD]              # two commits interleaved, judged on paired rounds
     python -m bench convergence --seeds 32      # how often and how fast each config learns
     python -m bench ddp --nproc 1,2             # DistributedDataParallel through torchrun
     python -m bench history trend               # the results history: series and changepoints
@@ -28,6 +29,7 @@ COMMANDS = {
     "run": "bench.commands.run",
     "compare": "bench.commands.compare",
     "gate": "bench.commands.gate",
+    "ab": "bench.commands.ab",
     "convergence": "bench.commands.convergence",
     "ddp": "bench.commands.ddp",
     "history": "bench.history.cli",

@@ -96,3 +96,35 @@ def test_fleet_runs_the_bench_on_a_cpu_and_a_gpu_runner_then_compares_them_all()
     assert downloads and downloads[0]["with"]["pattern"] == "bench-fleet-*"
     assert "nox -s compare --" in _runs(jobs["compare"])
     assert "python -m bench history ingest" in _runs(jobs["compare"])
+
+
+def test_gate_workflow_gates_pull_requests_with_bench_ab_of_base_against_head() -> None:
+    jobs = _load(REPO / ".github" / "workflows" / "bench-gate.yml")["jobs"]
+    ab = jobs["ab"]
+    assert ab["if"] == "github.event_name == 'pull_request'"
+    assert ab["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    checkout = next(s for s in ab["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0  # the base commit must be in the clone
+    runs = _runs(ab)
+    assert "apt-get install -y valgrind" in runs
+    ab_lines = [line.strip() for line in runs.splitlines() if 'nox -s ab -- "$BASE_SHA"' in line]
+    assert len(ab_lines) == 2 and "--metric instructions" in ab_lines[1]
+    assert "--mode eager,compile-fullstep --threads 1" in ab_lines[0]
+    # the wall-clock flags are ones bench run accepts (checked by ab's own validation, nothing measured)
+    from bench.commands.ab import add_arguments, run_arguments  # noqa: PLC0415 (torch, only for this test)
+    from sumnet.cli_args import OneLineArgumentParser  # noqa: PLC0415
+
+    parser = OneLineArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["BASE", *ab_lines[0].split('"$BASE_SHA"')[1].split()])
+    assert "--mode" in run_arguments(args)
+    measuring = [s for s in ab["steps"] if 'nox -s ab -- "$BASE_SHA"' in s.get("run", "")]
+    assert all(s["continue-on-error"] is True for s in measuring)  # the verdict step decides
+    verdict = next(s for s in ab["steps"] if s.get("name") == "Verdict")["run"]
+    assert '["exit_code"]' in verdict and "ab.json" in verdict  # nox turns every failure into exit 1
+    assert '3) echo "::warning::' in verdict and "status=1" in verdict  # inconclusive warns; 1 and 2 fail
+    # the stored-baseline gate stays, binding on pushes to main, reporting on pull requests
+    gate = jobs["gate"]
+    assert "nox -s gate -- --baseline" in _runs(gate)
+    step = next(s for s in gate["steps"] if s.get("name") == "Gate against the baseline")
+    assert step["continue-on-error"] == "${{ github.event_name == 'pull_request' }}"
