@@ -27,7 +27,6 @@ from bench.analysis.significance import (
     INCONCLUSIVE,
     INSTRUCTIONS,
     RegressionCheck,
-    Verdict,
     default_check,
     judge,
     metric_samples,
@@ -135,12 +134,6 @@ def pair_by_key(
     return [(k, before.get(k), now.get(k)) for k in [*before, *(k for k in now if k not in before)]]
 
 
-def speed_line(key: ConfigKey, metric: str, verdict: Verdict) -> dict[str, object]:
-    """One line of the speed table (the same for a stored baseline and the history)."""
-    r = verdict.result
-    return {"config": str(key), "metric": metric, **asdict(r), "ratio": r.ratio, "verdict": verdict.text}
-
-
 def gate(
     baseline: Run,
     current: Run,
@@ -195,7 +188,10 @@ def gate(
                 failures.append(f"{key} {metric}: {verdict.failure}")
             if verdict.why:
                 inconclusive.append(f"{key} {metric}: {verdict.why}")
-            speed.append(speed_line(key, metric, verdict))
+            r = verdict.result
+            speed.append(
+                {"config": str(key), "metric": metric, **asdict(r), "ratio": r.ratio, "verdict": verdict.text}
+            )
         was, is_now = before.value("converged"), now.value("converged")
         if was is not None and is_now is not None:
             failure = convergence.fails(now, before)
