@@ -1,6 +1,5 @@
 """`python -m bench.crosscheck`: the harness's step time against torch.utils.benchmark.Timer
-(bench/commands/crosscheck.py). Ctrl-C or SIGTERM, even while torch is still loading, ends in one
-line and exit 130; a Python without torch gets one line saying how to install it.
+(bench/commands/crosscheck.py), started by run_entry (signals handled before torch loads).
 
     python -m bench.crosscheck --rounds 5 --calls 100
 """

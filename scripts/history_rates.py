@@ -44,9 +44,9 @@ sys.path.insert(0, str(REPO))
 from bench.history.changepoints import METHOD, detect  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
 from bench.history.ingest import median_rel_se  # noqa: E402
-from bench.history.synthetic import CPU_BOX, GPU_BOX, config, synthetic_run  # noqa: E402
 from bench.history.trend import render_text, trends  # noqa: E402
 from bench.store.load import load_run  # noqa: E402
+from tests.history_demo import CPU_BOX, GPU_BOX, config, synthetic_run  # noqa: E402
 
 BEFORE = 45  # runs before a step
 STEP_SLACK = 2  # a change reported within this many runs of the true one counts

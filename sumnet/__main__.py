@@ -1,6 +1,5 @@
-"""`python -m sumnet` and the `sumnet` console script: the article's demo (sumnet/demo.py). Ctrl-C
-or SIGTERM, even while torch is still loading, ends in one line and exit 130; a Python without
-torch gets one line saying how to install it.
+"""`python -m sumnet` and the `sumnet` console script: the article's demo (sumnet/demo.py), started
+by run_entry (one line and exit 130 on Ctrl-C or SIGTERM, even while torch loads).
 
     python -m sumnet --steps 200
 """

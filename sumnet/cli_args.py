@@ -40,13 +40,6 @@ def interrupt_on_signals() -> None:
         signal.signal(sig, handler)
 
 
-def exit_shielded(code: int) -> NoReturn:
-    """Exit with `code`, ignoring SIGINT and SIGTERM from here on: everything is written by now, and a
-    late signal must not turn exit 130 into death by signal during interpreter shutdown."""
-    ignore_interrupts()
-    raise SystemExit(code)
-
-
 def missing_package(err: ModuleNotFoundError) -> str | None:
     """The third-party package a failed import lacks (`sqlalchemy` for `sqlalchemy.dialects`), or
     None when the missing module is one of ours (a bug, to be raised as it is)."""
@@ -98,7 +91,8 @@ def run_entry(prog: str, main: Callable[[], int]) -> NoReturn:
             raise
         print(f"{prog}: error: {install_hint(package)}", file=sys.stderr)
         code = USAGE_ERROR
-    exit_shielded(code)
+    ignore_interrupts()  # all is written: a late signal must not turn the exit code into death by signal
+    raise SystemExit(code)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -120,13 +114,15 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(USAGE_ERROR)
 
 
-def _int_at_least(text: str, low: int, expected: str) -> int:
+def _int_at_least(text: str, low: int, expected: str, high: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
     if value < low:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"expected at most {high:,}, got {value:,}")
     return value
 
 
@@ -140,6 +136,19 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0, "an integer >= 0")
 
 
+def seed_int(text: str) -> int:
+    """argparse type: a seed, 0 to 2**63 - 1 (torch.Generator.manual_seed's signed 64 bits)."""
+    value = non_negative_int(text)
+    if value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"a seed must be at most 2**63 - 1, got {value}")
+    return value
+
+
+def bounded_positive_int(maximum: int) -> Callable[[str], int]:
+    """argparse type factory: an integer from 1 to `maximum`."""
+    return lambda text: _int_at_least(text, 1, "a positive integer", maximum)
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0."""
     try:
@@ -149,27 +158,3 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
-
-
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
-
-
-def seed_int(text: str) -> int:
-    """argparse type: a seed, 0 to 2**63 - 1."""
-    value = non_negative_int(text)
-    if value > MAX_SEED:
-        raise argparse.ArgumentTypeError(f"a seed must be at most 2**63 - 1, got {value}")
-    return value
-
-
-def bounded_positive_int(maximum: int):
-    """argparse type factory: an integer from 1 to `maximum`."""
-
-    def parse(text: str) -> int:
-        value = positive_int(text)
-        if value > maximum:
-            raise argparse.ArgumentTypeError(f"expected at most {maximum:,}, got {value:,}")
-        return value
-
-    parse.__name__ = f"integer_up_to_{maximum}"
-    return parse

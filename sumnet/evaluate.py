@@ -22,8 +22,6 @@ DEFAULT_TARGET_MAE = 0.01  # converged: held-out MAE below this after training (
 @dataclass(frozen=True)
 class Metrics:
     mae: float  # mean absolute error, sum units
-    rmse: float  # root mean squared error, sum units
-    max_abs_error: float  # worst row
     exact_accuracy: float  # share of rows with |error| < EXACT_TOLERANCE, in [0, 1]
     zero_fraction: float  # share of predictions that are exactly 0 (1.0: the output ReLU is dead)
 
@@ -34,8 +32,6 @@ def metrics_from_predictions(predictions: torch.Tensor, targets: torch.Tensor) -
     err = (pred - target).abs()
     return Metrics(
         mae=err.mean().item(),
-        rmse=err.square().mean().sqrt().item(),
-        max_abs_error=err.max().item(),
         exact_accuracy=(err < EXACT_TOLERANCE).double().mean().item(),
         zero_fraction=(pred == 0).double().mean().item(),
     )

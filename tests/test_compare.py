@@ -316,7 +316,7 @@ def test_pytest_benchmark_reader_maps_stats_and_config():
     without = read_pytest_benchmark(
         _pytest_benchmark_doc([0.001] * 3, [0.0001] * 3, with_data=False), "b.json"
     )
-    assert {str(k): v for k, v in without.samples.items()} == {
+    assert {str(r.key): r.samples for r in without.records} == {
         "train/cpu/eager/32/2/relu": {},
         "inference/cpu/eager/32/2/relu": {},
     }

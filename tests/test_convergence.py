@@ -79,9 +79,7 @@ def _trace(seed, maes, zeros=None, losses=None, clock=None, exact=0.9):
     zeros = zeros or [0.0] * len(maes)
     losses = losses or [math.nan] + [m * m for m in maes[1:]]
     clock = clock or [0.1 * s for s in steps]
-    final = Metrics(
-        mae=maes[-1], rmse=maes[-1], max_abs_error=maes[-1], exact_accuracy=exact, zero_fraction=zeros[-1]
-    )
+    final = Metrics(mae=maes[-1], exact_accuracy=exact, zero_fraction=zeros[-1])
     return SeedTrace(seed, steps, list(maes), list(zeros), list(losses), list(clock), final)
 
 

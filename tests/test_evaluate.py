@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 
@@ -14,8 +12,6 @@ def test_metrics_on_hand_made_predictions():
     m = metrics_from_predictions(predictions, targets)
     errors = [0.001, 0.5, 1.0, 5.0]
     assert m.mae == pytest.approx(sum(errors) / 4, abs=1e-5)
-    assert m.rmse == pytest.approx(math.sqrt(sum(e * e for e in errors) / 4), abs=1e-5)
-    assert m.max_abs_error == pytest.approx(5.0)
     assert m.exact_accuracy == 0.25  # only the 0.001 error rounds to the exact sum
     assert m.zero_fraction == 0.25
 

@@ -26,13 +26,14 @@ from bench.render.figures import (
     write_compare_figures,
     write_run_figures,
 )
-from bench.store.run_folder import read_rows
+from bench.store.run_folder import COLUMNS, normalise
 from tests.factories import row as new_row
 
 
 def frame(rows: list[dict], env: dict | None = None) -> pd.DataFrame:
     """A results frame from hand-written rows (the environment lives in run.json, not the frame)."""
-    return read_rows(rows)
+    df = pd.DataFrame(rows)
+    return normalise(df.reindex(columns=[*COLUMNS, *(c for c in df.columns if c not in COLUMNS)]))
 
 
 ENV = {"host": "box", "cpu_model": "Test CPU 9000", "gpu_name": "", "torch_version": "2.13.0+cpu"}

@@ -14,13 +14,14 @@ from tests.optional import require
 require("sqlalchemy", "the results history's database")
 require("ruptures", "the history's change-point detection")
 
+from bench.analysis.significance import bootstrap_ratio_interval  # noqa: E402
 from bench.history.changepoints import (  # noqa: E402
+    INTERVAL_RESAMPLES,
     MIN_RUNS,
     NOISE_FLOOR,
     detect,
     noise_sigma,
     rank_sum_p,
-    ratio_interval,
     with_interval,
 )
 from bench.history.ingest import median_rel_se  # noqa: E402
@@ -106,6 +107,11 @@ def test_median_standard_error_from_order_statistics_by_hand():
     values = [1.0 + 0.01 * i for i in range(25)]
     assert median_rel_se(values) == pytest.approx(math.log(1.17 / 1.07) / (2 * 1.959963984540054))
     assert median_rel_se([1.0, 2.0]) is None
+
+
+def ratio_interval(before, after):
+    """with_interval's two-stage bootstrap of median(after run medians) / median(before run medians)."""
+    return bootstrap_ratio_interval(after, before, resamples=INTERVAL_RESAMPLES)
 
 
 def test_ratio_interval_covers_the_true_ratio_and_widens_with_run_spread():

@@ -30,7 +30,7 @@ def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dashboard")
     with open_history(root / "history.db") as history:
         fill_demo(history)
-        write_dashboard(history, root / "site")
+    write_dashboard(root / "history.db", root / "site")
     return root / "site"
 
 

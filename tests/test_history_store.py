@@ -31,7 +31,7 @@ import sqlalchemy as sa  # noqa: E402
 from bench.errors import UsageError  # noqa: E402
 from bench.history.db import SCHEMA_VERSION, open_history, records_table, samples_table, schema_table  # noqa: E402
 from bench.history.ingest import entry_of, ingest, machine_of  # noqa: E402
-from bench.history.synthetic import CPU_BOX, config, synthetic_run  # noqa: E402
+from tests.history_demo import CPU_BOX, config, synthetic_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "results/baselines/intel-r-xeon-r-processor/vm-20261127T062315Z"

@@ -21,9 +21,8 @@ from bench.commands.gate import check_against_history  # noqa: E402
 from bench.errors import UsageError  # noqa: E402
 from bench.history.db import open_history  # noqa: E402
 from bench.history.ingest import entry_of  # noqa: E402
-from bench.history.synthetic import CPU_BOX, GPU_BOX, config, synthetic_run  # noqa: E402
 from bench.history.trend import render_text, select_configs, trends  # noqa: E402
-from tests.history_demo import fill_demo  # noqa: E402
+from tests.history_demo import CPU_BOX, GPU_BOX, config, fill_demo, synthetic_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "results/baselines/intel-r-xeon-r-processor/vm-20261127T062315Z"

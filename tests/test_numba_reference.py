@@ -32,8 +32,8 @@ from sumnet.train import TrainConfig, init_net, make_optimizer, train_step
 
 def _step_on_batch(model: NumbaNet, x: np.ndarray, y: np.ndarray) -> float:
     """The compiled step on a given batch x (batch, input_size), y (batch, 1) instead of a drawn one."""
-    model.inputs[...] = x
-    model.targets[...] = y
+    _inputs(model)[...] = x
+    _targets(model)[...] = y
     return numba_reference._train_step(model.ws, model.meta, model.state, model.lr, False)
 
 
@@ -47,6 +47,30 @@ GOLDEN, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
 def _torch_params(net):
     return [p.detach().numpy() for p in net.parameters()]
+
+
+def _inputs(model: NumbaNet) -> np.ndarray:
+    """A view of the batch the last step trained on, (batch, input_size), in the workspace."""
+    m = model.meta
+    bp, width = m[numba_reference._BATCH_PAD], m[numba_reference._INPUT_PAD]
+    x = model.ws[m[numba_reference._X] :][: bp * width].reshape(bp, width)
+    return x[: m[numba_reference._BATCH], : m[numba_reference._INPUT]]
+
+
+def _targets(model: NumbaNet) -> np.ndarray:
+    """A view of the last batch's targets, (batch, 1), in the workspace."""
+    return model.ws[model.meta[numba_reference._Y] :][: model.meta[numba_reference._BATCH], None]
+
+
+def _layer_parameters(model: NumbaNet) -> list[np.ndarray]:
+    """(weight (out, in), bias (out,)) of each layer from the padded workspace, in torch's order."""
+    config, result = model.config, []
+    for layer in range(config.hidden_layers):
+        wt, b = model.hidden_weights(layer)
+        n_in = config.input_size if layer == 0 else config.hidden_size
+        result += [wt[:n_in, : config.hidden_size].T.copy(), b[: config.hidden_size].copy()]
+    w_out, b_out = model.output_weights()
+    return [*result, w_out[None, : config.hidden_size].copy(), b_out.copy()]
 
 
 def _splitmix64(counter: int) -> int:
@@ -70,9 +94,9 @@ def _model(net_config=NetConfig(), seed=0, batch_size=32):
 @needs_numba
 def test_initial_weights_are_init_nets_exactly():
     model = _model(seed=4)
-    for got, want in zip(model.layer_parameters(), _torch_params(init_net(NetConfig(), seed=4))):
+    for got, want in zip(_layer_parameters(model), _torch_params(init_net(NetConfig(), seed=4))):
         assert got.dtype == np.float32 and np.array_equal(got, want)
-    assert sum(p.size for p in model.layer_parameters()) == 5581  # the article's Net
+    assert sum(p.size for p in _layer_parameters(model)) == 5581  # the article's Net
     assert model.ws.ctypes.data % 64 == 0  # every region starts on a cache line
 
 
@@ -88,7 +112,7 @@ def test_same_batches_give_torch_eager_training(activation):
         x, y = make_batch(32, generator)
         want = train_step(net, optimizer, x, y).item()
         assert _step_on_batch(model, x.numpy(), y.numpy()) == pytest.approx(want, rel=RTOL)
-    for got, want in zip(model.layer_parameters(), _torch_params(net)):
+    for got, want in zip(_layer_parameters(model), _torch_params(net)):
         torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want), rtol=RTOL, atol=1e-6)
     x = make_batch(101, make_generator(3))[0]  # an odd count: the padding row must not leak
     with torch.no_grad():
@@ -113,7 +137,7 @@ def test_other_shapes_pad_and_still_match_torch(net_config, batch_size):
         x, y = make_batch(batch_size, generator, net_config.input_size)
         want = train_step(net, optimizer, x, y).item()
         assert _step_on_batch(model, x.numpy(), y.numpy()) == pytest.approx(want, rel=RTOL)
-    for got, want in zip(model.layer_parameters(), _torch_params(net)):
+    for got, want in zip(_layer_parameters(model), _torch_params(net)):
         torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want), rtol=RTOL, atol=1e-6)
 
 
@@ -170,8 +194,8 @@ def test_batches_are_splitmix64_lemire_draws_over_100_with_row_sum_targets():
             assert accepted  # a rejection here would need the redraw path (tested below)
             ints.append(value)
         want = torch_values[np.array(ints).reshape(32, 30)]
-        np.testing.assert_array_equal(model.inputs, want)
-        np.testing.assert_allclose(model.targets[:, 0], want.astype(np.float64).sum(axis=1), rtol=1e-6)
+        np.testing.assert_array_equal(_inputs(model), want)
+        np.testing.assert_allclose(_targets(model)[:, 0], want.astype(np.float64).sum(axis=1), rtol=1e-6)
 
 
 @needs_numba
@@ -184,9 +208,9 @@ def test_a_rejected_draw_is_redrawn_from_the_stream_after_the_batch():
     assert _lemire(_splitmix64(0)) == (0, False)
     redraw, accepted = _lemire(_splitmix64(base + (32 * 30 + 1) * GOLDEN))
     assert accepted
-    assert model.inputs[0, 0] == np.float32(redraw) / np.float32(100)
+    assert _inputs(model)[0, 0] == np.float32(redraw) / np.float32(100)
     second, _ = _lemire(_splitmix64(base + 2 * GOLDEN))
-    assert model.inputs[0, 1] == np.float32(second) / np.float32(100)
+    assert _inputs(model)[0, 1] == np.float32(second) / np.float32(100)
     assert int(model.state[numba_reference._STATE_RNG]) == (base + (32 * 30 + 1) * GOLDEN) & MASK64
 
 
@@ -196,7 +220,7 @@ def test_batch_values_cover_0_to_100_evenly():
     counts = np.zeros(101, dtype=np.int64)
     for _ in range(10):  # 76,800 draws, about 760 per value
         model.step()
-        counts += np.bincount(np.rint(model.inputs * 100).astype(np.int64).ravel(), minlength=101)
+        counts += np.bincount(np.rint(_inputs(model) * 100).astype(np.int64).ravel(), minlength=101)
     expected = counts.sum() / 101
     chi_square = float(((counts - expected) ** 2 / expected).sum())
     assert counts.min() > 0 and chi_square < 161  # 100 degrees of freedom: P(chi2 > 161) = 1e-4

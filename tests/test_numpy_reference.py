@@ -23,10 +23,15 @@ def _torch_params(net):
     return [p.detach().numpy() for p in net.parameters()]
 
 
+def _layer_parameters(model: NumpyNet) -> list[np.ndarray]:
+    """(weight (out, in), bias (out,)) of each layer from the bias-folded matrices, in torch's order."""
+    return [a for m in model.weights for a in (np.ascontiguousarray(m[:-1].T), m[-1].copy())]
+
+
 def test_initial_weights_are_init_nets_exactly():
     net = init_net(NetConfig(), seed=4)
     model = NumpyNet(init_net(NetConfig(), seed=4), batch_size=32, lr=1e-3)
-    for got, want in zip(model.layer_parameters(), _torch_params(net)):
+    for got, want in zip(_layer_parameters(model), _torch_params(net)):
         assert got.dtype == np.float32 and np.array_equal(got, want)
     assert model.params.size == 5581  # the article's Net: every parameter in the one flat buffer
 
@@ -43,7 +48,7 @@ def test_same_batches_give_torch_eager_training(activation):
         want = train_step(net, optimizer, x, y).item()
         got = _train_on(model, x.numpy(), y.numpy())
         assert got == pytest.approx(want, rel=1e-5)
-    for got, want in zip(model.layer_parameters(), _torch_params(net)):
+    for got, want in zip(_layer_parameters(model), _torch_params(net)):
         torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want), rtol=1e-5, atol=1e-6)
     x = make_batch(100, make_generator(3))[0]
     with torch.no_grad():

@@ -35,7 +35,7 @@ def test_csv_round_trip_and_samples(tmp_path):
     run = load_run(tmp_path)
     pd.testing.assert_frame_equal(run.frame[written.columns], written, check_dtype=False)
     key = ConfigKey("train", "cpu", "eager", 32, 2, "relu")
-    assert run.samples[key]["step_ms"] == [0.4, 0.41, 0.42]
+    assert run.raw(key, "step_ms") == [0.4, 0.41, 0.42]
     assert run.env["host"] == "h"
     assert list(run.frame.columns) == list(COLUMNS)  # the environment is in run.json, once
     from_json = load_run(tmp_path / "run.json").frame

@@ -50,7 +50,9 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
     df = run.frame
     train = df[(df.workload == "train") & (df.device == "cpu")].iloc[0]
     assert train.status == "ok" and train.steps == 200 and train.repeats == 2
-    samples = run.samples[ConfigKey("train", "cpu", "eager", 32, int(train.threads), "relu")]
+    samples = {r.key: r.samples for r in run.records}[
+        ConfigKey("train", "cpu", "eager", 32, int(train.threads), "relu")
+    ]
     assert len(samples["run_s"]) == 2 and len(samples["step_ms"]) == 2  # one steady block per repeat
     assert train.step_ms == pytest.approx(statistics.median(samples["step_ms"]))
     assert train.run_s * 1e3 >= 100 * min(samples["step_ms"])  # the timed block lies inside the run
@@ -62,7 +64,9 @@ def test_cli_smoke_run_writes_every_output(tmp_path):
     glibc = platform.libc_ver()[0] == "glibc"  # mallopt is glibc's; elsewhere the pin is reported off
     assert json.loads((run_dir / "run.json").read_text())["settings"]["malloc_pinned"] is glibc
     for row in inference.itertuples():
-        latencies = run.samples[ConfigKey("inference", "cpu", "eager", row.batch_size, row.threads, "relu")]
+        latencies = {r.key: r.samples for r in run.records}[
+            ConfigKey("inference", "cpu", "eager", row.batch_size, row.threads, "relu")
+        ]
         assert row.latency_ms == pytest.approx(statistics.median(latencies["latency_ms"]))
     report = (run_dir / "report.md").read_text()
     assert "## Training" in report and "## Inference throughput" in report
@@ -519,7 +523,7 @@ def test_a_training_row_takes_its_first_call_run_and_target_from_the_first_repea
     from sumnet.evaluate import Metrics, Verdict
 
     def repeat(first_call_s, run_s, steps_to_target, time_to_target_s, mae):
-        metrics = Metrics(mae=mae, rmse=mae, max_abs_error=mae, exact_accuracy=1.0, zero_fraction=0.0)
+        metrics = Metrics(mae=mae, exact_accuracy=1.0, zero_fraction=0.0)
         return RepeatResult(
             first_call_s, run_s, 0.1, [1e-3], {100: 0.5}, {100: mae}, steps_to_target, time_to_target_s,
             metrics, Verdict(True, "ok"),

@@ -15,9 +15,9 @@ from bench.analysis.significance import (
     NO_DIFFERENCE,
     SLOWER,
     RegressionCheck,
+    SampleComparison,
     bootstrap_ratio_interval,
     compare_samples,
-    compare_values,
     mann_whitney_p,
 )
 
@@ -204,8 +204,8 @@ def test_failure_message_states_ratio_interval_and_p():
 
 def test_medians_alone_fall_back_to_the_bare_ratio():
     check = RegressionCheck.parse("10%")
-    assert check.failure(compare_values(1.05, 1.0)) is None
-    message = check.failure(compare_values(1.2, 1.0))
+    assert check.failure(SampleComparison(0, 0, 1.05, 1.0)) is None
+    message = check.failure(SampleComparison(0, 0, 1.2, 1.0))
     assert message is not None and "median ratio alone" in message and "+20.0%" in message
 
 

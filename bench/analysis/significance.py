@@ -99,10 +99,10 @@ class SampleComparison:
     n_baseline: int
     current: float  # the statistic of current's samples: the median unless q says otherwise
     baseline: float
-    ci_low: float  # 95% bootstrap interval of the ratio; nan without raw samples
-    ci_high: float
-    p_two_sided: float  # Mann-Whitney U, current vs baseline; nan without raw samples
-    p_slower: float  # one-sided, H1: current is slower
+    ci_low: float = math.nan  # 95% bootstrap interval of the ratio; nan without raw samples (untested)
+    ci_high: float = math.nan
+    p_two_sided: float = math.nan  # Mann-Whitney U, current vs baseline; nan without raw samples
+    p_slower: float = math.nan  # one-sided, H1: current is slower
     q: float = 0.5  # the quantile compared: 0.5 is the median
 
     @property
@@ -136,15 +136,10 @@ def compare_samples(current: Sequence[float], baseline: Sequence[float], q: floa
         raise ValueError("compare_samples needs at least one sample on each side")
     value_cur, value_base = float(np.quantile(cur, q)), float(np.quantile(base, q))
     if min(len(cur), len(base)) < MIN_SAMPLES:
-        return SampleComparison(len(cur), len(base), value_cur, value_base, *([math.nan] * 4), q=q)
+        return SampleComparison(len(cur), len(base), value_cur, value_base, q=q)
     low, high = bootstrap_ratio_interval(cur, base, q=q)
     p_two_sided, p_slower = mann_whitney_p(cur, base, "two-sided"), mann_whitney_p(cur, base, "greater")
     return SampleComparison(len(cur), len(base), value_cur, value_base, low, high, p_two_sided, p_slower, q)
-
-
-def compare_values(current: float, baseline: float, q: float = 0.5) -> SampleComparison:
-    """A comparison of bare summary values (a CSV without raw samples): ratio only, untested."""
-    return SampleComparison(0, 0, float(current), float(baseline), *([math.nan] * 4), q=q)
 
 
 def compare_records(current: Record, baseline: Record, metric: str, q: float = 0.5) -> SampleComparison:
@@ -157,7 +152,7 @@ def compare_records(current: Record, baseline: Record, metric: str, q: float = 0
     name = metric if q == 0.5 else f"{metric}_p{round(q * 100)}"
     if math.isnan(current.number(name)) or math.isnan(baseline.number(name)):
         name = metric  # no such summary value: the median stands in
-    return compare_values(current.number(name), baseline.number(name))
+    return SampleComparison(0, 0, current.number(name), baseline.number(name))
 
 
 _SPEC = re.compile(r"^(?:(?P<statistic>median|p[1-9][0-9]?):)?(?P<percent>\d+(?:\.\d+)?)%$")
@@ -365,7 +360,7 @@ def judge_counts(baseline: Record, current: Record, check: RegressionCheck) -> V
                 f"{MAX_COUNT_SPREAD:.1%}: not a deterministic count, so the gate refuses it"
             )
     now, before = float(np.median(counts["current"])), float(np.median(counts["baseline"]))
-    result = SampleComparison(len(counts["current"]), len(counts["baseline"]), now, before, *([math.nan] * 4))
+    result = SampleComparison(len(counts["current"]), len(counts["baseline"]), now, before)
     if result.ratio > check.limit:
         failure = f"instructions {result.ratio - 1:+.2%} (limit +{check.max_slowdown:.0%}), ratio of the median counts"
         return Verdict(result, "REGRESSION", failure)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NOISY_IQR_RATIO = 0.10  # IQR / median above this flags a measurement as noisy (as torch's Measurement)
+NOISY_IQR_RATIO = 0.10  # relative_iqr above this flags a measurement as noisy (as torch's Measurement)
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -55,10 +55,6 @@ class Summary:
     def relative_iqr(self) -> float:
         """IQR / median; inf for a zero median."""
         return self.iqr / self.median if self.median > 0 else math.inf
-
-    @property
-    def noisy(self) -> bool:
-        return self.relative_iqr > NOISY_IQR_RATIO
 
 
 def trimmed_mean(values: Sequence[float]) -> float:

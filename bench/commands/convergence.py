@@ -37,7 +37,7 @@ from bench.measure.convergence_study import (
     study_config,
 )
 from bench.modes.selection import parse_devices, parse_modes, require_runnable, skip_reason
-from bench.records import Record
+from bench.records import Record, parse_list
 from bench.render.convergence_plots import write_figures
 from bench.render.convergence_report import render_report, summary_table
 from bench.store.run_folder import atomic_write
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_activations(text: str) -> list[str]:
-    items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    items = parse_list(text)
     unknown = [t for t in items if t not in OUTPUT_ACTIVATIONS] or ([] if items else [""])
     if unknown:
         raise UsageError(f"unknown output activation {unknown[0]!r}: choose relu, none or relu,none")

@@ -26,7 +26,7 @@ from sumnet.device import resolve_device
 PROG = "python -m bench.crosscheck"
 TOLERANCE = 0.10  # the bound: within 10% of torch's Timer
 MAX_ROUNDS = 1_000  # rounds of each clock; more is a typo, not a check
-MAX_CALLS = 100_000  # steps per round; 100,000 eager CPU steps take about a minute
+MAX_CALLS = 100_000  # steps per round; more is a typo
 EXIT_OUTSIDE = 1  # the two clocks disagree by more than TOLERANCE
 
 

@@ -1,13 +1,9 @@
 """`python -m bench gate`: fail CI on a real slowdown or lost convergence, not on noise.
 
-A configuration in both runs regresses when its median is more than --max-slowdown slower and the
-95% bootstrap interval of the median ratio lies wholly above that limit too; where both runs have
-two or more repeats, every current repeat must also be beyond the limit of every baseline repeat
-(significance.judge). It also regresses when it converged in the baseline and no longer does, when
-its held-out MAE grew beyond max(2 x baseline, baseline + 0.005), or when it ran in the baseline and
-fails now. INCONCLUSIVE: the runs cannot decide (the report says why and what to run instead).
-`--metric instructions` gates CPU instruction counts (default limit 1%); `--history [DB]` gates
-against the recent comparable runs of the history (`python -m bench history gate` is the same gate).
+A configuration regresses when it is significantly slower than --max-slowdown (significance.judge),
+lost convergence (ConvergenceCheck), or ran in the baseline and fails now; the report states the
+rules. `--metric instructions` gates CPU instruction counts; `--history [DB]` gates against the
+recent comparable runs of the history (`python -m bench history gate` is the same gate).
 
 Exit codes: 0 pass, 1 regression, 2 bad input (unreadable run, no configuration in common, machines
 that differ on CPU, GPU, torch or CUDA version unless --allow-env-mismatch), 3 inconclusive.
@@ -31,7 +27,6 @@ from bench.analysis.significance import (
     INCONCLUSIVE,
     INSTRUCTIONS,
     RegressionCheck,
-    Verdict,
     default_check,
     judge,
     metric_samples,
@@ -139,12 +134,6 @@ def pair_by_key(
     return [(k, before.get(k), now.get(k)) for k in [*before, *(k for k in now if k not in before)]]
 
 
-def speed_line(key: ConfigKey, metric: str, verdict: Verdict) -> dict[str, object]:
-    """One line of the speed table (the same for a stored baseline and the history)."""
-    r = verdict.result
-    return {"config": str(key), "metric": metric, **asdict(r), "ratio": r.ratio, "verdict": verdict.text}
-
-
 def gate(
     baseline: Run,
     current: Run,
@@ -199,7 +188,10 @@ def gate(
                 failures.append(f"{key} {metric}: {verdict.failure}")
             if verdict.why:
                 inconclusive.append(f"{key} {metric}: {verdict.why}")
-            speed.append(speed_line(key, metric, verdict))
+            r = verdict.result
+            speed.append(
+                {"config": str(key), "metric": metric, **asdict(r), "ratio": r.ratio, "verdict": verdict.text}
+            )
         was, is_now = before.value("converged"), now.value("converged")
         if was is not None and is_now is not None:
             failure = convergence.fails(now, before)

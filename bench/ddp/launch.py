@@ -36,7 +36,6 @@ from bench.ddp.plan import DDPPlan, check_setup
 
 DEFAULT_JOIN_TIMEOUT_S = 60.0  # rendezvous: how long a node waits for the others (several nodes)
 TERMINATE_GRACE_S = 10.0  # after SIGTERM at timeout_s, torchrun and its workers get this long before SIGKILL
-LOG_TAIL_CHARS = 4000  # torchrun output kept on a failed result
 _REPO = Path(__file__).resolve().parents[2]
 _PLAN_FIELDS = ("backend", "scaling", "device", "steps", "seed", "threads_per_rank")  # also on DDPResult
 
@@ -72,7 +71,6 @@ class DDPResult:
     hosts: list[str] = field(default_factory=list)  # [rank]: the host name that ran it
     nodes: list[int] = field(default_factory=list)  # [rank]: its node's index (torchrun's group rank)
     wall_s: float = 0.0  # the launcher's whole torchrun time: start-up, rendezvous, training, teardown
-    log_tail: str = ""  # the end of torchrun's output (failed runs)
 
     @property
     def ok(self) -> bool:
@@ -310,7 +308,6 @@ def run_ddp(
             nnodes=nnodes,
             per_rank_batch=plan.per_rank_batch(world_size),
             wall_s=wall_s,
-            log_tail=output[-LOG_TAIL_CHARS:],
         )
         if timed_out:
             found = failure_reason(output) if "Root Cause" in output else ""

@@ -119,12 +119,12 @@ class DDPPlan:
 
     def worker_args(self) -> list[str]:
         """The worker's command-line flags for this plan (bench.ddp.worker parses them back)."""
-        flag = {"threads_per_rank": "threads"}
-        return [
-            arg
-            for f in fields(self)
-            for arg in (f"--{flag.get(f.name, f.name).replace('_', '-')}", str(getattr(self, f.name)))
-        ]
+        return [arg for f in fields(self) for arg in (flag_of(f.name), str(getattr(self, f.name)))]
+
+
+def flag_of(field_name: str) -> str:
+    """A DDPPlan field's worker flag: `--block-steps`; threads_per_rank is `--threads`."""
+    return "--" + {"threads_per_rank": "threads"}.get(field_name, field_name).replace("_", "-")
 
 
 def check_setup(world_size: int, device: str, backend: str | None, scaling: str, nnodes: int = 1) -> str:

@@ -22,7 +22,7 @@ import re
 import socket
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
 from bench.ddp import die_with_parent
-from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices, resolve_backend
+from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices, flag_of, resolve_backend
 from bench.errors import first_line
 from bench.measure.timing import clock_for, synchronize, time_block, time_call
 from bench.measure.workloads import block_sizes
@@ -217,20 +217,16 @@ def _write_result(
 
 
 def _parse(argv: list[str] | None) -> tuple[DDPPlan, Path]:
+    """The flags DDPPlan.worker_args writes, one per plan field; --backend defaults by device."""
     parser = argparse.ArgumentParser(prog="bench.ddp.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON result file, written by rank 0")
-    parser.add_argument("--device", choices=DEVICES, default="cpu")
-    parser.add_argument("--backend", choices=BACKENDS, default=None, help="gloo on cpu; nccl on cuda")
-    parser.add_argument("--scaling", choices=SCALINGS, default="weak")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads", type=int, default=1, dest="threads_per_rank", help="torch threads per rank"
-    )
-    parser.add_argument("--block-steps", type=int, default=100)
-    parser.add_argument("--warmup-blocks", type=int, default=1)
-    parser.add_argument("--target-mae", type=float, default=DDPPlan.target_mae)
-    parser.add_argument("--init-timeout-s", type=float, default=DDPPlan.init_timeout_s)
+    choices = {"device": DEVICES, "backend": BACKENDS, "scaling": SCALINGS}
+    for f in fields(DDPPlan):
+        default = None if f.name == "backend" else f.default
+        kind = str if f.name in choices else type(f.default)
+        parser.add_argument(
+            flag_of(f.name), dest=f.name, type=kind, choices=choices.get(f.name), default=default
+        )
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     args["backend"] = resolve_backend(args["device"], args["backend"])[0]

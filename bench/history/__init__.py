@@ -52,16 +52,13 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def record_run(run_dir: str | Path, db: str | Path | None = None):
-    """Store a finished run folder in the history (default results/history.db); see ingest.record_run.
-
-    UsageError when the history's packages are absent (a machine with only torch and the scientific
-    stack, such as the project's GPU machine) or the history cannot be written (a read-only file or
-    folder): the caller reports it and keeps the run folder."""
+    """Store a finished run folder in the history (ingest.record_run). UsageError when the history's
+    packages are absent or it cannot be written: the caller reports it and keeps the run folder."""
     try:
         from bench.history.ingest import record_run as _record_run
     except ModuleNotFoundError as err:
         package = missing_package(err)
         if package is None:
-            raise  # one of ours: a bug, not a missing package
+            raise
         raise UsageError(f"the history {install_hint(package)}") from None
     return _record_run(run_dir, db)

@@ -150,21 +150,10 @@ def detect(medians: Sequence[float], rel_se: Sequence[float | None] | None = Non
     return changes
 
 
-def ratio_interval(
-    before: Sequence[Sequence[float]],
-    after: Sequence[Sequence[float]],
-    confidence: float = CONFIDENCE,
-    resamples: int = INTERVAL_RESAMPLES,
-    seed: int = SEED,
-) -> tuple[float, float]:
-    """Two-stage percentile interval of median(after run medians) / median(before run medians), from
-    each run's raw samples (a run without them contributes its median as its one sample)."""
-    return bootstrap_ratio_interval(after, before, confidence, resamples, seed)
-
-
 def with_interval(change: Change, samples: Sequence[Sequence[float]]) -> Change:
-    """The change with its size interval, given every run's raw samples (index-aligned to the series)."""
+    """The change with its size interval, given every run's raw samples (index-aligned to the series):
+    two-stage (runs, then their raw samples; a run without them gives its median as its one sample)."""
     before = [samples[i] for i in range(*change.before)]
     after = [samples[i] for i in range(*change.after)]
-    low, high = ratio_interval(before, after)
+    low, high = bootstrap_ratio_interval(after, before, CONFIDENCE, INTERVAL_RESAMPLES, SEED)
     return replace(change, ci_low=low, ci_high=high)

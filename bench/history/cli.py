@@ -1,20 +1,15 @@
-"""`python -m bench history ingest|trend|gate`: the results history, in the harness's command
-convention (`add_arguments(parser)`, `main(args) -> exit code`, bad input raises UsageError). It
-starts without torch: each action imports only what it runs.
+"""`python -m bench history ingest|trend|gate`: the results history. Each action imports only what
+it runs (no torch).
 
     python -m bench history ingest results/reference/*/run.json results/baselines/*/*
     python -m bench history trend --config 'train/cpu/*' --last 10
     python -m bench history gate --current results/latest --window 10 --max-slowdown 10%
-
-Every action takes `--db`: a SQLite file (default results/history.db) or a
-postgresql+psycopg://user@host/db URL. The dashboard's command is bench/history/dashboard.py.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench.errors import UsageError
 from bench.history import add_db_argument, add_gate_arguments
 from sumnet.cli_args import non_negative_int
 
@@ -49,11 +44,9 @@ def main(args: argparse.Namespace) -> int:
         return _ingest(args)
     if args.action == "trend":
         return _trend(args)
-    if args.action == "gate":  # the one gate, bench gate --history
-        from bench.commands.gate import gate_history
+    from bench.commands.gate import gate_history  # gate: the one gate, bench gate --history
 
-        return gate_history(args.db, args.current, args.window, args.max_slowdown)
-    raise UsageError(f"unknown history action {args.action!r}")
+    return gate_history(args.db, args.current, args.window, args.max_slowdown)
 
 
 def _ingest(args: argparse.Namespace) -> int:

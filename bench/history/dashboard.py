@@ -28,7 +28,7 @@ from pathlib import Path
 from bench.errors import UsageError
 from bench.history import add_db_argument
 from bench.history.chart import sparkline_svg, trend_svg
-from bench.history.db import History, open_history
+from bench.history.db import open_history
 from bench.history.trend import Series, commit_label, describe_change, trends
 
 RECENT_RUNS = 5  # a change among a series' last this many runs is flagged in the index
@@ -261,17 +261,11 @@ def _series_page(s: Series, generated: str) -> str:
     return _page(f"{str(s.config)} - sumnet-bench history", "\n".join(parts))
 
 
-def write_dashboard(db: History | str | Path | None, out_dir: str | Path) -> Path:
-    """Write the site for the history `db` (an open History, a path or URL; None: results/history.db)
-    into `out_dir`; returns the index.html path. UsageError when out_dir cannot be written."""
-    history = db if isinstance(db, History) else open_history(db, create=False)
-    try:
-        series = trends(history)
-        runs_total = history.count_runs()
-        where = history.where
-    finally:
-        if history is not db:
-            history.close()
+def write_dashboard(db: str | Path | None, out_dir: str | Path) -> Path:
+    """Write the site for the history `db` (a path or URL; None: results/history.db) into `out_dir`;
+    returns the index.html path. UsageError when out_dir cannot be written."""
+    with open_history(db, create=False) as history:
+        series, runs_total, where = trends(history), history.count_runs(), history.where
     out = Path(out_dir)
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     pages = _page_names(series)

@@ -1,14 +1,8 @@
 """The results history: every run of every machine in one database, SQLite or PostgreSQL.
 
 One schema in SQLAlchemy Core for both: SQLite (a file, default `results/history.db`) for one
-machine or a CI cache, a `postgresql+psycopg://` URL for a team's machines. Tables:
-
-    history_schema    name -> value; "schema_version" is checked on every open
-    history_machines  fingerprint -> cpu_model, gpu_name, torch_version, cuda_version
-    history_configs   configuration key text -> its columns (workload ... world_size, backend)
-    history_runs      run id -> machine, UTC time, git commit, host, where it came from, the env (JSON)
-    history_records   (run, configuration) -> status, timing metric, median, its standard error, ...
-    history_samples   (run, configuration, name) -> the raw samples as JSON (any statistic recomputes)
+machine or a CI cache, a `postgresql+psycopg://` URL for a team's machines. The tables (below): the
+schema version, machines, configurations, runs, their records and their raw samples as JSON.
 
 Writes are idempotent (ON CONFLICT DO NOTHING) and safe when several processes write at once: SQLite
 in WAL mode takes the write lock at BEGIN IMMEDIATE; both databases retry a transaction that lost a

@@ -1,16 +1,7 @@
 """The modes: how one configuration's training step and forward pass are built, by name.
 
 A registry of `Mode(name, devices, description, build)`; `build(device, net_config, config)`
-returns a `Trainer` (bench.modes.base). One module per mode family:
-
-| module | modes |
-|---|---|
-| `module.py` | eager, compile, compile-cudagraphs |
-| `fullstep.py` | compile-fullstep |
-| `cuda_graph_step.py` | cudagraph |
-| `numpy_reference.py` | numpy-reference |
-| `fused.py`, `fused_kernel.py` | fused |
-| `numba_reference.py` | numba-reference |
+returns a `Trainer` (bench.modes.base). One module per mode family: MODES names each one's builder.
 
     python -c "from bench.modes import build_trainer; t = build_trainer('eager', 'cpu'); print(t.step())"
 """

@@ -8,15 +8,9 @@ forward, loss, backward, Adam); it allocates nothing and holds no Python in betw
 Batches are drawn inside the step from this trainer's own splitmix64 stream (seeded with the
 config's seed), each integer by Lemire's unbiased multiply-shift: torch's distribution, other draws.
 
-Why it is fast (figures: docs/validation.md, "The floors' design"): one native call per step; the
-matrix products are hand-written loops over register tiles (`_product`), not BLAS; widths are
-padded with zeros to full vectors (the zeros stay zero through training); the backward pass reads
-a transposed copy of the weights, so every inner loop runs along contiguous memory; Adam runs once
-over one flat buffer and flushes subnormal moments to zero (`_adam`).
-
-The first call compiles (seconds); cache=True keeps the machine code in bench/__pycache__ (or
-numba's user-wide cache), so a later process loads it. `_train_step` comes first below; the
-functions it calls follow.
+Why it is fast (docs/validation.md, "The floors' design"): one native call per step, register-tiled
+products (`_product`) over zero-padded widths, a transposed weight copy for contiguous backward
+loops, Adam over one flat buffer (`_adam`). cache=True keeps the compiled code for later processes.
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python -c "import torch; from bench.modes.numba_reference import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([round(t.step(), 4) for _ in range(5)])"
 """
@@ -99,7 +93,7 @@ if numba is not None:
         return types.CPointer(element)(count, dtype), codegen
 
 
-# --- the step: one article iteration; the functions it calls follow -----------------------------
+# --- the step: one article iteration -------------------------------------------------------------
 @_jit
 def _train_step(ws, meta, state, lr, draw):
     """One article iteration on the workspace; draws a fresh batch first when `draw`. Returns the loss."""
@@ -453,29 +447,6 @@ class NumbaNet:
         """Views of the output layer's weights (padded) and its bias (one element)."""
         w, bias = _output_weights(self.flat(region), self.meta)
         return w, self.flat(region)[bias : bias + 1]
-
-    def layer_parameters(self, region: int = PARAMS) -> list[np.ndarray]:
-        """(weight (out, in), bias (out,)) of each layer, as torch's Net orders its parameters."""
-        config, result = self.config, []
-        for layer in range(config.hidden_layers):
-            wt, b = self.hidden_weights(layer, region)
-            n_in = config.input_size if layer == 0 else config.hidden_size
-            result += [wt[:n_in, : config.hidden_size].T.copy(), b[: config.hidden_size].copy()]
-        w_out, b_out = self.output_weights(region)
-        return [*result, w_out[None, : config.hidden_size].copy(), b_out.copy()]
-
-    @property
-    def inputs(self) -> np.ndarray:
-        """The batch the last step trained on, (batch, input_size)."""
-        bp, width = self.meta[_BATCH_PAD], self.meta[_INPUT_PAD]
-        return self.ws[self.meta[_X] :][: bp * width].reshape(bp, width)[
-            : self.meta[_BATCH], : self.meta[_INPUT]
-        ]
-
-    @property
-    def targets(self) -> np.ndarray:
-        """The last batch's targets, (batch, 1)."""
-        return self.ws[self.meta[_Y] :][: self.meta[_BATCH], None]
 
     def step(self) -> float:
         """One article iteration: a fresh batch, forward, MSE, backward, Adam. Returns the loss."""

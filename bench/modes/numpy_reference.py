@@ -150,13 +150,6 @@ class NumpyNet:
         tmp2 *= F32(step_size)
         self.params -= tmp2
 
-    def layer_parameters(self) -> list[np.ndarray]:
-        """(weight (out, in), bias (out,)) of each layer, as torch's Net orders its parameters."""
-        result = []
-        for m in self.weights:
-            result += [np.ascontiguousarray(m[:-1].T), m[-1].copy()]
-        return result
-
 
 _TINY, _TINY_FACTOR = F32(1e-30), F32(1e-10)  # their product, 1e-40, is subnormal in float32
 

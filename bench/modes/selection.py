@@ -7,23 +7,20 @@ from __future__ import annotations
 
 from bench.errors import UsageError
 from bench.modes import MODES
+from bench.records import parse_list
 from sumnet.device import available_devices, unavailable_reason
 
 
 def _split(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    items = parse_list(text)
     if not items:
         raise UsageError("empty selection: give a comma-separated list")
-    return list(dict.fromkeys(items))  # de-duplicated, order kept
+    return items
 
 
 def parse_devices(text: str) -> list[str]:
-    """`auto` -> every device type present plus absent ones (reported as skipped); else the list given.
-
-    Absent devices stay in the list under `auto` so the report shows them skipped with their
-    reason; an unknown name is a UsageError. Whether an explicitly named device must be present is
-    the command's call (see `require_runnable`).
-    """
+    """`auto` -> every device type present, then the absent ones (the report shows them skipped);
+    else the list given. An unknown name is a UsageError; an absent one: see `require_runnable`."""
     if text.strip() == "auto":
         present = available_devices()
         return present + [d for d in ("cpu", "cuda") if d not in present]

@@ -378,16 +378,6 @@ class Run:
         """The results table of these records (schema columns), for tables and figures."""
         return frame(self.records)
 
-    @property
-    def samples(self) -> dict[ConfigKey, dict[str, object]]:
-        return {r.key: r.samples for r in self.records}
-
     def raw(self, key: ConfigKey, metric: str) -> list[float]:
         """The raw samples of `metric` for `key`, [] when there are none."""
         return next((r.raw(metric) for r in self.records if r.key == key), [])
-
-
-def read_rows(rows: list[dict]) -> pd.DataFrame:
-    """Hand-written row dicts as a normalised results table (schema columns first)."""
-    df = pd.DataFrame(rows)
-    return normalise(df.reindex(columns=[*COLUMNS, *(c for c in df.columns if c not in COLUMNS)]))
