@@ -112,8 +112,8 @@ def test_gate_on_history_without_comparable_runs_is_a_usage_error(demo_db):
         gate_on_history(demo_db, other)
 
 
-def test_gate_on_history_reads_a_run_folder(tmp_path):
-    db = tmp_path / "h.db"
+def _history_and_a_slower_run(tmp_path, db) -> Path:
+    """Ingest BASELINE into `db`; return a later copy of it whose first row's steps are 1.5x slower."""
     assert _exit_code(["history", "ingest", str(BASELINE), "--db", str(db)]) == 0
     doc = json.loads((BASELINE / "run.json").read_text())
     doc["env"]["timestamp_utc"] = "2026-12-01T00:00:00Z"
@@ -121,6 +121,12 @@ def test_gate_on_history_reads_a_run_folder(tmp_path):
     slower = tmp_path / "slower" / "run.json"
     slower.parent.mkdir()
     slower.write_text(json.dumps(doc))
+    return slower
+
+
+def test_gate_on_history_reads_a_run_folder(tmp_path):
+    db = tmp_path / "h.db"
+    slower = _history_and_a_slower_run(tmp_path, db)
     (failure,) = gate_on_history(db, entry_of(slower))
     assert failure.startswith("train/cpu/eager/32/2/relu step_ms: median +50")
     with pytest.raises(UsageError, match="no comparable history"):
@@ -185,13 +191,7 @@ def test_commands_plug_into_the_bench_command_convention(demo_db, tmp_path, caps
 def test_bench_gate_history_and_history_gate_are_one_gate(tmp_path, capsys):
     """`python -m bench history gate` is `bench gate --history`: same checks, output, exit code."""
     db = str(tmp_path / "h.db")
-    assert _exit_code(["history", "ingest", str(BASELINE), "--db", db]) == 0
-    doc = json.loads((BASELINE / "run.json").read_text())
-    doc["env"]["timestamp_utc"] = "2026-12-01T00:00:00Z"
-    doc["rows"][0]["samples"]["step_ms"] = [v * 1.5 for v in doc["rows"][0]["samples"]["step_ms"]]
-    slower = tmp_path / "slower" / "run.json"
-    slower.parent.mkdir()
-    slower.write_text(json.dumps(doc))
+    slower = _history_and_a_slower_run(tmp_path, db)
     capsys.readouterr()
     assert _exit_code(["history", "gate", "--current", str(slower), "--db", db, "--max-slowdown", "10%"]) == 1
     alias = capsys.readouterr().out
