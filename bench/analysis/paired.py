@@ -36,6 +36,7 @@ from bench.analysis.significance import (
     INSTRUCTIONS,
     RegressionCheck,
     metric_samples,
+    quantile_resamples,
 )
 from bench.records import ConfigKey, timing_metric_for
 
@@ -84,9 +85,8 @@ class PairedComparison:
 
 def _median_interval(log_ratios: np.ndarray) -> tuple[float, float]:
     """Percentile bootstrap interval of the median of `log_ratios`, as ratios."""
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    drawn = log_ratios[rng.integers(0, len(log_ratios), size=(BOOTSTRAP_RESAMPLES, len(log_ratios)))]
-    low, high = np.quantile(np.median(drawn, axis=1), [ALPHA / 2, 1 - ALPHA / 2])
+    medians = quantile_resamples(log_ratios, np.random.default_rng(BOOTSTRAP_SEED), BOOTSTRAP_RESAMPLES)
+    low, high = np.quantile(medians, [ALPHA / 2, 1 - ALPHA / 2])
     return float(np.exp(low)), float(np.exp(high))
 
 

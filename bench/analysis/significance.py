@@ -32,7 +32,7 @@ METHOD = (
 )
 
 
-def _quantile_resamples(
+def quantile_resamples(
     values: np.ndarray, rng: np.random.Generator, resamples: int, q: float = 0.5
 ) -> np.ndarray:
     """The q-quantile (median by default) of `resamples` bootstrap resamples of `values`, vectorised."""
@@ -51,11 +51,11 @@ def _resampled(group: Sequence, rng: np.random.Generator, resamples: int, q: flo
     each run's quantile from a resample of its samples, then the median of runs drawn with replacement."""
     if len(group) and isinstance(group[0], (list, tuple, np.ndarray)):
         per_run = np.stack(
-            [_quantile_resamples(np.asarray(run, dtype=float), rng, resamples, q) for run in group]
+            [quantile_resamples(np.asarray(run, dtype=float), rng, resamples, q) for run in group]
         )
         picks = rng.integers(0, len(group), (resamples, len(group)))
         return np.median(per_run[picks, np.arange(resamples)[:, None]], axis=1)
-    return _quantile_resamples(np.asarray(group, dtype=float), rng, resamples, q)
+    return quantile_resamples(np.asarray(group, dtype=float), rng, resamples, q)
 
 
 def bootstrap_ratio_interval(
