@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.errors import UsageError
+from bench.measure.machine_load import LOADED_LOAD_PER_CORE, LOADED_STEAL_FRAC
 from bench.records import Record
 
 ALPHA = 0.05  # significance level of every test and interval here (95% intervals)
@@ -226,8 +227,6 @@ def slowdown_argument(text: str) -> RegressionCheck:
 INSTRUCTIONS = "instructions"  # --metric name: CPU instructions per step / call, counted per process
 INSTRUCTIONS_LIMIT = 0.01  # a deterministic count: 1% more work is a regression
 MAX_COUNT_SPREAD = 0.005  # counts of one run's processes further apart than this are not deterministic
-LOADED_PER_CORE = 1.0  # a load average above this many runnable tasks per core: a loaded machine
-LOADED_STEAL = 0.05  # or more than 5% of CPU time stolen by the hypervisor
 INCONCLUSIVE = "INCONCLUSIVE"
 ADVICE = (
     "`python -m bench ab BASE` (both commits interleaved in one job, paired), more `--repeats` "
@@ -273,9 +272,9 @@ def load_note(record: Record, cores: int | None) -> str:
     loads = [record.number("load_avg_before"), record.number("load_avg_after")]
     load = max((v for v in loads if not math.isnan(v)), default=math.nan)
     steal, parts = record.number("cpu_steal_frac"), []
-    if cores and load > LOADED_PER_CORE * cores:
+    if cores and load > LOADED_LOAD_PER_CORE * cores:
         parts.append(f"load {load:.1f} on {cores} cores")
-    if steal > LOADED_STEAL:
+    if steal > LOADED_STEAL_FRAC:
         parts.append(f"steal {steal:.0%}")
     return ", ".join(parts)
 
