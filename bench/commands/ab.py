@@ -78,7 +78,6 @@ PASSED_THROUGH = {
     "metric": "--metric",
 }
 RUN_DEFAULTS = {"preset": "quick"}
-TIME_STEPS = "1000"  # --steps when not given, for times (instructions keep bench run's own default)
 ALWAYS = ["--no-figures", "--no-progress", "--no-history"]  # ab records the history itself (--db)
 # A tree whose bench has this module takes turns at every timed block (bench.measure.lockstep); an
 # older BASE without it runs its processes one after the other.
@@ -330,7 +329,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="an environment variable for HEAD's processes only (validation, e.g. SUMNET_BENCH_SLOWDOWN=0.10)",
     )
-    shown = {**RUN_DEFAULTS, "steps": f"{TIME_STEPS}; bench run's own with --metric instructions"}
+    shown = RUN_DEFAULTS
     for dest, flag in PASSED_THROUGH.items():
         parser.add_argument(
             flag,
@@ -343,8 +342,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_arguments(args: argparse.Namespace) -> list[str]:
     """The flags every `bench run` process gets, validated here by bench run's own parser and checks."""
-    if args.steps is None and INSTRUCTIONS not in str(args.metric or ""):
-        args.steps = TIME_STEPS
     argv = [x for dest, flag in PASSED_THROUGH.items() if getattr(args, dest) is not None
             for x in (flag, str(getattr(args, dest)))]  # fmt: skip
     argv += ["--no-inference"] * args.no_inference + ALWAYS
@@ -428,6 +425,14 @@ def _run_rounds(
             "instructions": instructions,
         },
         "lockstep": lockstep,
+        "schedule": (
+            "both arms of a round run together and take turns at every timed block (lockstep: block k of "
+            "HEAD is judged against block k of BASE, timed moments apart)"
+            if lockstep
+            else "both arms of a round run at once (a count does not depend on the load)"
+            if instructions
+            else "the arms of a round run one after the other"
+        ),
         "rounds": [],
         "complete_rounds": [],
         "interrupted": False,
@@ -446,6 +451,11 @@ def _run_rounds(
                 record["rounds"][-1].update(_measure(processes, conductor))
                 for label, turns in zip(labels, conductor.turns):
                     record["rounds"][-1][label]["turns"] = turns  # blocks it timed in lockstep
+            elif instructions:  # both at once: a count does not depend on the load
+                processes = [
+                    _launch(arms[label], round_, sub[label], run_argv, envs[label]) for label in labels
+                ]
+                record["rounds"][-1].update(_measure(processes))
             else:  # one after the other
                 for label in labels:
                     process = _launch(arms[label], round_, sub[label], run_argv, envs[label])
