@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -42,11 +43,11 @@ class Mode:
 MODES: dict[str, Mode] = {
     m.name: m
     for m in (
-        Mode("eager", DEVICE_TYPES, "plain PyTorch, the article's step", module.build_eager),
+        Mode("eager", DEVICE_TYPES, "plain PyTorch, the article's step", module.build),
         Mode("compile", DEVICE_TYPES, "torch.compile(net), default mode; Adam stays eager",
-             module.build_compile),
+             partial(module.build, compile_mode="default")),
         Mode("compile-cudagraphs", ("cuda",), 'torch.compile(net, mode="reduce-overhead"): CUDA graphs',
-             module.build_compile_cudagraphs),
+             partial(module.build, compile_mode="reduce-overhead")),
         Mode("compile-fullstep", DEVICE_TYPES, "forward, backward and Adam compiled as one function",
              fullstep.build_trainer),
         Mode("cudagraph", ("cuda",), "the whole step, data generation included, captured as one CUDA graph",

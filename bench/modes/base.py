@@ -8,7 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, for the modes that write Adam out
 
 
 @dataclass
@@ -58,3 +61,32 @@ def inference_runner(
         return run
 
     return make
+
+
+def require_cpu(mode: str, device: torch.device | str) -> None:
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"{mode} runs on the CPU only, not {device}")
+
+
+def array_trainer(
+    step: Callable[[], float], forward_on: Callable[[np.ndarray], Callable[[], np.ndarray]], notes: list[str]
+) -> Trainer:
+    """A Trainer around a NumPy floor: `forward_on(x)` takes a float32 (N, IN) array and returns a call
+    that runs the forward on it, into buffers made once, and gives the (N, 1) output."""
+
+    def as_array(x: torch.Tensor) -> np.ndarray:
+        return x.detach().cpu().numpy().astype(np.float32, copy=False)
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(forward_on(as_array(x))().copy()).to(x.device)
+
+    def inference(x: torch.Tensor) -> Callable[[], object]:
+        forward = forward_on(as_array(x))
+
+        def run() -> object:
+            with torch.inference_mode():  # nothing of torch runs; kept for the interface's contract
+                return forward()
+
+        return run
+
+    return Trainer(step=step, predict=predict, inference=inference, notes=notes)

@@ -1,17 +1,11 @@
 """`cudagraph`: the article's whole step, data generation included, captured once as a CUDA graph.
 
-One replay draws the batch on the GPU from the mode's own generator, runs forward, MSE, backward
-and a capturable Adam, all from static tensors: one graph launch per step instead of dozens of
-kernel launches from Python. PyTorch's recipe (docs, "CUDA Graphs", whole-network capture):
-warm up on a side stream, set the gradients to None, capture, replay.
-
-The first step() warms up, captures and replays (so the harness's first-call time holds the
-capture). The warm-up steps change the weights, Adam's state and the generator; they are rewound
-before capture, so replay k trains on eager step k's batch from the same initial weights
-(init_net); the update is fused Adam where torch has it, equal to eager's foreach Adam up to
-float rounding. The custom generator is made graph-safe with `CUDAGraph.register_generator_state`
-(torch >= 2.5 or so); without it the batches come from the default CUDA generator, seeded with
-the config's seed (said in Trainer.notes).
+One replay draws the batch from the mode's own generator, runs forward, MSE, backward and a
+capturable (fused where torch has it) Adam on static tensors: one graph launch per step. PyTorch's
+recipe ("CUDA Graphs", whole-network capture): warm up on a side stream, gradients to None, capture.
+The first step() warms up, rewinds weights, Adam and the generator, captures and replays, so replay
+k trains on eager step k's batch. A torch without `CUDAGraph.register_generator_state` draws from
+the default CUDA generator, seeded with the config's seed (said in Trainer.notes).
 
     python -c "import torch; from bench.modes.cuda_graph_step import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
 """
@@ -55,12 +49,8 @@ def warm_up_and_rewind(
     steps: int = WARMUP_STEPS,
     stream_context: AbstractContextManager | None = None,
 ) -> None:
-    """Run `steps` eager steps (inside `stream_context`), then rewind weights, Adam and the generator.
-
-    The warm-up creates Adam's state and lets the libraries settle before capture; rewinding
-    it in place (same tensor objects, so a capture sees them) leaves the state of a fresh
-    start: initial weights, zero moments and step count, the generator at its first draw.
-    """
+    """Run `steps` eager steps (inside `stream_context`: they create Adam's state), then rewind weights,
+    Adam and the generator in place (the same tensors, so a capture sees them) to a fresh start."""
     generator_state = generator.get_state()  # host-side seed and offset
     with stream_context if stream_context is not None else nullcontext():
         # All on the one stream: the copy must be taken before, and put back after, the steps.

@@ -1,17 +1,14 @@
 """`compile-fullstep`: forward, backward and the Adam update compiled as one function.
 
-The step is written functionally (`torch.func.grad_and_value` over `functional_call`, and Adam
-with torch ops matching `torch.optim.Adam`'s defaults op for op), traced once into one aten graph
-(`make_fx`) and compiled by inductor, with the C++ wrapper on the CPU: calling it skips dynamo's
-frame evaluation and guards, which at this Net's size cost as much as the arithmetic (figures:
-docs/validation.md, "The floors' design"). If that fails, torch.compile(fullgraph=True) and then
-torch.compile take over; Trainer.notes says which ran, and why the others did not.
+The step is written functionally (`torch.func.grad_and_value` over `functional_call`, Adam in
+torch ops matching `torch.optim.Adam` op for op), traced into one aten graph (`make_fx`) and
+compiled by inductor, with the C++ wrapper on the CPU: no dynamo frame evaluation or guards at run
+time, which at this Net's size cost as much as the arithmetic (docs/validation.md). Fallbacks:
+torch.compile(fullgraph=True), then torch.compile; Trainer.notes says which ran and why.
 
-State is updated in place, in the tensors the eager Net holds, so predict and inference see the
-trained weights. The batch is drawn eagerly into a preallocated int64 buffer (make_batch's draw);
-scaling and the row-sum target happen inside the compiled graph. On CUDA, where the step is
-launch-bound, the batch draw and the compiled step are captured as one CUDA graph (a failed
-capture is said in Trainer.notes and the step runs uncaptured).
+The state is updated in place, in the eager Net's tensors, so predict and inference see the trained
+weights. The batch is drawn eagerly into an int64 buffer; scaling and targets are in the graph. On
+CUDA the draw and the compiled step are captured as one CUDA graph (a failed capture is noted).
 
     python -c "import torch; from bench.modes.fullstep import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
 """
@@ -26,23 +23,18 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn import functional as F
 
 from bench.errors import first_line
-from bench.modes.base import Trainer, eval_predict, inference_runner
+from bench.modes.base import BETA1, BETA2, EPS, Trainer, eval_predict, inference_runner
 from sumnet.data import HIGH, LOW, SCALE, make_generator
 from sumnet.model import Net, NetConfig
 from sumnet.train import TrainConfig, init_net
-
-BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
 
 Params = dict[str, torch.Tensor]
 
 
 @dataclass
 class AdamState:
-    """Adam's state for a dict of parameters; `step` is a float32 0-dim tensor, as torch.optim.Adam's.
-
-    A tensor, not an int, so the compiled step does not recompile as it counts. Not float64: inductor
-    treats a 0-dim float64 CPU input as a scalar and drops in-place updates to it (torch 2.13).
-    """
+    """Adam's state for a dict of parameters. `step` is a float32 0-dim tensor, as torch.optim.Adam's:
+    an int would recompile as it counts, and inductor drops in-place updates to a 0-dim float64."""
 
     exp_avg: Params
     exp_avg_sq: Params
@@ -59,13 +51,8 @@ class AdamState:
 
 
 def adam_update_(params: Params, grads: Params, state: AdamState, lr: float) -> None:
-    """torch.optim.Adam's single-tensor update, in place, with the step count held in a tensor.
-
-    Bias corrections are computed in float64 from the step tensor, as torch's single-tensor Adam
-    (its CPU default) computes them in Python floats from `step.item()`; each enters the float32
-    update as one rounded scalar, as torch's scalar arguments do: run eagerly on the CPU, the
-    result is torch.optim.Adam's to the last bit.
-    """
+    """torch.optim.Adam's single-tensor update, in place, to the last bit when run eagerly on the CPU:
+    bias corrections in float64 (torch's Python floats), each entering as one rounded float32 scalar."""
     state.step.add_(1)
     step = state.step.to(torch.float64)
     bias_correction1 = 1 - BETA1**step
@@ -81,10 +68,8 @@ def adam_update_(params: Params, grads: Params, state: AdamState, lr: float) -> 
 
 
 def make_step_function(net: Net, lr: float) -> Callable[..., torch.Tensor]:
-    """step(params, state, ints) -> loss: scale the batch, forward, MSE, grads, Adam; all functional.
-
-    `ints` is the (B, input_size) int64 draw; params and state are updated in place.
-    """
+    """step(params, state, ints (B, input_size) int64) -> loss: scale, forward, MSE, grads, Adam;
+    params and state are updated in place."""
 
     def loss_fn(params: Params, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(torch.func.functional_call(net, params, (inputs,)), targets)
@@ -103,10 +88,7 @@ def make_step_function(net: Net, lr: float) -> Callable[..., torch.Tensor]:
 
 
 def flat_step_function(names: list[str], step: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """step over flat tensors: (ints, *params, *exp_avg, *exp_avg_sq, step_count) -> loss, in `names` order.
-
-    A flat signature is what an FX graph takes; the dict form is what reads well.
-    """
+    """step over flat tensors, as an FX graph takes them: (ints, *params, *exp_avg, *exp_avg_sq, step_count)."""
     n = len(names)
 
     def flat(ints: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
@@ -125,11 +107,7 @@ def flat_tensors(params: Params, state: AdamState) -> list[torch.Tensor]:
 
 
 def _graph_compile(flat: Callable[..., torch.Tensor], args: list[torch.Tensor], cpp_wrapper: bool):
-    """Trace `flat` to one aten graph (make_fx, fake tensors: nothing runs) and compile it with inductor.
-
-    No dynamo at run time: calling the result costs no frame evaluation or guard checks, which
-    at this Net's size take as long as the arithmetic.
-    """
+    """Trace `flat` to one aten graph (make_fx, fake tensors: nothing runs) and compile it with inductor."""
     from torch._inductor import compile as inductor_compile
 
     graph = make_fx(flat, tracing_mode="fake")(*args)
@@ -140,13 +118,8 @@ def _graph_compile(flat: Callable[..., torch.Tensor], args: list[torch.Tensor], 
 def compile_step(
     flat: Callable[..., torch.Tensor], args: list[torch.Tensor], device: torch.device
 ) -> tuple[Callable[..., torch.Tensor], str, list[str]]:
-    """Compile the whole step; returns (function of *args, how it was compiled, failures on the way).
-
-    Tries, in order: the traced graph through inductor with a C++ wrapper (CPU), the traced graph
-    with inductor's Python wrapper, then torch.compile(fullgraph=True), then torch.compile (which
-    cannot fail to compile: dynamo runs what it cannot capture eagerly). Each way must also run
-    once, on copies of the arguments, before it is taken.
-    """
+    """Compile the whole step: (function of *args, how, failures on the way). Each way in turn must
+    also run once on copies of args; the last, torch.compile, cannot fail (dynamo falls back to eager)."""
     attempts: list[tuple[str, Callable[[], Callable[..., torch.Tensor]]]] = []
     if device.type == "cpu":
         attempts.append(("make_fx + inductor (cpp_wrapper)", lambda: _graph_compile(flat, args, True)))
@@ -199,11 +172,7 @@ def capture_step(
 
 
 def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
-    """The compile-fullstep Trainer: initial weights from init_net(net_config, config.seed).
-
-    Compilation happens in the first step() call, so the harness's first-call time includes it.
-    """
-
+    """The compile-fullstep Trainer from init_net's weights; the first step() compiles (first-call time)."""
     device = torch.device(device)
     net = init_net(net_config, config.seed, device)
     # Detached aliases of the Net's parameters: the compiled step updates them in place, so the

@@ -1,18 +1,11 @@
 """`fused`: the article's whole training step in ONE Triton kernel (CUDA; CPU only in the interpreter).
 
-One launch draws the batch (Philox), runs forward, MSE, backward and Adam, float32, and can loop
-over K steps while the weights and Adam moments stay in one CTA's registers (the kernel:
-bench/modes/fused_kernel.py). On CUDA each launch is captured once in a CUDA graph and replayed,
-so a step costs one graph launch. What bounds a step is one SM issuing a chain of small dependent
-products, not memory (registers and spills: `python -m bench.modes.fused_kernel`; figures and
-why: docs/validation.md).
-
-Precision: fp32 dots (`input_precision="ieee"`) by default; "tf32x3" behind `precision=`. Plain
-tf32 is refused: it does not converge. The batch has make_batch's distribution, not its draws
-(Philox counter per element, `u % 101 / 100`: a modulo bias of 2.4e-8 relative).
-
-`Trainer.step()` runs ONE step (a graph replay of a K = 1 launch), so every mode is timed per
-step alike; `FusedTrainer.train_steps(k)` runs k steps in one launch, for the "best K" sweep.
+One launch draws the batch (Philox), runs forward, MSE, backward and Adam in float32, and can loop
+over K steps with the weights and Adam moments in one CTA's registers (bench/modes/fused_kernel.py).
+On CUDA each launch is captured once in a CUDA graph and replayed. fp32 dots by default, "tf32x3"
+behind `precision=`; plain tf32 does not converge. The batch has make_batch's distribution, not its
+draws (`u % 101 / 100` of a Philox counter per element: a modulo bias of 2.4e-8 relative).
+`Trainer.step()` runs ONE step, as every mode is timed; `train_steps(k)` runs k in one launch.
 
     .venv/bin/python -m pytest -q tests/test_fused.py   # interpreter tests on the CPU, CUDA tests on a GPU
     python -c "import torch; from bench.modes.fused import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cuda'), NetConfig(), TrainConfig()); print([float(t.step()) for _ in range(3)])"
@@ -65,12 +58,8 @@ def unavailable_reason(device: torch.device | str) -> str | None:
 
 
 def _late_interpreter_reason() -> str | None:
-    """Why the interpreter cannot run the kernel although TRITON_INTERPRET=1: triton came first.
-
-    `@triton.jit` picks compiled or interpreted when it decorates, so triton's own library
-    (tl.randint, tl.sum) follows the variable as it was when triton was first imported; a session
-    that imported triton earlier (torch.utils.flop_counter does) cannot interpret this kernel.
-    """
+    """Why the interpreter cannot run the kernel although TRITON_INTERPRET=1: `@triton.jit` reads the
+    variable when it decorates, so triton's library follows it as it was when triton was first imported."""
     import triton.language as tl
     from triton.runtime.interpreter import InterpretedFunction
 
@@ -267,8 +256,7 @@ class FusedTrainer:
 def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig):
     """The fused Trainer: fp32 dots, one step per step(); the first step() on CUDA compiles and captures."""
 
-    reason = unavailable_reason(device)
-    if reason is not None:
+    if (reason := unavailable_reason(device)) is not None:
         raise ValueError(reason)
     fused = FusedTrainer(device, net_config, config)
     return Trainer(

@@ -1,26 +1,17 @@
 """The `fused` mode's Triton kernel: K whole training steps of the article's Net in one launch.
 
-One program (one CTA, one SM) runs a persistent loop of K steps. Before the loop it loads every
-parameter and both Adam moments into registers; each step draws its batch with Philox (or loads a
-given one), runs forward, MSE, backward and Adam on those registers, and writes only the step's
-loss; after the loop it stores the state back. The state lives in global memory between launches
-in a padded layout (`layout`), so a CUDA graph can replay a launch and each replay continues where
-the last one stopped: the step count and Adam's bias-correction powers are read from device
-memory, never passed as launch arguments.
+One program (one CTA) loads every parameter and both Adam moments into registers, runs K steps on
+them (batch by Philox or given, forward, MSE, backward, Adam; only each loss is written), then stores
+the state back. The step count and beta**t live in device memory, never in launch arguments, so a
+replayed CUDA graph continues where the last launch stopped.
 
-Shapes (padded to powers of two, at least 16, because `tl.dot` wants them; B = batch rows):
-x (B_P, IN_P) @ w1 (IN_P, H_P) -> (B_P, H_P) @ w2 (H_P, H_P) -> (B_P, H_P) . w3 (H_P,) -> (B_P,).
-Weights are stored transposed ([in, out]) so both forward products are plain `x @ w`, and the
-weight gradients `a.T @ delta` come out in the stored layout. Padded rows, columns and hidden
-units hold zeros that stay zero: a padded input column is 0, a padded hidden unit has zero
-weights and bias so it never fires (ReLU'(0) = 0), and padded batch rows get a zero output
-gradient (masked), so every padded gradient is exactly 0 and Adam's update of a zero gradient from
-zero moments is exactly 0. The loss divides by the real batch size B.
+Shapes are padded to powers of two, at least 16 (`tl.dot`'s smallest): x (B_P, IN_P) @ w1 (IN_P,
+H_P) -> @ w2 (H_P, H_P) -> . w3 (H_P,) -> (B_P,). Weights are stored transposed, so the forward is
+`x @ w` and `a.T @ delta` is the stored layout. Padding stays exactly zero: padded units never fire,
+padded rows get a masked zero gradient, and Adam moves a zero gradient from zero moments by 0.
 
-Adam is torch.optim.Adam's single-tensor update op for op (lerp, mul + addcmul, sqrt / bc2 + eps,
-addcdiv) with IEEE-rounded sqrt and division (`tl.sqrt_rn`, `tl.div_rn`: Triton's plain `/` and
-`tl.sqrt` are approximate on CUDA); the bias corrections are computed in float64 from running
-products beta**t kept in a float64 state buffer, as torch computes them in Python floats.
+Adam is torch.optim.Adam's single-tensor update op for op, with IEEE-rounded `tl.sqrt_rn` and
+`tl.div_rn` (plain `/` and `tl.sqrt` are approximate on CUDA); bias corrections in float64.
 
     TRITON_INTERPRET=1 python -c "import bench.modes.fused_kernel as k; print(k.layout(30, 60))"
     python -m bench.modes.fused_kernel   # compiles for sm_90 here, no GPU needed: registers and spills
@@ -36,9 +27,7 @@ import triton.language as tl
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
 LEVELS = 101  # integers 0..100 inclusive, as sumnet.data's randint(LOW, HIGH + 1)
 SCALE = 100.0  # sumnet.data.SCALE: inputs are integers / 100
-# FMA contraction of a * b + c, stated rather than left to Triton's default, which changes from on
-# to off in Triton 3.10 (3.9 warns on every compile while it is unset). On, as nvcc compiles torch's
-# own CUDA kernels (eager's Adam included) with --fmad=true.
+# FMA contraction, stated: Triton's default turns off in 3.10. On, as nvcc compiles torch's kernels.
 ENABLE_FP_FUSION = True
 PRECISIONS = ("ieee", "tf32x3")  # plain tf32 is left out: the issue measured it does not converge
 
@@ -218,12 +207,8 @@ def fused_train_kernel(
 
 
 def compiled_resources(capability: int = 90, num_warps: int = 8, precision: str = "ieee") -> dict[str, int]:
-    """Compile the kernel for CUDA compute capability `capability` on this machine and return ptxas's
-    resource usage: registers and spill stack bytes a thread, shared memory bytes a CTA.
-
-    No GPU is needed (the triton wheel ships ptxas and cuobjdump), only TRITON_INTERPRET unset: a
-    static check that the kernel lowers for the GPU, and of what spills, on a CPU-only machine.
-    """
+    """Compile the kernel for compute capability `capability` here (no GPU needed, TRITON_INTERPRET
+    unset) and return its registers and spill stack bytes a thread, shared memory bytes a CTA."""
     import os
     import re
     import subprocess

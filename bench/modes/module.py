@@ -23,8 +23,8 @@ def _allow_many_recompiles() -> None:
             setattr(config, name, max(getattr(config, name), 64))
 
 
-def _build(
-    device: torch.device, net_config: NetConfig, config: TrainConfig, compile_mode: str | None
+def build(
+    device: torch.device, net_config: NetConfig, config: TrainConfig, *, compile_mode: str | None = None
 ) -> Trainer:
     """The sumnet step on `init_net`'s Net; compiled with `compile_mode` unless it is None (eager)."""
     net = init_net(net_config, config.seed, device)
@@ -49,15 +49,3 @@ def _build(
         return train_step(model, optimizer, *make_batch(batch_size, generator, input_size))
 
     return Trainer(step=step, predict=eval_predict(net), inference=inference_runner(infer_model), notes=notes)
-
-
-def build_eager(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
-    return _build(device, net_config, config, None)
-
-
-def build_compile(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
-    return _build(device, net_config, config, "default")
-
-
-def build_compile_cudagraphs(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
-    return _build(device, net_config, config, "reduce-overhead")

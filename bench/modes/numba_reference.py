@@ -1,16 +1,12 @@
 """`numba-reference`: the whole training step as one compiled Numba function, the CPU floor.
 
-Same Net, data distribution (integers 0..100 / 100, target the row sum), MSE loss and Adam with
-PyTorch's defaults as eager, all in float32 without fast-math, from init_net's initial weights: the
-losses match torch's to rounding. One call of `_train_step` is one article iteration (batch draw,
-forward, loss, backward, Adam); it allocates nothing and holds no Python in between.
-
-Batches are drawn inside the step from this trainer's own splitmix64 stream (seeded with the
-config's seed), each integer by Lemire's unbiased multiply-shift: torch's distribution, other draws.
-
-Why it is fast (docs/validation.md, "The floors' design"): one native call per step, register-tiled
-products (`_product`) over zero-padded widths, a transposed weight copy for contiguous backward
-loops, Adam over one flat buffer (`_adam`). cache=True keeps the compiled code for later processes.
+Same Net, data distribution, MSE loss and Adam (PyTorch's defaults) as eager, in float32 without
+fast-math, from init_net's weights: the losses match torch's to rounding. One call of `_train_step`
+is one article iteration (batch draw, forward, loss, backward, Adam) that allocates nothing. Batches
+come from the trainer's own splitmix64 stream (seeded with the seed), each integer by Lemire's
+unbiased multiply-shift: torch's distribution, other draws. Why it is fast (docs/validation.md, "The
+floors' design"): register-tiled products (`_product`) over zero-padded widths, a transposed weight
+copy for contiguous backward loops, Adam over one flat buffer. cache=True keeps the compiled code.
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python -c "import torch; from bench.modes.numba_reference import build_trainer; from sumnet.model import NetConfig; from sumnet.train import TrainConfig; t = build_trainer(torch.device('cpu'), NetConfig(), TrainConfig()); print([round(t.step(), 4) for _ in range(5)])"
 """
@@ -22,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from bench.modes.base import Trainer
+from bench.modes.base import BETA1, BETA2, EPS, Trainer, array_trainer, require_cpu
 from sumnet.data import HIGH, LOW, SCALE
 from sumnet.model import NetConfig
 from sumnet.train import TrainConfig, init_net
@@ -37,16 +33,14 @@ except ImportError:  # the mode is skipped with unavailable_reason(); the rest o
 
 NUMBA_MISSING = "numba is not installed: pip install numba"
 
-BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
 F32 = np.float32
 ROWS = 2  # rows of a register tile; batch and input width are padded to a multiple of it
 LANES = 64  # columns of a register tile (4 AVX-512 vectors); hidden widths are padded to it
 TILE = ROWS * LANES
 SUM_LANES = 16  # partial sums of the width-1 output layer's dot products (one vector)
 FLOAT32_MIN_NORMAL = F32(np.finfo(np.float32).tiny)  # moments below it are flushed to zero
-DRAW_RANGE = HIGH - LOW + 1  # 101 integers
-_DRAW_RANGE_U = np.uint64(DRAW_RANGE)
-_REJECT_BELOW_U = np.uint64(2**32 % DRAW_RANGE)  # Lemire: a draw whose low half is below this is redrawn
+_DRAW_RANGE_U = np.uint64(HIGH - LOW + 1)  # 101 integers
+_REJECT_BELOW_U = np.uint64(2**32 % (HIGH - LOW + 1))  # Lemire: a low half below it is redrawn
 _MASK32 = np.uint64(0xFFFFFFFF)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment and mixing constants
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -123,13 +117,9 @@ def _u(index):
 # --- products --------------------------------------------------------------------------------
 @_jit
 def _product(lhs, k_count, rhs, bias, relu, gate, out):
-    """out[i, :] = bias + sum over k < k_count of lhs[i, k] * rhs[k, :], kept where allowed.
-
-    relu keeps positive results (a layer's forward); gate keeps results where gate > 0 (ReLU's
-    backward, gate the output of the layer below); bias and gate may be None. out's rows are a
-    multiple of ROWS and its columns of LANES. lhs is read one scalar at a time, so it may be a
-    transposed view.
-    """
+    """out[i, :] = bias + sum over k < k_count of lhs[i, k] * rhs[k, :], in ROWS x LANES tiles; relu
+    keeps positive results (forward), gate those where gate > 0 (ReLU's backward). lhs may be a
+    transposed view: it is read one scalar at a time."""
     acc = numba.carray(_stack_buffer(TILE, np.float32), (ROWS, LANES))
     rows, cols = out.shape
     for i0 in range(0, rows, ROWS):
@@ -411,12 +401,9 @@ def _aligned_zeros(count: int, align_bytes: int = 64) -> np.ndarray:
 
 
 class NumbaNet:
-    """The Net's parameters, Adam state and every step buffer in one float32 workspace.
-
-    Hidden layer l is stored as W.T, (in rows, Hp) with zero padding, then its bias (Hp,); the output
-    layer as its weights (Hp,) then its bias. Gradients, exp_avg and exp_avg_sq follow the parameters
-    in the same layout, so Adam is one loop over four equal flat slices.
-    """
+    """The Net's parameters, Adam state and every step buffer in one float32 workspace: hidden layer l
+    as W.T (in rows, Hp) zero-padded then its bias (Hp,), the output layer as w (Hp,) then b. Gradients,
+    exp_avg and exp_avg_sq follow in the same layout, so Adam is one loop over four flat slices."""
 
     def __init__(self, net: torch.nn.Module, batch_size: int, lr: float, seed: int) -> None:
         self.config: NetConfig = net.config
@@ -452,68 +439,41 @@ class NumbaNet:
         """One article iteration: a fresh batch, forward, MSE, backward, Adam. Returns the loss."""
         return _train_step(self.ws, self.meta, self.state, self.lr, True)
 
-    def forward_buffers(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Input (rows padded, Inp) holding x, zeroed activations (L, rows padded, Hp) and output."""
-        padded = _round_up(len(x), ROWS)
-        xp = np.zeros((padded, self.meta[_INPUT_PAD]), dtype=F32)
+    def forward_on(self, x: np.ndarray) -> Callable[[], np.ndarray]:
+        """A call running the forward on x (N, input_size) into zero-padded buffers made here, once: (N, 1)."""
+        padded, ws, meta = _round_up(len(x), ROWS), self.ws, self.meta
+        xp = np.zeros((padded, meta[_INPUT_PAD]), dtype=F32)
         xp[: len(x), : x.shape[1]] = x
-        acts = np.zeros((self.meta[_LAYERS], padded, self.meta[_HIDDEN_PAD]), dtype=F32)
-        return xp, acts, np.zeros(padded, dtype=F32)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Forward on any number of rows, (N, input_size) -> (N, 1) (allocates; not the timed path)."""
-        xp, acts, out = self.forward_buffers(x)
-        _forward(self.ws, self.meta, xp, acts, out)
-        return out[: len(x), None].copy()
-
-
-def _numpy_input(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy().astype(F32, copy=False)
-
-
-def _inference(model: NumbaNet) -> Callable[[torch.Tensor], Callable[[], object]]:
-    def make(x: torch.Tensor) -> Callable[[], object]:
-        xp, acts, out = model.forward_buffers(_numpy_input(x))
+        acts = np.zeros((meta[_LAYERS], padded, meta[_HIDDEN_PAD]), dtype=F32)
+        out = np.zeros(padded, dtype=F32)
         result = out[: len(x), None]
-        ws, meta = model.ws, model.meta
 
-        def run() -> object:
-            with torch.inference_mode():  # nothing of torch runs; kept for the interface's contract
-                _forward(ws, meta, xp, acts, out)
+        def run() -> np.ndarray:
+            _forward(ws, meta, xp, acts, out)
             return result
 
         return run
 
-    return make
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.forward_on(x)().copy()
 
 
 def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
     """The numba-reference Trainer (CPU only): initial weights from init_net(net_config, config.seed).
-
-    Raises RuntimeError with unavailable_reason() where numba is not installed.
-    """
-    reason = unavailable_reason()
-    if reason is not None:
-        raise RuntimeError(f"numba-reference cannot run: {reason}")
-    if torch.device(device).type != "cpu":
-        raise ValueError(f"numba-reference runs on the CPU only, not {device}")
+    RuntimeError where numba is not installed."""
+    if numba is None:
+        raise RuntimeError(f"numba-reference cannot run: {NUMBA_MISSING}")
+    require_cpu("numba-reference", device)
     model = NumbaNet(init_net(net_config, config.seed, "cpu"), config.batch_size, config.lr, config.seed)
     train, ws, meta, state, lr = _train_step, model.ws, model.meta, model.state, model.lr
 
-    def step() -> float:
+    def step() -> float:  # not model.step: no attribute lookups in the timed call
         return train(ws, meta, state, lr, True)
 
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(model.predict(_numpy_input(x))).to(x.device)
-
-    return Trainer(
-        step=step,
-        predict=predict,
-        inference=_inference(model),
-        notes=[
-            "one Numba-compiled function per step (batch draw included), no allocation, float32, no fast-math",
-            "batches from a splitmix64 stream seeded with the seed: same distribution as torch, other draws",
-            "register-tiled hand-written products; widths padded to 64; Adam over one flat buffer",
-            "Adam moments below 1.2e-38 flushed to zero (subnormals of dead units are slow)",
-        ],
-    )
+    notes = [
+        "one Numba-compiled function per step (batch draw included), no allocation, float32, no fast-math",
+        "batches from a splitmix64 stream seeded with the seed: same distribution as torch, other draws",
+        "register-tiled hand-written products; widths padded to 64; Adam over one flat buffer",
+        "Adam moments below 1.2e-38 flushed to zero (subnormals of dead units are slow)",
+    ]
+    return array_trainer(step, model.forward_on, notes)

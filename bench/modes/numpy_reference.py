@@ -1,13 +1,10 @@
 """`numpy-reference`: the article's step written with NumPy alone, the floor a hand-written loop reaches.
 
-Same Net (Linear+ReLU layers, optional output ReLU), same data distribution (integers 0..100 / 100,
-target the row sum, a fresh batch per step from a NumPy Generator seeded with the config's seed),
-MSE loss and Adam with PyTorch's defaults, all in float32. The initial weights are init_net's.
-
-Why it is fast: every buffer is allocated once, every NumPy call writes with `out=`, the bias of each
-layer is folded into its weight matrix (a ones column on the activations), so one matmul gives
-`x @ W.T + b` forward and `dW` and `db` together backward, and Adam runs once over one flat buffer
-that holds every parameter (its gradients live in a second flat buffer of the same layout).
+Same Net, data distribution, MSE loss and Adam (PyTorch's defaults) as eager, in float32, from
+init_net's weights; batches from a NumPy Generator seeded with the config's seed. Every buffer is
+allocated once and written with `out=`; each layer's bias is folded into its weight matrix (a ones
+column on the activations), so one matmul gives `x @ W.T + b` forward and `dW`, `db` backward;
+Adam runs once over one flat buffer of every parameter.
 
     python -c "from bench.modes.numpy_reference import build_trainer; import torch; t = build_trainer(torch.device('cpu'), __import__('sumnet').NetConfig(), __import__('sumnet').TrainConfig()); print([float(t.step()) for _ in range(3)])"
 """
@@ -15,21 +12,17 @@ that holds every parameter (its gradients live in a second flat buffer of the sa
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 
-from bench.modes.base import Trainer
+from bench.modes.base import BETA1, BETA2, EPS, Trainer, array_trainer, require_cpu
 from sumnet.data import HIGH, LOW, SCALE
 from sumnet.model import Net, NetConfig
 from sumnet.train import TrainConfig, init_net
 
-BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
 F32 = np.float32
-
-
-def _layers(net: Net) -> list[torch.nn.Linear]:
-    return [*net.hidden, net.out]
 
 
 class NumpyNet:
@@ -46,22 +39,19 @@ class NumpyNet:
         self.batch_size = batch_size
         self.lr = lr
         self.input_size = config.input_size
-        shapes = [(layer.in_features + 1, layer.out_features) for layer in _layers(net)]
-        sizes = [a * b for a, b in shapes]
-        offsets = np.cumsum([0, *sizes])
+        layers = [*net.hidden, net.out]
+        shapes = [(layer.in_features + 1, layer.out_features) for layer in layers]
+        offsets = np.cumsum([0, *(a * b for a, b in shapes)])
         self.params = np.empty(offsets[-1], dtype=F32)
-        self.grads = np.zeros_like(self.params)
-        self.exp_avg = np.zeros_like(self.params)
-        self.exp_avg_sq = np.zeros_like(self.params)
-        self._tmp = np.empty_like(self.params)  # Adam's scratch
-        self._tmp2 = np.empty_like(self.params)
+        self.grads, self.exp_avg, self.exp_avg_sq = (np.zeros_like(self.params) for _ in range(3))
+        self._tmp, self._tmp2 = np.empty_like(self.params), np.empty_like(self.params)  # Adam's scratch
         self.steps_done = 0
-        self.weights = [self.params[a:b].reshape(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
-        self.weight_grads = [self.grads[a:b].reshape(s) for a, b, s in zip(offsets, offsets[1:], shapes)]
-        with torch.no_grad():
-            for m, layer in zip(self.weights, _layers(net)):
-                m[:-1] = layer.weight.detach().cpu().numpy().T
-                m[-1] = layer.bias.detach().cpu().numpy()
+        spans = list(zip(offsets, offsets[1:], shapes))
+        self.weights = [self.params[a:b].reshape(s) for a, b, s in spans]
+        self.weight_grads = [self.grads[a:b].reshape(s) for a, b, s in spans]
+        for m, layer in zip(self.weights, layers):
+            m[:-1] = layer.weight.detach().cpu().numpy().T
+            m[-1] = layer.bias.detach().cpu().numpy()
         # Activations with a ones column: acts[0] is the input batch, acts[l] the output of hidden layer l.
         self.acts = self._activation_buffers(batch_size)
         self.inputs = self.acts[0][:, :-1]  # (B, input_size) view the data is drawn into
@@ -96,11 +86,14 @@ class NumpyNet:
             np.maximum(out, 0.0, out=out)
         return out
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Forward on any number of rows (allocates; not the timed training path)."""
+    def forward_on(self, x: np.ndarray) -> Callable[[], np.ndarray]:
+        """A call running the forward on x (N, input_size) into buffers made here, once: (N, 1)."""
         acts = self._activation_buffers(len(x))
         acts[0][:, :-1] = x
-        return self.forward_into(acts, np.empty((len(x), 1), dtype=F32))
+        return partial(self.forward_into, acts, np.empty((len(x), 1), dtype=F32))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.forward_on(x)()
 
     # --- one training step ---------------------------------------------------------------------
     def train_on_buffers(self) -> float:
@@ -160,14 +153,9 @@ def _flush_to_zero_active() -> bool:
 
 
 class NumpyDataStep:
-    """A fresh batch from a NumPy Generator each step, then one training step on it.
-
-    The step runs with flush-to-zero on (set and restored around it, via
-    torch.set_flush_denormal since NumPy has no such switch): Adam's exp_avg of parameters whose
-    gradient is exactly 0 (dead ReLU units) decays into float32 subnormals, and arithmetic on those
-    doubled this step's time late in the article's training (docs/validation.md).
-    Flushing changes only values below 1.2e-38.
-    """
+    """A fresh batch from a NumPy Generator each step, then one training step on it, with flush-to-zero
+    on (torch.set_flush_denormal, restored after): the exp_avg of dead ReLU units decays into float32
+    subnormals, which are slow (docs/validation.md). It changes only values below 1.2e-38."""
 
     def __init__(self, model: NumpyNet, seed: int) -> None:
         self.model = model
@@ -188,42 +176,13 @@ class NumpyDataStep:
             torch.set_flush_denormal(False)
 
 
-def _predict(model: NumpyNet) -> Callable[[torch.Tensor], torch.Tensor]:
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        out = model.predict(x.detach().cpu().numpy().astype(F32, copy=False))
-        return torch.from_numpy(out).to(x.device)
-
-    return predict
-
-
-def _inference(model: NumpyNet) -> Callable[[torch.Tensor], Callable[[], object]]:
-    def make(x: torch.Tensor) -> Callable[[], object]:
-        acts = model._activation_buffers(len(x))
-        acts[0][:, :-1] = x.detach().cpu().numpy()
-        out = np.empty((len(x), 1), dtype=F32)
-
-        def run() -> object:
-            with torch.inference_mode():  # nothing of torch runs; kept for the interface's contract
-                return model.forward_into(acts, out)
-
-        return run
-
-    return make
-
-
 def build_trainer(device: torch.device, net_config: NetConfig, config: TrainConfig) -> Trainer:
     """The numpy-reference Trainer (CPU only): initial weights from init_net(net_config, config.seed)."""
-
-    if torch.device(device).type != "cpu":
-        raise ValueError(f"numpy-reference runs on the CPU only, not {device}")
+    require_cpu("numpy-reference", device)
     model = NumpyNet(init_net(net_config, config.seed, "cpu"), config.batch_size, config.lr)
-    return Trainer(
-        step=NumpyDataStep(model, config.seed),
-        predict=_predict(model),
-        inference=_inference(model),
-        notes=[
-            "NumPy float32, batches from numpy.random.default_rng(seed): same distribution as torch, other draws",
-            "biases folded into augmented weight matrices; Adam over one flat buffer",
-            "flush-to-zero on during each step (subnormal exp_avg of dead units doubled late steps)",
-        ],
-    )
+    notes = [
+        "NumPy float32, batches from numpy.random.default_rng(seed): same distribution as torch, other draws",
+        "biases folded into augmented weight matrices; Adam over one flat buffer",
+        "flush-to-zero on during each step (subnormal exp_avg of dead units doubled late steps)",
+    ]
+    return array_trainer(NumpyDataStep(model, config.seed), model.forward_on, notes)

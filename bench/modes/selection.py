@@ -46,12 +46,10 @@ def parse_modes(text: str) -> list[str]:
 
 def skip_reason(device: str, mode: str) -> str | None:
     """Why (device, mode) cannot run here, or None when it can."""
-    absent = unavailable_reason(device)
-    if absent is not None:
+    if (absent := unavailable_reason(device)) is not None:
         return absent
-    device_type = device.split(":")[0]
     runs_on = MODES[mode].devices
-    if device_type not in runs_on:
+    if device.split(":")[0] not in runs_on:
         return f"{mode} runs on {', '.join(runs_on)} only"
     return MODES[mode].missing(device)
 
@@ -61,8 +59,7 @@ def require_runnable(devices: list[str], modes: list[str], device_text: str, mod
     absent, a named mode that runs on none of the devices. `auto` devices and preset modes may skip."""
     if device_text.strip() != "auto":
         for device in devices:
-            absent = unavailable_reason(device)
-            if absent is not None:
+            if (absent := unavailable_reason(device)) is not None:
                 raise UsageError(f"--device {device}: {absent}")
     if mode_text is not None:
         for mode in modes:
