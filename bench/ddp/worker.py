@@ -35,11 +35,11 @@ from torch.nn.parallel import DistributedDataParallel
 from bench.ddp import die_with_parent
 from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices, flag_of, resolve_backend
 from bench.errors import first_line
-from bench.measure.timing import clock_for, synchronize, time_block, time_call
-from bench.measure.workloads import block_sizes
+from bench.measure.timing import clock_for, synchronize
+from bench.measure.workloads import train_once
 from bench.store.run_folder import atomic_write
 from sumnet.data import make_batch, make_generator, make_test_set
-from sumnet.evaluate import evaluate, verdict
+from sumnet.evaluate import evaluate
 from sumnet.model import NetConfig, count_parameters
 from sumnet.train import init_net, make_optimizer, train_step
 
@@ -130,63 +130,48 @@ def train_rank(
     optimizer = make_optimizer(model, lr=1e-3)
     generator = make_generator(plan.seed + rank * RANK_SEED_STRIDE, device)
     test_set = make_test_set().to(device) if rank == 0 else None
-    last: list[torch.Tensor] = []
-
-    def step() -> None:
-        last[:] = [train_step(model, optimizer, *make_batch(batch, generator, net.config.input_size))]
-
     fail_rank = os.environ.get(ENV_FAIL_RANK)
-    first_call_s = time_call(step, device)
-    if fail_rank is not None and int(fail_rank) == rank:
-        raise RuntimeError(f"injected failure: {ENV_FAIL_RANK}={fail_rank} (after the first step)")
-    run_s, done = first_call_s, 1
-    step_s: list[float] = []
-    allreduce_s: list[float] = []
-    loss_curve: dict[int, float] = {}
-    mae_curve: dict[int, float] = {}
-    steps_to_target, time_to_target_s = None, None
-    timer.timing = True
-    for index, size in enumerate(block_sizes(plan.steps, plan.block_steps)):
-        per_step = time_block(step, device, size)
-        allreduce_per_step = timer.take_seconds() / size
-        run_s += per_step * size
-        done += size
-        if index >= plan.warmup_blocks:
-            step_s.append(per_step)
-            allreduce_s.append(allreduce_per_step)
-        loss_curve[done] = _mean_over_ranks(last[0], world_size)  # untimed: after the block
-        if test_set is not None:
-            mae_curve[done] = evaluate(net, test_set).mae
-            if steps_to_target is None and mae_curve[done] < plan.target_mae:
-                steps_to_target, time_to_target_s = done, run_s
-        dist.barrier()  # the next block starts together: rank 0's evaluation is in nobody's timing
-    timer.timing = False
-    if not step_s:  # too few steps for a warm-up block: every step after the first call
-        step_s = [(run_s - first_call_s) / (plan.steps - 1)] if plan.steps > 1 else [first_call_s]
+    allreduce_s: list[float] = []  # seconds per step, one per block, the warm-up blocks included
+
+    def after(steps: int) -> None:  # outside the timed region
+        if timer.timing:  # after a block: every rank starts the next one together
+            allreduce_s.append(timer.take_seconds() / steps)
+            dist.barrier()  # rank 0's evaluation is in nobody's timing
+        else:  # after the first call
+            if fail_rank is not None and int(fail_rank) == rank:
+                raise RuntimeError(f"injected failure: {ENV_FAIL_RANK}={fail_rank} (after the first step)")
+            timer.timing = True
+
+    result = train_once(
+        lambda: train_step(model, optimizer, *make_batch(batch, generator, net.config.input_size)),
+        device,
+        plan,
+        None if test_set is None else lambda: evaluate(net, test_set),
+        loss=lambda last: _mean_over_ranks(last, world_size),  # type: ignore[arg-type]
+        after=after,
+    )
     samples: dict[str, object] = {
         "rank": rank,
         "local_rank": local_rank,
         "node": int(os.environ.get("GROUP_RANK", 0)),  # torchrun's index of this rank's node
         "host": socket.gethostname(),
         "device": str(device),
-        "step_ms": [s * 1e3 for s in step_s],
-        "allreduce_ms": [s * 1e3 for s in allreduce_s],
+        "step_ms": [s * 1e3 for s in result.step_s],
+        "allreduce_ms": [s * 1e3 for s in allreduce_s[plan.warmup_blocks :]],
         "allreduce_calls_per_step": timer.calls / max(1, plan.steps - 1),
-        "first_call_s": first_call_s,
-        "run_s": run_s,
+        "first_call_s": result.first_call_s,
+        "run_s": result.run_s,
     }
-    if test_set is None:
+    if result.metrics is None or result.verdict is None:
         return samples, None
-    metrics = evaluate(net, test_set)
-    final = verdict(metrics, plan.target_mae)
     outcome: dict[str, object] = {
-        "loss_curve": {str(s): v for s, v in loss_curve.items()},  # JSON keys are strings
-        "mae_curve": {str(s): v for s, v in mae_curve.items()},
-        "steps_to_target": steps_to_target,
-        "time_to_target_s": time_to_target_s,
-        "final_metrics": asdict(metrics),
-        "converged": final.converged,
-        "verdict": final.reason,
+        "loss_curve": {str(s): v for s, v in result.loss_curve.items()},  # JSON keys are strings
+        "mae_curve": {str(s): v for s, v in result.mae_curve.items()},
+        "steps_to_target": result.steps_to_target,
+        "time_to_target_s": result.time_to_target_s,
+        "final_metrics": asdict(result.metrics),
+        "converged": result.verdict.converged,
+        "verdict": result.verdict.reason,
         "parameters": count_parameters(net),
     }
     return samples, outcome
