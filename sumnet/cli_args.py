@@ -114,26 +114,31 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(USAGE_ERROR)
 
 
-def _int_at_least(text: str, low: int, expected: str, high: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
-    if high is not None and value > high:
-        raise argparse.ArgumentTypeError(f"expected at most {high:,}, got {value:,}")
-    return value
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type factory: an integer from `low` to `high` (no bound when None)."""
+    expected = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"expected at most {high:,}, got {value:,}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int_at_least(text, 1, "a positive integer")
+positive_int = int_in(1)
+non_negative_int = int_in(0)
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0, "an integer >= 0")
+def bounded_positive_int(maximum: int) -> Callable[[str], int]:
+    """argparse type factory: an integer from 1 to `maximum`."""
+    return int_in(1, maximum)
 
 
 def seed_int(text: str) -> int:
@@ -144,17 +149,19 @@ def seed_int(text: str) -> int:
     return value
 
 
-def bounded_positive_int(maximum: int) -> Callable[[str], int]:
-    """argparse type factory: an integer from 1 to `maximum`."""
-    return lambda text: _int_at_least(text, 1, "a positive integer", maximum)
+def float_in(expected: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
+    """argparse type factory: a finite float for which `ok` holds; `expected` names it in the error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and ok(value)):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+positive_float = float_in("a positive number", lambda value: value > 0)

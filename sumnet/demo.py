@@ -10,7 +10,6 @@ Ends with the held-out MAE on 10,000 fixed rows, the exact-sum accuracy and a ve
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 
@@ -19,6 +18,7 @@ from sumnet.cli_args import (
     bounded_positive_int,
     fail,
     first_line,
+    float_in,
     positive_float,
     seed_int,
 )
@@ -32,19 +32,7 @@ PROG = "python -m sumnet"
 DEFAULT_SEED = 0  # documented in the README; the article's Net converges from it
 DEMO_ROWS = 10  # the article prints 10 fresh test rows
 DEMO_ROWS_SEED = 7  # seed of those rows, apart from training and the held-out set
-
-
-def learning_rate(text: str) -> float:
-    """argparse type: a finite Adam learning rate from MIN_LR to MAX_LR."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and MIN_LR <= value <= MAX_LR):  # also refuses nan
-        raise argparse.ArgumentTypeError(
-            f"expected a learning rate from {MIN_LR:g} to {MAX_LR:g}, got {text}"
-        )
-    return value
+learning_rate = float_in(f"a learning rate from {MIN_LR:g} to {MAX_LR:g}", lambda lr: MIN_LR <= lr <= MAX_LR)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
