@@ -84,7 +84,7 @@ def ddp_record(result: DDPResult, batch_size: int, backend: str) -> Record:
         f"{result.scaling} scaling: {result.per_rank_batch} rows per rank, {result.global_batch} in all",
         f"all-reduce timed by {result.allreduce_method}",
         f"loss curve: {result.loss_curve_method}",
-        f"step samples of the slowest rank ({slowest}); rank 0's median {result.rank0_step_ms:.4g} ms",
+        f"step samples of the slowest rank ({slowest}); rank 0's median {result.rank_step_ms[0]:.4g} ms",
     ]
     samples = {
         "step_ms": list(result.step_ms[slowest]),

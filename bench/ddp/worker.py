@@ -1,14 +1,10 @@
 """torchrun entry point: the article's Net and step under DistributedDataParallel, timed per rank.
 
-Every rank builds the Net with the same seed (DDP's initial broadcast then changes nothing), draws
-its own batches on its device and runs `sumnet.train.train_step` on the DDP-wrapped Net. Each rank
-times itself with the harness's one clock (`bench.measure.timing`): the first step apart, then
-blocks of `block_steps` steps. Between blocks, outside the timed region, the ranks average their
-losses with one all_reduce and rank 0 evaluates the held-out MAE. At the end rank 0 gathers every
-rank's samples and writes one JSON file.
-
-All-reduce time comes from a DDP communication hook wrapping the default allreduce hook: on the
-CPU, perf_counter from the hook's call to its future's completion; on CUDA, a pair of CUDA events.
+Every rank builds the Net from the same seed, draws its own batches on its device and times
+`sumnet.train.train_step` on the DDP-wrapped Net with `bench.measure.workloads.train_once`'s block
+loop. Between blocks, untimed, the ranks average their losses and rank 0 evaluates the held-out MAE;
+at the end rank 0 gathers every rank's samples into one JSON file. All-reduce time comes from a DDP
+communication hook around the default allreduce hook.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 -m bench.ddp.worker --out ddp.json
 """
@@ -55,12 +51,9 @@ ALLREDUCE_METHOD = {
 
 
 class AllreduceTimer:
-    """A DDP communication hook: the default allreduce hook, timed while `timing` is True.
-
-    The Net's 5,581 gradients (22 KB) fit one DDP bucket, so there is one call per step. The time
-    runs from the hook's call (the bucket is ready, at the end of backward) to the all-reduce's
-    completion, so it includes waiting for the slowest rank to reach the same point.
-    """
+    """A DDP communication hook: the default allreduce hook, timed while `timing` is True, from the
+    hook's call (the end of backward) to completion, so waiting for the slowest rank counts. The
+    Net's 22 KB of gradients fit one bucket: one call per step."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
