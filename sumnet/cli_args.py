@@ -21,16 +21,14 @@ _INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 def ignore_interrupts() -> None:
-    """Ignore SIGINT and SIGTERM for the rest of the process. Python keeps an ignored signal ignored
-    through interpreter shutdown, where it resets its own handlers to the default."""
+    """Ignore SIGINT and SIGTERM for the rest of the process, interpreter shutdown included."""
     for sig in _INTERRUPTS:
         signal.signal(sig, signal.SIG_IGN)
 
 
 def interrupt_on_signals() -> None:
-    """Ctrl-C and SIGTERM (a CI timeout, `timeout`) both raise KeyboardInterrupt, once: the first is
-    the request to stop, and later ones are ignored (nox sends SIGTERM 0.3 s after Ctrl-C), so the
-    command can keep what it measured and exit 130 instead of dying half-way through."""
+    """Ctrl-C and SIGTERM (a CI timeout) raise KeyboardInterrupt once, later ones are ignored (nox
+    sends SIGTERM right after Ctrl-C), so a command keeps what it measured and exits 130."""
 
     def handler(signum, frame):
         ignore_interrupts()
@@ -68,10 +66,9 @@ def install_hint(package: str) -> str:
 
 
 def run_entry(prog: str, main: Callable[[], int]) -> NoReturn:
-    """Run a process's entry point: the signal handling first, then `main()` (which imports torch),
-    then exit. Ctrl-C or SIGTERM at any point, the imports included, ends in one line and exit 130;
-    a missing third-party package in one line and exit 2; a reader of stdout that left (`| head`)
-    exit 141 and no traceback, as any Unix tool."""
+    """Install the signal handling, run `main()` (which imports torch), exit with its code. Ctrl-C or
+    SIGTERM, even during imports: one line, exit 130; a missing package: one line, exit 2; a reader
+    of stdout that left (`| head`): exit 141, as any Unix tool."""
     interrupt_on_signals()
     try:
         try:

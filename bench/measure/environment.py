@@ -20,9 +20,8 @@ import torch
 
 from bench import HARNESS_VERSION
 
-# Fields that change from run to run on one machine (the clock, the command, the checkout, the
-# compile cache's state): not a description of the machine, so pytest-benchmark's machine_info,
-# which its --benchmark-compare checks for equality, leaves them out (see machine()).
+# Fields that change from run to run on one machine: pytest-benchmark's machine_info, which its
+# --benchmark-compare checks for equality, leaves them out (machine()).
 PER_RUN_FIELDS = ("timestamp_utc", "argv", "git_commit", "git_dirty", "inductor_cache_warm")
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -116,8 +115,7 @@ THREADS_PER_CORE_LIMIT = 4  # oversubscription a user may want to measure; beyon
 
 
 def max_threads() -> int:
-    """The most torch threads a flag may ask for here: 4 per core (libgomp aborts the process on
-    absurd counts, e.g. 100,000, instead of raising)."""
+    """The most torch threads a flag may ask for here (libgomp aborts on absurd counts, not raises)."""
     return THREADS_PER_CORE_LIMIT * (os.cpu_count() or 1)
 
 
