@@ -51,14 +51,13 @@ ALLREDUCE_METHOD = {
 
 
 class AllreduceTimer:
-    """A DDP communication hook: the default allreduce hook, timed while `timing` is True, from the
-    hook's call (the end of backward) to completion, so waiting for the slowest rank counts. The
-    Net's 22 KB of gradients fit one bucket: one call per step."""
+    """A DDP communication hook: the default allreduce hook, timed from the hook's call (the end of
+    backward) to completion, so waiting for the slowest rank counts. The Net's 22 KB of gradients
+    fit one bucket: one call per step."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.cuda = clock_for(device) == "cuda-event"
-        self.timing = False
         self.calls = 0
         self._spans: list[tuple] = []  # (start, end): perf_counter floats, or CUDA events
 
@@ -73,8 +72,6 @@ class AllreduceTimer:
     # No annotations on bucket and the return: DDP compares them with dist.GradBucket and Future
     # objects, and this module's `from __future__ import annotations` would make them strings.
     def hook(self, state: object, bucket):  # noqa: ANN001, ANN201
-        if not self.timing:
-            return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
         self.calls += 1
         start = self._mark()
 
@@ -95,26 +92,14 @@ class AllreduceTimer:
         return total
 
 
-def _device_for(plan: DDPPlan, local_rank: int) -> torch.device:
-    if plan.device == "cuda":
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)  # NCCL and gather_object use the current device
-        return device
-    return torch.device("cpu")
-
-
-def _mean_over_ranks(value: torch.Tensor, world_size: int) -> float:
-    """All ranks' mean of a scalar tensor (SUM then divide: gloo has no AVG)."""
-    total = value.detach().clone().reshape(1)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total.item() / world_size
-
-
 def train_rank(
     plan: DDPPlan, rank: int, local_rank: int, world_size: int
 ) -> tuple[dict[str, object], dict[str, object] | None]:
     """Train and time this rank: (its samples, and on rank 0 the curves and verdict, else None)."""
-    device = _device_for(plan, local_rank)
+    device = torch.device("cpu")
+    if plan.device == "cuda":
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)  # NCCL and gather_object use the current device
     batch = plan.per_rank_batch(world_size)
     net = init_net(NetConfig(), plan.seed, device)
     model = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
@@ -124,23 +109,25 @@ def train_rank(
     generator = make_generator(plan.seed + rank * RANK_SEED_STRIDE, device)
     test_set = make_test_set().to(device) if rank == 0 else None
     fail_rank = os.environ.get(ENV_FAIL_RANK)
-    allreduce_s: list[float] = []  # seconds per step, one per block, the warm-up blocks included
+    allreduce_s: list[float] = []  # seconds per step: the first call's, then one per block
 
-    def after(steps: int) -> None:  # outside the timed region
-        if timer.timing:  # after a block: every rank starts the next one together
-            allreduce_s.append(timer.take_seconds() / steps)
-            dist.barrier()  # rank 0's evaluation is in nobody's timing
-        else:  # after the first call
-            if fail_rank is not None and int(fail_rank) == rank:
-                raise RuntimeError(f"injected failure: {ENV_FAIL_RANK}={fail_rank} (after the first step)")
-            timer.timing = True
+    def mean_loss(loss: torch.Tensor) -> float:  # all ranks' mean (SUM then divide: gloo has no AVG)
+        total = loss.clone().reshape(1)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total.item() / world_size
+
+    def after(steps: int) -> None:  # untimed, after the first call and after each block
+        if not allreduce_s and fail_rank is not None and int(fail_rank) == rank:
+            raise RuntimeError(f"injected failure: {ENV_FAIL_RANK}={fail_rank} (after the first step)")
+        allreduce_s.append(timer.take_seconds() / steps)
+        dist.barrier()  # the next block starts together: rank 0's evaluation is in nobody's timing
 
     result = train_once(
         lambda: train_step(model, optimizer, *make_batch(batch, generator, net.config.input_size)),
         device,
         plan,
         None if test_set is None else lambda: evaluate(net, test_set),
-        loss=lambda last: _mean_over_ranks(last, world_size),  # type: ignore[arg-type]
+        loss=mean_loss,  # type: ignore[arg-type]
         after=after,
     )
     samples: dict[str, object] = {
@@ -150,8 +137,8 @@ def train_rank(
         "host": socket.gethostname(),
         "device": str(device),
         "step_ms": [s * 1e3 for s in result.step_s],
-        "allreduce_ms": [s * 1e3 for s in allreduce_s[plan.warmup_blocks :]],
-        "allreduce_calls_per_step": timer.calls / max(1, plan.steps - 1),
+        "allreduce_ms": [s * 1e3 for s in allreduce_s[1 + plan.warmup_blocks :]],
+        "allreduce_calls_per_step": timer.calls / plan.steps,
         "first_call_s": result.first_call_s,
         "run_s": result.run_s,
     }
