@@ -38,8 +38,7 @@ from sumnet.model import NetConfig
 from sumnet.train import MAX_STEPS
 
 MAX_WORLD_SIZE = 1024
-# The row a world size holds until it is measured: a launcher killed outright (out of memory) leaves
-# a run folder that says what was not measured, never an empty one behind latest-ddp.
+# A world size's row until it is measured: a launcher killed outright leaves a run folder that says so
 NOT_MEASURED = "not measured: bench ddp ended before this world size finished (killed? out of memory?)"
 
 

@@ -1,7 +1,5 @@
 """One DDP configuration, checked before any process starts: device, backend, scaling, batch per rank.
-
-Both sides use it: the launcher refuses an impossible configuration with one clear message before
-it starts torchrun, and the worker parses the same fields from its command line.
+The launcher refuses an impossible one before torchrun starts; the worker parses the same fields.
 
     python -c "from bench.ddp.plan import DDPPlan; print(DDPPlan(scaling='strong').per_rank_batch(4))"
 """
@@ -101,8 +99,7 @@ class DDPPlan:
 
     def __post_init__(self) -> None:
         resolve_backend(self.device, self.backend)
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+        per_rank_batch(self.scaling, 1)  # refuses an unknown scaling
         for name in ("steps", "threads_per_rank", "block_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -51,8 +51,7 @@ def _git() -> tuple[str, bool | None]:
     commit = _run(["git", "rev-parse", "--short=12", "HEAD"])
     if not commit:
         return "", None
-    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
-    return commit, dirty
+    return commit, bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
 
 
 def _command_line() -> str:

@@ -180,9 +180,8 @@ class InferencePoint:
 def measure_inference(
     trainer: Trainer, device: torch.device | str, plan: InferencePlan
 ) -> Iterator[InferencePoint]:
-    """Yield the latency samples of the trainer's forward for each batch size in turn, inputs
-    pre-built on the device. A batch size that fails (out of memory, any error) yields its point with
-    the reason, and the sweep goes on, so the caller saves each point as it comes."""
+    """Yield each batch size's latency samples of the trainer's forward (inputs built on the device);
+    one that fails (out of memory, any error) yields its point with the reason and the sweep goes on."""
     device = torch.device(device)
     generator = make_generator(INFERENCE_SEED, device)
     for batch_size in plan.batch_sizes:
