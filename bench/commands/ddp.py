@@ -61,38 +61,31 @@ def _key(device: str, batch_size: int, threads: int, world_size: int, backend: s
     return ConfigKey("ddp", device, "eager", batch_size, threads, "relu", world_size, backend)
 
 
-def ddp_record(result: DDPResult, batch_size: int, backend: str) -> Record:
+def ddp_record(r: DDPResult) -> Record:
     """One world size's record: the slowest rank's step samples (every rank waits for it)."""
-    key = _key(result.device, batch_size, result.threads_per_rank, result.world_size, backend)
-    if not result.ok:
-        return Record(key, status="failed", reason=result.reason, seed=result.seed, steps=result.steps)
-    slowest = result.slowest_rank
-    measured = dict(
-        first_call_s=result.first_call_s,
-        run_s=result.run_s,
-        steps_to_target=result.steps_to_target,
-        time_to_target_s=result.time_to_target_s,
-        final_loss=result.loss_curve[max(result.loss_curve)] if result.loss_curve else None,
-        mae=result.final_mae,
-        converged=result.converged,
-        verdict=result.verdict,
-        slowest_rank_step_ms=result.slowest_step_ms,
-        allreduce_share=result.allreduce_share,
-    )
+    key = _key(r.device, r.per_rank_batch, r.threads_per_rank, r.world_size, r.backend)
+    if not r.ok:
+        return Record(key, status="failed", reason=r.reason, seed=r.seed, steps=r.steps)
+    slowest = r.slowest_rank
+    copied = ("first_call_s", "run_s", "steps_to_target", "time_to_target_s", "converged", "verdict")
+    measured = {name: getattr(r, name) for name in copied}
+    final_loss = r.loss_curve[max(r.loss_curve)] if r.loss_curve else None
+    measured.update(final_loss=final_loss, mae=r.final_mae, allreduce_share=r.allreduce_share)
+    measured["slowest_rank_step_ms"] = r.slowest_step_ms
     notes = [
-        f"{result.scaling} scaling: {result.per_rank_batch} rows per rank, {result.global_batch} in all",
-        f"all-reduce timed by {result.allreduce_method}",
-        f"loss curve: {result.loss_curve_method}",
-        f"step samples of the slowest rank ({slowest}); rank 0's median {result.rank_step_ms[0]:.4g} ms",
+        f"{r.scaling} scaling: {r.per_rank_batch} rows per rank, {r.global_batch} in all",
+        f"all-reduce timed by {r.allreduce_method}",
+        f"loss curve: {r.loss_curve_method}",
+        f"step samples of the slowest rank ({slowest}); rank 0's median {r.rank_step_ms[0]:.4g} ms",
     ]
     samples = {
-        "step_ms": list(result.step_ms[slowest]),
-        "rank_step_ms": result.step_ms,
-        "allreduce_ms": result.allreduce_ms,
-        "loss_curve": result.loss_curve,
-        "mae_curve": result.mae_curve,
+        "step_ms": list(r.step_ms[slowest]),
+        "rank_step_ms": r.step_ms,
+        "allreduce_ms": r.allreduce_ms,
+        "loss_curve": r.loss_curve,
+        "mae_curve": r.mae_curve,
     }
-    return Record(key, notes=notes, seed=result.seed, steps=result.steps, measured=measured, samples=samples)
+    return Record(key, notes=notes, seed=r.seed, steps=r.steps, measured=measured, samples=samples)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -127,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
             raise
         assert result is not None  # one node: this launch holds global rank 0
         results[world_size] = result
-        writer.records[index] = ddp_record(result, result.per_rank_batch, result.backend)
+        writer.records[index] = ddp_record(result)
         writer.flush()
         outcome = result.reason or result.verdict
         print(f"ddp: world size {world_size}: {result.status} {outcome}", file=sys.stderr)
