@@ -10,6 +10,7 @@ Ends with the held-out MAE on 10,000 fixed rows, the exact-sum accuracy and a ve
 from __future__ import annotations
 
 import argparse
+import re
 
 import torch
 
@@ -32,6 +33,7 @@ PROG = "python -m sumnet"
 DEFAULT_SEED = 0  # documented in the README; the article's Net converges from it
 DEMO_ROWS = 10  # the article prints 10 fresh test rows
 DEMO_ROWS_SEED = 7  # seed of those rows, apart from training and the held-out set
+OUT_OF_MEMORY = re.compile("can't allocate memory|out of memory")  # the CPU and MPS allocators' errors
 learning_rate = float_in(f"a learning rate from {MIN_LR:g} to {MAX_LR:g}", lambda lr: MIN_LR <= lr <= MAX_LR)
 
 
@@ -47,12 +49,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     add("--output-activation", choices=OUTPUT_ACTIVATIONS, default="relu")
     add("--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE)
     return parser.parse_args(argv)
-
-
-def _is_out_of_memory(err: RuntimeError) -> bool:
-    """An allocation failure: CUDA's OutOfMemoryError, or the CPU and MPS allocators' RuntimeError."""
-    oom = isinstance(err, torch.cuda.OutOfMemoryError)
-    return oom or "can't allocate memory" in str(err) or "out of memory" in str(err)
 
 
 def _demo(args: argparse.Namespace, device: torch.device) -> None:
@@ -97,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _demo(args, device)
     except RuntimeError as err:
-        if not _is_out_of_memory(err):
+        if not isinstance(err, torch.cuda.OutOfMemoryError) and not OUT_OF_MEMORY.search(str(err)):
             raise
         fail(PROG, f"out of memory on {device} with --batch-size {args.batch_size:,}: {first_line(err)}")
     return 0

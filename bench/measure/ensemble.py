@@ -44,12 +44,9 @@ class EnsembleNet(nn.Module):
     def members(self) -> int:
         return self.weights[0].shape[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """Forward of the members in `members` (a slice keeps held-out evaluation small)."""
         # (E, B, 30) -> (E, B, 60) -> (E, B, 60) -> (E, B, 1); a shared (B, 30) broadcasts to every member
-        return self.forward_members(x, slice(None))
-
-    def forward_members(self, x: torch.Tensor, members: slice) -> torch.Tensor:
-        """Forward of the members in `members` only (a slice keeps held-out evaluation small)."""
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             w, b = w[members], b[members]
@@ -136,6 +133,6 @@ def member_metrics(ensemble: EnsembleNet, inputs: torch.Tensor, targets: torch.T
     metrics = []
     for start in range(0, ensemble.members, EVAL_MEMBERS_PER_CHUNK):
         chunk = slice(start, start + EVAL_MEMBERS_PER_CHUNK)
-        predictions = ensemble.forward_members(inputs, chunk)  # (e, N, 1)
+        predictions = ensemble(inputs, chunk)  # (e, N, 1)
         metrics += [metrics_from_predictions(p, targets) for p in predictions]
     return metrics

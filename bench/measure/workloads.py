@@ -1,7 +1,7 @@
 """The two measured workloads: a training run (timed per block, evaluated between blocks) and
 an inference sweep over batch sizes. They return raw samples; nothing here renders.
 
-    python -c "from bench.measure.workloads import *; from bench.modes import build_trainer; print(measure_training(lambda: build_trainer('eager', 'cpu'), 'cpu', TrainPlan(steps=300, repeats=1)).summary())"
+    python -c "from bench.measure.workloads import *; from bench.modes import build_trainer; print(measure_training(lambda: build_trainer('eager', 'cpu'), 'cpu', TrainPlan(steps=300, repeats=1)).step_ms)"
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.analysis.stats import Summary
 from bench.errors import describe
 from bench.measure.process import minor_page_faults
 from bench.measure.timing import calls_for_duration, time_block, time_blocks, time_call
@@ -59,9 +58,6 @@ class TrainMeasurement:
     def step_ms(self) -> list[float]:
         """Steady-state step samples of every repeat, pooled, in milliseconds."""
         return [s * 1e3 for r in self.repeats for s in r.step_s]
-
-    def summary(self) -> Summary:
-        return Summary.of(self.step_ms)
 
 
 def block_sizes(steps: int, block: int) -> list[int]:
