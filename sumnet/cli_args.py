@@ -1,7 +1,5 @@
-"""What every entry point (`python -m sumnet`, `python -m bench`, `python -m bench.crosscheck`)
-shares, importable without torch: a parser that reports bad input as one line with exit code 2
-(never a usage dump or a traceback), argument types, and Ctrl-C / SIGTERM as one line and exit 130,
-installed before the heavy imports. Here in sumnet because sumnet never imports bench.
+"""What every entry point shares, importable without torch (so here, as sumnet never imports bench):
+bad input as one line and exit 2, argument types, Ctrl-C / SIGTERM as one line and exit 130.
 """
 
 from __future__ import annotations

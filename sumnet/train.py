@@ -44,10 +44,8 @@ class TrainConfig:
 
 
 def init_net(net_config: NetConfig, seed: int, device: torch.device | str = "cpu") -> Net:
-    """A Net with PyTorch's default init drawn from `seed` on the CPU, then moved to `device`.
-
-    Drawing on the CPU gives every device the same initial weights for the same seed.
-    """
+    """A Net with PyTorch's default init drawn from `seed` on the CPU (so every device starts from the
+    same weights), then moved to `device`."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = Net(net_config)

@@ -78,10 +78,9 @@ def train_once(
     loss: Callable[[object], float] = float,
     after: Callable[[int], None] = lambda steps: None,
 ) -> RepeatResult:
-    """One training run of `plan.steps` calls of `step` (which returns the loss): the first call
-    timed alone, then blocks. Outside the timed region after each block, `loss` reads the last loss,
-    `held_out` (when given) is timed apart and `after(steps in the block)` runs; `after(1)` also
-    follows the first call."""
+    """One training run of `plan.steps` calls of `step` (which returns the loss): the first call timed
+    alone, then blocks. Untimed after each block: `loss(last loss)`, `held_out()` (timed apart) and
+    `after(steps in the block)`, which also follows the first call as `after(1)`."""
     last: list[object] = [None]
 
     def one_step() -> None:
