@@ -4,10 +4,9 @@
     python -m bench ddp --nproc 1,2,4 --device cuda --backend nccl --scaling strong
     nox -s ddp -- --nproc 1,2 --device cpu
 
-Each world size is one torchrun launch (bench.ddp.launch); a rank that dies or never joins ends
-its launch within the stated timeouts with a failed row naming the rank, and the other world sizes
-still run. Writes results/<host>-<UTC time>/ (results.csv, run.json, report.md with the scaling
-table and figure) and points results/latest-ddp at it.
+One torchrun launch per world size; a rank that dies or never joins ends its launch within the
+timeouts with a failed row naming the rank, and the other sizes still run. Writes
+results/<host>-<UTC time>/ (results.csv, run.json, report.md) and points results/latest-ddp at it.
 """
 
 from __future__ import annotations

@@ -170,8 +170,7 @@ def failure_reason(output: str) -> str:
         block = match.group("block")
         fields = {m.group("name"): m.group("value").strip() for m in _FIELD.finditer(block)}
         rank = fields.get("rank", "?").replace("(local_rank: ", "(local rank ")
-        exitcode = fields.get("exitcode", "?")
-        exitcode = re.sub(r"\s*\(pid: \d+\)\s*", " ", exitcode).strip()
+        exitcode = re.sub(r"\s*\(pid: \d+\)\s*", " ", fields.get("exitcode", "?")).strip()
         reason = f"rank {rank} on {fields.get('host', '?')} failed: exitcode {exitcode}"
         exception = _last_exception(block)
         return f"{reason}: {exception}" if exception else reason
