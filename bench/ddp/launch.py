@@ -241,18 +241,16 @@ def run_ddp(
     timeout_s: float = 600.0,
     nnodes: int = 1,
     *,
-    node_rank: int = 0,
-    rdzv_endpoint: str | None = None,
-    rdzv_id: str | None = None,
-    join_timeout_s: float = DEFAULT_JOIN_TIMEOUT_S,
     init_timeout_s: float = 60.0,
     block_steps: int = 100,
     out: Path | None = None,
     env: Mapping[str, str] | None = None,
+    **rendezvous: Any,
 ) -> DDPResult | None:
     """Train under DDP with `world_size` ranks in all, split over `nnodes` nodes (this call starts
     this node's). timeout_s: wall seconds for the whole torchrun. out: rank 0's JSON (kept; default a
-    temporary file), torchrun's log beside it as `.log`. env: extra variables for the ranks. Raises
+    temporary file), torchrun's log beside it as `.log`. env: extra variables for the ranks.
+    rendezvous: torchrun_command's node_rank, rdzv_endpoint, rdzv_id, join_timeout_s. Raises
     ValueError for a configuration that cannot run; returns None only on a node of several that ran
     fine while global rank 0 (and so the result) was on another."""
     backend = check_setup(world_size, device, backend, scaling, nnodes)
@@ -264,16 +262,7 @@ def run_ddp(
         path = Path(out) if out is not None else Path(scratch) / "result.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)  # a stale file must not pass for this run's result
-        cmd = torchrun_command(
-            plan,
-            nproc,
-            path,
-            nnodes=nnodes,
-            node_rank=node_rank,
-            rdzv_endpoint=rdzv_endpoint,
-            rdzv_id=rdzv_id,
-            join_timeout_s=join_timeout_s,
-        )
+        cmd = torchrun_command(plan, nproc, path, nnodes=nnodes, **rendezvous)
         child_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads_per_rank)}
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), child_env.get("PYTHONPATH")]))
         log = path.with_suffix(".log") if out is not None else Path(scratch) / "torchrun.log"
@@ -297,8 +286,9 @@ def run_ddp(
             failed.reason = failure_reason(output)
             if nnodes > 1 and "RendezvousTimeoutError" in output:
                 failed.reason = (
-                    f"rendezvous timed out: not all {nnodes} nodes joined {rdzv_endpoint} within "
-                    f"join_timeout_s={join_timeout_s:g} (a node never started or cannot reach the endpoint)"
+                    f"rendezvous timed out: not all {nnodes} nodes joined {rendezvous.get('rdzv_endpoint')} "
+                    f"within join_timeout_s={rendezvous.get('join_timeout_s', DEFAULT_JOIN_TIMEOUT_S):g} "
+                    "(a node never started or cannot reach the endpoint)"
                 )
             return failed
         if not path.exists():
