@@ -21,8 +21,7 @@ SUMMARY_STATS = ("iqr", "p10", "p90", "min")  # `step_ms_iqr`, ...: computed fro
 
 
 def timing_metric_for(workload: str) -> str:
-    """The one rule for a record's speed: step_ms for training workloads, latency_ms for every
-    other one (inference, a pytest-benchmark's name)."""
+    """The one rule for a record's speed: step_ms for training, latency_ms for any other workload."""
     return TIMING_METRIC.get(workload, "latency_ms")
 
 

@@ -78,8 +78,8 @@ def _inductor_cache() -> tuple[str, bool]:
 
 
 def collect() -> dict[str, object]:
-    """The run-level environment as a flat dict of JSON-friendly values. The threads a record ran
-    with are on the record (its ConfigKey); `default_threads` is torch's default here."""
+    """The run-level environment as a flat dict of JSON-friendly values (a record's own threads are
+    on its ConfigKey; `default_threads` is torch's default here)."""
     cuda = torch.cuda.is_available()
     driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]) if cuda else ""
     commit, dirty = _git()
