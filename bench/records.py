@@ -1,10 +1,6 @@
 """The result model: a frozen configuration key, one record per measured configuration, and the
 rules every reader shares (which sample is a record's speed, which environment fields must match).
-
-A `Record` holds what was measured (raw samples, scalar outcomes such as the held-out MAE), its
-status and the notes of the mode that ran, and the values the run's one derive step computed from
-it (`derived`); summary statistics are computed from its samples on demand, never stored beside
-them. Run-level facts (host, versions) live once on the run; per-record facts on the record.
+Statistics are computed from a record's raw samples on demand, never stored beside them.
 
     python -c "from bench.records import ConfigKey; print(ConfigKey('train', 'cpu', 'eager', 32, 1))"
 """
@@ -25,8 +21,7 @@ SUMMARY_STATS = ("iqr", "p10", "p90", "min")  # `step_ms_iqr`, ...: computed fro
 
 
 def timing_metric_for(workload: str) -> str:
-    """The one rule for a record's speed: step_ms for training workloads, latency_ms for every
-    other one (inference, a pytest-benchmark's name)."""
+    """The one rule for a record's speed: step_ms for training, latency_ms for any other workload."""
     return TIMING_METRIC.get(workload, "latency_ms")
 
 
@@ -127,14 +122,10 @@ class ConfigKey:
 
 @dataclass
 class Record:
-    """One configuration's outcome.
-
-    samples: raw measurements by name, e.g. `step_ms` (one value per timed block), `run_s` and
-        `first_call_s` (one per repeat), `loss_curve` and `mae_curve` ({step: value}).
-    measured: scalar outcomes that no sample list gives back (held-out MAE, verdict, peak memory);
-        their names are results columns (bench.store.run_folder.COLUMNS).
-    derived: what the run's derive step computed for it (flags, throughput, ratios), by column name.
-    """
+    """One configuration's outcome: `samples`, raw measurements by name (`step_ms` one per block,
+    `run_s` one per repeat, `loss_curve` {step: value}); `measured`, scalar outcomes that no sample
+    gives back (held-out MAE, verdict), by results column; `derived`, what the run's derive step
+    computed for it (flags, throughput, ratios)."""
 
     key: ConfigKey
     status: str = "ok"  # ok | skipped | failed

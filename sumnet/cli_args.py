@@ -1,7 +1,5 @@
-"""What every entry point (`python -m sumnet`, `python -m bench`, `python -m bench.crosscheck`)
-shares, importable without torch: a parser that reports bad input as one line with exit code 2
-(never a usage dump or a traceback), argument types, and Ctrl-C / SIGTERM as one line and exit 130,
-installed before the heavy imports. Here in sumnet because sumnet never imports bench.
+"""What every entry point shares, importable without torch (so here, as sumnet never imports bench):
+bad input as one line and exit 2, argument types, Ctrl-C / SIGTERM as one line and exit 130.
 """
 
 from __future__ import annotations
@@ -21,16 +19,14 @@ _INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 def ignore_interrupts() -> None:
-    """Ignore SIGINT and SIGTERM for the rest of the process. Python keeps an ignored signal ignored
-    through interpreter shutdown, where it resets its own handlers to the default."""
+    """Ignore SIGINT and SIGTERM for the rest of the process, interpreter shutdown included."""
     for sig in _INTERRUPTS:
         signal.signal(sig, signal.SIG_IGN)
 
 
 def interrupt_on_signals() -> None:
-    """Ctrl-C and SIGTERM (a CI timeout, `timeout`) both raise KeyboardInterrupt, once: the first is
-    the request to stop, and later ones are ignored (nox sends SIGTERM 0.3 s after Ctrl-C), so the
-    command can keep what it measured and exit 130 instead of dying half-way through."""
+    """Ctrl-C and SIGTERM (a CI timeout) raise KeyboardInterrupt once, later ones are ignored (nox
+    sends SIGTERM right after Ctrl-C), so a command keeps what it measured and exits 130."""
 
     def handler(signum, frame):
         ignore_interrupts()
@@ -68,10 +64,9 @@ def install_hint(package: str) -> str:
 
 
 def run_entry(prog: str, main: Callable[[], int]) -> NoReturn:
-    """Run a process's entry point: the signal handling first, then `main()` (which imports torch),
-    then exit. Ctrl-C or SIGTERM at any point, the imports included, ends in one line and exit 130;
-    a missing third-party package in one line and exit 2; a reader of stdout that left (`| head`)
-    exit 141 and no traceback, as any Unix tool."""
+    """Install the signal handling, run `main()` (which imports torch), exit with its code. Ctrl-C or
+    SIGTERM, even during imports: one line, exit 130; a missing package: one line, exit 2; a reader
+    of stdout that left (`| head`): exit 141, as any Unix tool."""
     interrupt_on_signals()
     try:
         try:
@@ -114,26 +109,31 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(USAGE_ERROR)
 
 
-def _int_at_least(text: str, low: int, expected: str, high: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
-    if high is not None and value > high:
-        raise argparse.ArgumentTypeError(f"expected at most {high:,}, got {value:,}")
-    return value
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type factory: an integer from `low` to `high` (no bound when None)."""
+    expected = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"expected at most {high:,}, got {value:,}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int_at_least(text, 1, "a positive integer")
+positive_int = int_in(1)
+non_negative_int = int_in(0)
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0, "an integer >= 0")
+def bounded_positive_int(maximum: int) -> Callable[[str], int]:
+    """argparse type factory: an integer from 1 to `maximum`."""
+    return int_in(1, maximum)
 
 
 def seed_int(text: str) -> int:
@@ -144,17 +144,19 @@ def seed_int(text: str) -> int:
     return value
 
 
-def bounded_positive_int(maximum: int) -> Callable[[str], int]:
-    """argparse type factory: an integer from 1 to `maximum`."""
-    return lambda text: _int_at_least(text, 1, "a positive integer", maximum)
+def float_in(expected: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
+    """argparse type factory: a finite float for which `ok` holds; `expected` names it in the error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and ok(value)):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+positive_float = float_in("a positive number", lambda value: value > 0)

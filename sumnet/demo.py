@@ -10,7 +10,7 @@ Ends with the held-out MAE on 10,000 fixed rows, the exact-sum accuracy and a ve
 from __future__ import annotations
 
 import argparse
-import math
+import re
 
 import torch
 
@@ -19,6 +19,7 @@ from sumnet.cli_args import (
     bounded_positive_int,
     fail,
     first_line,
+    float_in,
     positive_float,
     seed_int,
 )
@@ -32,19 +33,8 @@ PROG = "python -m sumnet"
 DEFAULT_SEED = 0  # documented in the README; the article's Net converges from it
 DEMO_ROWS = 10  # the article prints 10 fresh test rows
 DEMO_ROWS_SEED = 7  # seed of those rows, apart from training and the held-out set
-
-
-def learning_rate(text: str) -> float:
-    """argparse type: a finite Adam learning rate from MIN_LR to MAX_LR."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and MIN_LR <= value <= MAX_LR):  # also refuses nan
-        raise argparse.ArgumentTypeError(
-            f"expected a learning rate from {MIN_LR:g} to {MAX_LR:g}, got {text}"
-        )
-    return value
+OUT_OF_MEMORY = re.compile("can't allocate memory|out of memory")  # the CPU and MPS allocators' errors
+learning_rate = float_in(f"a learning rate from {MIN_LR:g} to {MAX_LR:g}", lambda lr: MIN_LR <= lr <= MAX_LR)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -59,12 +49,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     add("--output-activation", choices=OUTPUT_ACTIVATIONS, default="relu")
     add("--target-mae", type=positive_float, default=DEFAULT_TARGET_MAE)
     return parser.parse_args(argv)
-
-
-def _is_out_of_memory(err: RuntimeError) -> bool:
-    """An allocation failure: CUDA's OutOfMemoryError, or the CPU and MPS allocators' RuntimeError."""
-    oom = isinstance(err, torch.cuda.OutOfMemoryError)
-    return oom or "can't allocate memory" in str(err) or "out of memory" in str(err)
 
 
 def _demo(args: argparse.Namespace, device: torch.device) -> None:
@@ -109,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _demo(args, device)
     except RuntimeError as err:
-        if not _is_out_of_memory(err):
+        if not isinstance(err, torch.cuda.OutOfMemoryError) and not OUT_OF_MEMORY.search(str(err)):
             raise
         fail(PROG, f"out of memory on {device} with --batch-size {args.batch_size:,}: {first_line(err)}")
     return 0

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sumnet.data import TestSet, make_batch, make_generator
-from sumnet.evaluate import evaluate
+from sumnet.data import make_batch, make_generator
 from sumnet.model import Net, NetConfig
 
 # Bounds on what a run can honour; the CLIs refuse anything outside them with one line.
@@ -45,10 +44,8 @@ class TrainConfig:
 
 
 def init_net(net_config: NetConfig, seed: int, device: torch.device | str = "cpu") -> Net:
-    """A Net with PyTorch's default init drawn from `seed` on the CPU, then moved to `device`.
-
-    Drawing on the CPU gives every device the same initial weights for the same seed.
-    """
+    """A Net with PyTorch's default init drawn from `seed` on the CPU (so every device starts from the
+    same weights), then moved to `device`."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = Net(net_config)
@@ -77,9 +74,7 @@ def train_step(
 @dataclass
 class TrainResult:
     net: Net
-    steps_run: int
     losses: dict[int, float] = field(default_factory=dict)  # step -> loss, every log_every steps
-    maes: dict[int, float] = field(default_factory=dict)  # step -> held-out MAE, every eval_every steps
 
     @property
     def final_loss(self) -> float:
@@ -93,30 +88,16 @@ def train(
     *,
     log_every: int = 100,
     on_log: Callable[[int, float], None] | None = None,
-    test_set: TestSet | None = None,
-    eval_every: int = 0,
-    stop_at_mae: float | None = None,
 ) -> TrainResult:
-    """Train a fresh Net; log the loss every `log_every` steps (the only host syncs).
-
-    With `test_set` and `eval_every`, the held-out MAE is measured every `eval_every` steps,
-    and training stops early once it is below `stop_at_mae`.
-    """
+    """Train a fresh Net; log the loss every `log_every` steps (the only host syncs)."""
     net = init_net(net_config, config.seed, device)
     optimizer = make_optimizer(net, config.lr)
     generator = make_generator(config.seed, device)
-    test_set = test_set.to(device) if test_set is not None else None
-    result = TrainResult(net=net, steps_run=0)
+    result = TrainResult(net=net)
     for step in range(1, config.steps + 1):
-        net.train()
         loss = train_step(net, optimizer, *make_batch(config.batch_size, generator, net_config.input_size))
-        result.steps_run = step
         if log_every and (step % log_every == 0 or step == config.steps):
             result.losses[step] = loss.item()
             if on_log is not None:
                 on_log(step, result.losses[step])
-        if test_set is not None and eval_every and step % eval_every == 0:
-            result.maes[step] = evaluate(net, test_set).mae
-            if stop_at_mae is not None and result.maes[step] < stop_at_mae:
-                break
     return result

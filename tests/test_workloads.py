@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from bench.measure.workloads import TrainPlan, block_sizes, train_once
+from bench.measure.workloads import TrainPlan, block_sizes, train_once, trainer_metrics
 from bench.modes.base import Trainer
 from sumnet.data import make_test_set
 
@@ -29,10 +29,13 @@ def _fake_trainer(first_s: float, step_s: float) -> Trainer:
     return Trainer(step=step, predict=lambda x: x.sum(dim=1, keepdim=True), inference=lambda x: lambda: None)
 
 
+def _train_once(plan: TrainPlan):
+    trainer = _fake_trainer(0.05, 0.001)
+    return train_once(trainer.step, "cpu", plan, trainer_metrics(trainer, make_test_set(100)))
+
+
 def test_train_once_keeps_the_first_call_apart():
-    result = train_once(
-        _fake_trainer(0.05, 0.001), "cpu", TrainPlan(steps=300, repeats=1), make_test_set(100)
-    )
+    result = _train_once(TrainPlan(steps=300, repeats=1))
     assert result.first_call_s >= 0.05
     assert len(result.step_s) == 2  # blocks ending at 200 and 300; the block ending at 100 is warm-up
     assert all(0.001 <= s < 0.003 for s in result.step_s)
@@ -42,7 +45,5 @@ def test_train_once_keeps_the_first_call_apart():
 
 @pytest.mark.parametrize("steps", [50, 100])
 def test_short_runs_do_not_fold_the_first_call_into_the_step_time(steps):
-    result = train_once(
-        _fake_trainer(0.05, 0.001), "cpu", TrainPlan(steps=steps, repeats=1), make_test_set(100)
-    )
+    result = _train_once(TrainPlan(steps=steps, repeats=1))
     assert result.step_s and all(s < 0.003 for s in result.step_s)  # the 50 ms first call is not in it

@@ -4,10 +4,9 @@
     python -m bench ddp --nproc 1,2,4 --device cuda --backend nccl --scaling strong
     nox -s ddp -- --nproc 1,2 --device cpu
 
-Each world size is one torchrun launch (bench.ddp.launch); a rank that dies or never joins ends
-its launch within the stated timeouts with a failed row naming the rank, and the other world sizes
-still run. Writes results/<host>-<UTC time>/ (results.csv, run.json, report.md with the scaling
-table and figure) and points results/latest-ddp at it.
+One torchrun launch per world size; a rank that dies or never joins ends its launch within the
+timeouts with a failed row naming the rank, and the other sizes still run. Writes
+results/<host>-<UTC time>/ (results.csv, run.json, report.md) and points results/latest-ddp at it.
 """
 
 from __future__ import annotations
@@ -38,8 +37,7 @@ from sumnet.model import NetConfig
 from sumnet.train import MAX_STEPS
 
 MAX_WORLD_SIZE = 1024
-# The row a world size holds until it is measured: a launcher killed outright (out of memory) leaves
-# a run folder that says what was not measured, never an empty one behind latest-ddp.
+# A world size's row until it is measured: a launcher killed outright leaves a run folder that says so
 NOT_MEASURED = "not measured: bench ddp ended before this world size finished (killed? out of memory?)"
 
 
@@ -62,38 +60,31 @@ def _key(device: str, batch_size: int, threads: int, world_size: int, backend: s
     return ConfigKey("ddp", device, "eager", batch_size, threads, "relu", world_size, backend)
 
 
-def ddp_record(result: DDPResult, batch_size: int, backend: str) -> Record:
+def ddp_record(r: DDPResult) -> Record:
     """One world size's record: the slowest rank's step samples (every rank waits for it)."""
-    key = _key(result.device, batch_size, result.threads_per_rank, result.world_size, backend)
-    if not result.ok:
-        return Record(key, status="failed", reason=result.reason, seed=result.seed, steps=result.steps)
-    slowest = result.slowest_rank
-    measured = dict(
-        first_call_s=result.first_call_s,
-        run_s=result.run_s,
-        steps_to_target=result.steps_to_target,
-        time_to_target_s=result.time_to_target_s,
-        final_loss=result.loss_curve[max(result.loss_curve)] if result.loss_curve else None,
-        mae=result.final_mae,
-        converged=result.converged,
-        verdict=result.verdict,
-        slowest_rank_step_ms=result.slowest_step_ms,
-        allreduce_share=result.allreduce_share,
-    )
+    key = _key(r.device, r.per_rank_batch, r.threads_per_rank, r.world_size, r.backend)
+    if not r.ok:
+        return Record(key, status="failed", reason=r.reason, seed=r.seed, steps=r.steps)
+    slowest = r.slowest_rank
+    copied = ("first_call_s", "run_s", "steps_to_target", "time_to_target_s", "converged", "verdict")
+    measured = {name: getattr(r, name) for name in copied}
+    final_loss = r.loss_curve[max(r.loss_curve)] if r.loss_curve else None
+    measured.update(final_loss=final_loss, mae=r.final_mae, allreduce_share=r.allreduce_share)
+    measured["slowest_rank_step_ms"] = r.slowest_step_ms
     notes = [
-        f"{result.scaling} scaling: {result.per_rank_batch} rows per rank, {result.global_batch} in all",
-        f"all-reduce timed by {result.allreduce_method}",
-        f"loss curve: {result.loss_curve_method}",
-        f"step samples of the slowest rank ({slowest}); rank 0's median {result.rank0_step_ms:.4g} ms",
+        f"{r.scaling} scaling: {r.per_rank_batch} rows per rank, {r.global_batch} in all",
+        f"all-reduce timed by {r.allreduce_method}",
+        f"loss curve: {r.loss_curve_method}",
+        f"step samples of the slowest rank ({slowest}); rank 0's median {r.rank_step_ms[0]:.4g} ms",
     ]
     samples = {
-        "step_ms": list(result.step_ms[slowest]),
-        "rank_step_ms": result.step_ms,
-        "allreduce_ms": result.allreduce_ms,
-        "loss_curve": result.loss_curve,
-        "mae_curve": result.mae_curve,
+        "step_ms": list(r.step_ms[slowest]),
+        "rank_step_ms": r.step_ms,
+        "allreduce_ms": r.allreduce_ms,
+        "loss_curve": r.loss_curve,
+        "mae_curve": r.mae_curve,
     }
-    return Record(key, notes=notes, seed=result.seed, steps=result.steps, measured=measured, samples=samples)
+    return Record(key, notes=notes, seed=r.seed, steps=r.steps, measured=measured, samples=samples)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -128,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
             raise
         assert result is not None  # one node: this launch holds global rank 0
         results[world_size] = result
-        writer.records[index] = ddp_record(result, result.per_rank_batch, result.backend)
+        writer.records[index] = ddp_record(result)
         writer.flush()
         outcome = result.reason or result.verdict
         print(f"ddp: world size {world_size}: {result.status} {outcome}", file=sys.stderr)

@@ -1,14 +1,10 @@
 """Start torchrun on the DDP worker, stop it within a stated timeout, and read rank 0's result.
 
-One node: `torchrun --standalone`. Several nodes: one torchrun per node, c10d rendezvous on
-`rdzv_endpoint` (see docs/multinode.md). A run ends in one of two ways: rank 0's JSON becomes an
-ok `DDPResult`, or a failed `DDPResult` says which rank failed and why, from torchrun's error
-summary ("Root Cause (first observed failure)"). Four limits keep a lost rank from hanging a run:
-
-- `join_timeout_s` (several nodes): every node must join the rendezvous within it;
-- `init_timeout_s`: torch.distributed's timeout for joining the group and for every collective;
-- torchrun `--max-restarts 0`: the first rank that exits ends the run, its peers are stopped;
-- `timeout_s`: the whole torchrun process group gets SIGTERM, then SIGKILL after TERMINATE_GRACE_S.
+One node: `torchrun --standalone`; several: one torchrun per node, c10d rendezvous (docs/multinode.md).
+The outcome is rank 0's JSON as an ok `DDPResult`, or a failed one naming the rank and why from
+torchrun's "Root Cause" summary. A lost rank cannot hang a run: nodes must join within
+`join_timeout_s`, the group and every collective within `init_timeout_s`, the first rank to exit ends
+the run (`--max-restarts 0`), and at `timeout_s` torchrun's process group gets SIGTERM, then SIGKILL.
 
     python -c "from bench.ddp.launch import run_ddp; r = run_ddp(2, steps=300, timeout_s=120); print(r.status, r.slowest_step_ms, r.samples_per_s)"
 """
@@ -86,10 +82,6 @@ class DDPResult:
         return [statistics.median(samples) for samples in self.step_ms]
 
     @property
-    def rank0_step_ms(self) -> float:
-        return self.rank_step_ms[0]
-
-    @property
     def slowest_rank(self) -> int:
         medians = self.rank_step_ms
         return medians.index(max(medians))
@@ -109,7 +101,7 @@ class DDPResult:
         """Rank 0's median all-reduce ms over its median step ms (0 to 1); nan without samples."""
         if not self.allreduce_ms or not self.allreduce_ms[0]:
             return math.nan  # a run too short for a steady-state block
-        return statistics.median(self.allreduce_ms[0]) / self.rank0_step_ms
+        return statistics.median(self.allreduce_ms[0]) / self.rank_step_ms[0]
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any], wall_s: float = 0.0) -> DDPResult:
@@ -133,10 +125,7 @@ class DDPResult:
 
 
 def scaling_efficiency(result: DDPResult, one_process: DDPResult) -> float:
-    """samples/s at world size W over W times samples/s of one process (1.0: perfect scaling).
-
-    For weak scaling this is t1 / tW; for strong scaling (same global batch) it is t1 / (W * tW).
-    """
+    """samples/s at world size W over W times one process's (1.0: perfect; weak: t1 / tW)."""
     return result.samples_per_s / (result.world_size * one_process.samples_per_s)
 
 
@@ -151,11 +140,8 @@ def torchrun_command(
     rdzv_id: str | None = None,
     join_timeout_s: float = DEFAULT_JOIN_TIMEOUT_S,
 ) -> list[str]:
-    """torchrun's command line for one node: standalone for one node, c10d rendezvous for several.
-
-    With c10d the rendezvous assigns global ranks, so global rank 0 (the one that writes `out`)
-    may be on any node; `node_rank` 0 names the node at `rdzv_endpoint`, which hosts the store.
-    """
+    """torchrun's command line for this node. With several, c10d assigns the global ranks, so rank 0
+    (which writes `out`) may be on any node; `node_rank` 0 is the one at `rdzv_endpoint` (the store)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc_per_node)]
     cmd += ["--max-restarts", "0"]  # a failed rank ends the run: no elastic restart
     if nnodes == 1:
@@ -184,8 +170,7 @@ def failure_reason(output: str) -> str:
         block = match.group("block")
         fields = {m.group("name"): m.group("value").strip() for m in _FIELD.finditer(block)}
         rank = fields.get("rank", "?").replace("(local_rank: ", "(local rank ")
-        exitcode = fields.get("exitcode", "?")
-        exitcode = re.sub(r"\s*\(pid: \d+\)\s*", " ", exitcode).strip()
+        exitcode = re.sub(r"\s*\(pid: \d+\)\s*", " ", fields.get("exitcode", "?")).strip()
         reason = f"rank {rank} on {fields.get('host', '?')} failed: exitcode {exitcode}"
         exception = _last_exception(block)
         return f"{reason}: {exception}" if exception else reason
@@ -233,10 +218,7 @@ def _is_worker(pid: int) -> bool:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM torchrun (it stops its workers), then SIGKILL it and its workers after the grace period.
-
-    torchrun starts each worker in a session of its own, so the workers are found as its children
-    before it is signalled and killed by their own process groups if they outlive it.
-    """
+    Each worker runs in a session of its own: found as torchrun's children first, killed by group."""
     workers = _children(proc.pid)
     _signal_group(proc.pid, signal.SIGTERM)  # the group this launcher created with start_new_session
     try:
@@ -259,25 +241,18 @@ def run_ddp(
     timeout_s: float = 600.0,
     nnodes: int = 1,
     *,
-    node_rank: int = 0,
-    rdzv_endpoint: str | None = None,
-    rdzv_id: str | None = None,
-    join_timeout_s: float = DEFAULT_JOIN_TIMEOUT_S,
     init_timeout_s: float = 60.0,
     block_steps: int = 100,
     out: Path | None = None,
     env: Mapping[str, str] | None = None,
+    **rendezvous: Any,
 ) -> DDPResult | None:
-    """Train under DDP with `world_size` ranks over `nnodes` nodes (this call starts this node's).
-
-    world_size: ranks in all, split evenly over the nodes. timeout_s: wall seconds for the whole
-    torchrun (start-up included) before it is stopped. out: where rank 0 writes its JSON (kept;
-    default a temporary file), with torchrun's log beside it as `.log`. env: extra variables for the
-    ranks (e.g. SUMNET_DDP_FAIL_RANK). Raises ValueError for a configuration that cannot run.
-
-    Returns the result; None only with several nodes, on a node that ran fine while global rank 0
-    (and so the result) was on another node.
-    """
+    """Train under DDP with `world_size` ranks in all, split over `nnodes` nodes (this call starts
+    this node's). timeout_s: wall seconds for the whole torchrun. out: rank 0's JSON (kept; default a
+    temporary file), torchrun's log beside it as `.log`. env: extra variables for the ranks.
+    rendezvous: torchrun_command's node_rank, rdzv_endpoint, rdzv_id, join_timeout_s. Raises
+    ValueError for a configuration that cannot run; returns None only on a node of several that ran
+    fine while global rank 0 (and so the result) was on another."""
     backend = check_setup(world_size, device, backend, scaling, nnodes)
     nproc = world_size // nnodes
     plan = DDPPlan(
@@ -287,16 +262,7 @@ def run_ddp(
         path = Path(out) if out is not None else Path(scratch) / "result.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)  # a stale file must not pass for this run's result
-        cmd = torchrun_command(
-            plan,
-            nproc,
-            path,
-            nnodes=nnodes,
-            node_rank=node_rank,
-            rdzv_endpoint=rdzv_endpoint,
-            rdzv_id=rdzv_id,
-            join_timeout_s=join_timeout_s,
-        )
+        cmd = torchrun_command(plan, nproc, path, nnodes=nnodes, **rendezvous)
         child_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads_per_rank)}
         child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), child_env.get("PYTHONPATH")]))
         log = path.with_suffix(".log") if out is not None else Path(scratch) / "torchrun.log"
@@ -320,8 +286,9 @@ def run_ddp(
             failed.reason = failure_reason(output)
             if nnodes > 1 and "RendezvousTimeoutError" in output:
                 failed.reason = (
-                    f"rendezvous timed out: not all {nnodes} nodes joined {rdzv_endpoint} within "
-                    f"join_timeout_s={join_timeout_s:g} (a node never started or cannot reach the endpoint)"
+                    f"rendezvous timed out: not all {nnodes} nodes joined {rendezvous.get('rdzv_endpoint')} "
+                    f"within join_timeout_s={rendezvous.get('join_timeout_s', DEFAULT_JOIN_TIMEOUT_S):g} "
+                    "(a node never started or cannot reach the endpoint)"
                 )
             return failed
         if not path.exists():
@@ -333,10 +300,8 @@ def run_ddp(
 
 
 def _run(cmd: list[str], env: Mapping[str, str], timeout_s: float, log: Path) -> tuple[str, bool, float, int]:
-    """(output, timed out, wall seconds, exit code) of `cmd` in its own process group.
-
-    The output goes to `log`, not a pipe: a worker that outlives torchrun cannot hold the read open.
-    """
+    """(output, timed out, wall seconds, exit code) of `cmd` in its own process group; the output
+    goes to `log`, not a pipe, which a worker that outlives torchrun could hold open."""
     start = time.perf_counter()
     launcher = os.getpid()
     with log.open("wb") as sink:

@@ -1,7 +1,5 @@
 """One DDP configuration, checked before any process starts: device, backend, scaling, batch per rank.
-
-Both sides use it: the launcher refuses an impossible configuration with one clear message before
-it starts torchrun, and the worker parses the same fields from its command line.
+The launcher refuses an impossible one before torchrun starts; the worker parses the same fields.
 
     python -c "from bench.ddp.plan import DDPPlan; print(DDPPlan(scaling='strong').per_rank_batch(4))"
 """
@@ -62,25 +60,22 @@ def check_devices(device: str, backend: str, local_world_size: int) -> None:
     RANKS_PER_GPU per GPU on cuda, no GPU for cuda, or NCCL with fewer GPUs than ranks."""
     if device == "cpu":
         cores = os.cpu_count() or 1
-        _check_bound(local_world_size, RANKS_PER_CORE * cores, f"{RANKS_PER_CORE} per core, {cores} cores")
-        return
-    if not torch.cuda.is_available():
-        raise ValueError("device cuda requested but torch.cuda.is_available() is False")
-    gpus = torch.cuda.device_count()
-    if backend == "nccl" and local_world_size > gpus:
+        bound, why = RANKS_PER_CORE * cores, f"{RANKS_PER_CORE} per core, {cores} cores"
+    else:
+        if not torch.cuda.is_available():
+            raise ValueError("device cuda requested but torch.cuda.is_available() is False")
+        gpus = torch.cuda.device_count()
+        if backend == "nccl" and local_world_size > gpus:
+            raise ValueError(
+                f"NCCL needs one GPU per rank: {local_world_size} ranks on this node but {gpus} GPU(s) "
+                "(use --backend gloo to share a GPU between ranks)"
+            )
+        if backend == "nccl" and not torch.distributed.is_nccl_available():
+            raise ValueError("this torch build has no NCCL: use --backend gloo")
+        bound, why = RANKS_PER_GPU * gpus, f"{RANKS_PER_GPU} per GPU, {gpus} GPU(s)"
+    if local_world_size > bound:
         raise ValueError(
-            f"NCCL needs one GPU per rank: {local_world_size} ranks on this node but {gpus} GPU(s) "
-            "(use --backend gloo to share a GPU between ranks)"
-        )
-    _check_bound(local_world_size, RANKS_PER_GPU * gpus, f"{RANKS_PER_GPU} per GPU, {gpus} GPU(s)")
-    if backend == "nccl" and not torch.distributed.is_nccl_available():
-        raise ValueError("this torch build has no NCCL: use --backend gloo")
-
-
-def _check_bound(ranks: int, bound: int, why: str) -> None:
-    if ranks > bound:
-        raise ValueError(
-            f"{ranks} ranks on one node is more than this machine holds: at most {bound} ({why})"
+            f"{local_world_size} ranks on one node is more than this machine holds: at most {bound} ({why})"
         )
 
 
@@ -101,8 +96,7 @@ class DDPPlan:
 
     def __post_init__(self) -> None:
         resolve_backend(self.device, self.backend)
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+        per_rank_batch(self.scaling, 1)  # refuses an unknown scaling
         for name in ("steps", "threads_per_rank", "block_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

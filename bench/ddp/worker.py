@@ -1,14 +1,10 @@
 """torchrun entry point: the article's Net and step under DistributedDataParallel, timed per rank.
 
-Every rank builds the Net with the same seed (DDP's initial broadcast then changes nothing), draws
-its own batches on its device and runs `sumnet.train.train_step` on the DDP-wrapped Net. Each rank
-times itself with the harness's one clock (`bench.measure.timing`): the first step apart, then
-blocks of `block_steps` steps. Between blocks, outside the timed region, the ranks average their
-losses with one all_reduce and rank 0 evaluates the held-out MAE. At the end rank 0 gathers every
-rank's samples and writes one JSON file.
-
-All-reduce time comes from a DDP communication hook wrapping the default allreduce hook: on the
-CPU, perf_counter from the hook's call to its future's completion; on CUDA, a pair of CUDA events.
+Every rank builds the Net from the same seed, draws its own batches on its device and times
+`sumnet.train.train_step` on the DDP-wrapped Net with `bench.measure.workloads.train_once`'s block
+loop. Between blocks, untimed, the ranks average their losses and rank 0 evaluates the held-out MAE;
+at the end rank 0 gathers every rank's samples into one JSON file. All-reduce time comes from a DDP
+communication hook around the default allreduce hook.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 -m bench.ddp.worker --out ddp.json
 """
@@ -35,11 +31,11 @@ from torch.nn.parallel import DistributedDataParallel
 from bench.ddp import die_with_parent
 from bench.ddp.plan import BACKENDS, DEVICES, SCALINGS, DDPPlan, check_devices, flag_of, resolve_backend
 from bench.errors import first_line
-from bench.measure.timing import clock_for, synchronize, time_block, time_call
-from bench.measure.workloads import block_sizes
+from bench.measure.timing import clock_for, synchronize
+from bench.measure.workloads import train_once
 from bench.store.run_folder import atomic_write
 from sumnet.data import make_batch, make_generator, make_test_set
-from sumnet.evaluate import evaluate, verdict
+from sumnet.evaluate import evaluate
 from sumnet.model import NetConfig, count_parameters
 from sumnet.train import init_net, make_optimizer, train_step
 
@@ -55,17 +51,13 @@ ALLREDUCE_METHOD = {
 
 
 class AllreduceTimer:
-    """A DDP communication hook: the default allreduce hook, timed while `timing` is True.
-
-    The Net's 5,581 gradients (22 KB) fit one DDP bucket, so there is one call per step. The time
-    runs from the hook's call (the bucket is ready, at the end of backward) to the all-reduce's
-    completion, so it includes waiting for the slowest rank to reach the same point.
-    """
+    """A DDP communication hook: the default allreduce hook, timed from the hook's call (the end of
+    backward) to completion, so waiting for the slowest rank counts. The Net's 22 KB of gradients
+    fit one bucket: one call per step."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.cuda = clock_for(device) == "cuda-event"
-        self.timing = False
         self.calls = 0
         self._spans: list[tuple] = []  # (start, end): perf_counter floats, or CUDA events
 
@@ -80,8 +72,6 @@ class AllreduceTimer:
     # No annotations on bucket and the return: DDP compares them with dist.GradBucket and Future
     # objects, and this module's `from __future__ import annotations` would make them strings.
     def hook(self, state: object, bucket):  # noqa: ANN001, ANN201
-        if not self.timing:
-            return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
         self.calls += 1
         start = self._mark()
 
@@ -102,26 +92,14 @@ class AllreduceTimer:
         return total
 
 
-def _device_for(plan: DDPPlan, local_rank: int) -> torch.device:
-    if plan.device == "cuda":
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)  # NCCL and gather_object use the current device
-        return device
-    return torch.device("cpu")
-
-
-def _mean_over_ranks(value: torch.Tensor, world_size: int) -> float:
-    """All ranks' mean of a scalar tensor (SUM then divide: gloo has no AVG)."""
-    total = value.detach().clone().reshape(1)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total.item() / world_size
-
-
 def train_rank(
     plan: DDPPlan, rank: int, local_rank: int, world_size: int
 ) -> tuple[dict[str, object], dict[str, object] | None]:
     """Train and time this rank: (its samples, and on rank 0 the curves and verdict, else None)."""
-    device = _device_for(plan, local_rank)
+    device = torch.device("cpu")
+    if plan.device == "cuda":
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)  # NCCL and gather_object use the current device
     batch = plan.per_rank_batch(world_size)
     net = init_net(NetConfig(), plan.seed, device)
     model = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
@@ -130,63 +108,50 @@ def train_rank(
     optimizer = make_optimizer(model, lr=1e-3)
     generator = make_generator(plan.seed + rank * RANK_SEED_STRIDE, device)
     test_set = make_test_set().to(device) if rank == 0 else None
-    last: list[torch.Tensor] = []
-
-    def step() -> None:
-        last[:] = [train_step(model, optimizer, *make_batch(batch, generator, net.config.input_size))]
-
     fail_rank = os.environ.get(ENV_FAIL_RANK)
-    first_call_s = time_call(step, device)
-    if fail_rank is not None and int(fail_rank) == rank:
-        raise RuntimeError(f"injected failure: {ENV_FAIL_RANK}={fail_rank} (after the first step)")
-    run_s, done = first_call_s, 1
-    step_s: list[float] = []
-    allreduce_s: list[float] = []
-    loss_curve: dict[int, float] = {}
-    mae_curve: dict[int, float] = {}
-    steps_to_target, time_to_target_s = None, None
-    timer.timing = True
-    for index, size in enumerate(block_sizes(plan.steps, plan.block_steps)):
-        per_step = time_block(step, device, size)
-        allreduce_per_step = timer.take_seconds() / size
-        run_s += per_step * size
-        done += size
-        if index >= plan.warmup_blocks:
-            step_s.append(per_step)
-            allreduce_s.append(allreduce_per_step)
-        loss_curve[done] = _mean_over_ranks(last[0], world_size)  # untimed: after the block
-        if test_set is not None:
-            mae_curve[done] = evaluate(net, test_set).mae
-            if steps_to_target is None and mae_curve[done] < plan.target_mae:
-                steps_to_target, time_to_target_s = done, run_s
+    allreduce_s: list[float] = []  # seconds per step: the first call's, then one per block
+
+    def mean_loss(loss: torch.Tensor) -> float:  # all ranks' mean (SUM then divide: gloo has no AVG)
+        total = loss.clone().reshape(1)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total.item() / world_size
+
+    def after(steps: int) -> None:  # untimed, after the first call and after each block
+        if not allreduce_s and fail_rank is not None and int(fail_rank) == rank:
+            raise RuntimeError(f"injected failure: {ENV_FAIL_RANK}={fail_rank} (after the first step)")
+        allreduce_s.append(timer.take_seconds() / steps)
         dist.barrier()  # the next block starts together: rank 0's evaluation is in nobody's timing
-    timer.timing = False
-    if not step_s:  # too few steps for a warm-up block: every step after the first call
-        step_s = [(run_s - first_call_s) / (plan.steps - 1)] if plan.steps > 1 else [first_call_s]
+
+    result = train_once(
+        lambda: train_step(model, optimizer, *make_batch(batch, generator, net.config.input_size)),
+        device,
+        plan,
+        None if test_set is None else lambda: evaluate(net, test_set),
+        loss=mean_loss,  # type: ignore[arg-type]
+        after=after,
+    )
     samples: dict[str, object] = {
         "rank": rank,
         "local_rank": local_rank,
         "node": int(os.environ.get("GROUP_RANK", 0)),  # torchrun's index of this rank's node
         "host": socket.gethostname(),
         "device": str(device),
-        "step_ms": [s * 1e3 for s in step_s],
-        "allreduce_ms": [s * 1e3 for s in allreduce_s],
-        "allreduce_calls_per_step": timer.calls / max(1, plan.steps - 1),
-        "first_call_s": first_call_s,
-        "run_s": run_s,
+        "step_ms": [s * 1e3 for s in result.step_s],
+        "allreduce_ms": [s * 1e3 for s in allreduce_s[1 + plan.warmup_blocks :]],
+        "allreduce_calls_per_step": timer.calls / plan.steps,
+        "first_call_s": result.first_call_s,
+        "run_s": result.run_s,
     }
-    if test_set is None:
+    if result.metrics is None or result.verdict is None:
         return samples, None
-    metrics = evaluate(net, test_set)
-    final = verdict(metrics, plan.target_mae)
     outcome: dict[str, object] = {
-        "loss_curve": {str(s): v for s, v in loss_curve.items()},  # JSON keys are strings
-        "mae_curve": {str(s): v for s, v in mae_curve.items()},
-        "steps_to_target": steps_to_target,
-        "time_to_target_s": time_to_target_s,
-        "final_metrics": asdict(metrics),
-        "converged": final.converged,
-        "verdict": final.reason,
+        "loss_curve": {str(s): v for s, v in result.loss_curve.items()},  # JSON keys are strings
+        "mae_curve": {str(s): v for s, v in result.mae_curve.items()},
+        "steps_to_target": result.steps_to_target,
+        "time_to_target_s": result.time_to_target_s,
+        "final_metrics": asdict(result.metrics),
+        "converged": result.verdict.converged,
+        "verdict": result.verdict.reason,
         "parameters": count_parameters(net),
     }
     return samples, outcome

@@ -1,11 +1,9 @@
 """A batched ensemble of E Nets that train together, each exactly as the plain Net would alone.
 
-Member i holds the weights of `init_net(net_config, seed_i)` stacked along a leading axis
-(weights (E, out, in), biases (E, out)), runs on its own batches from its own generator, and
-its loss is the plain Net's MSE (mean over its own batch). The per-member losses are summed
-before backward, so member i's gradient is the plain Net's gradient; a single torch.optim.Adam
-over the stacked parameters is then per-member Adam, because Adam is elementwise. Training 32
-seeds this way costs a few times one seed on a CPU instead of 32 times.
+Member i holds `init_net(net_config, seed_i)`'s weights stacked on a leading axis and trains on its
+own batches with the plain Net's MSE. The member losses are summed before backward, so each member
+gets the plain Net's gradient, and one Adam over the stacked parameters is per-member Adam (Adam is
+elementwise): 32 seeds cost a few times one seed, not 32 times.
 
     python -c "from bench.measure.ensemble import init_ensemble; print(init_ensemble(__import__('sumnet').NetConfig(), [0, 1]))"
 """
@@ -46,12 +44,9 @@ class EnsembleNet(nn.Module):
     def members(self) -> int:
         return self.weights[0].shape[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """Forward of the members in `members` (a slice keeps held-out evaluation small)."""
         # (E, B, 30) -> (E, B, 60) -> (E, B, 60) -> (E, B, 1); a shared (B, 30) broadcasts to every member
-        return self.forward_members(x, slice(None))
-
-    def forward_members(self, x: torch.Tensor, members: slice) -> torch.Tensor:
-        """Forward of the members in `members` only (a slice keeps held-out evaluation small)."""
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             w, b = w[members], b[members]
@@ -88,12 +83,8 @@ def make_member_generators(seeds: Sequence[int], device: torch.device | str = "c
 def make_member_batches(
     generators: Sequence[torch.Generator], batch_size: int, input_size: int = 30
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs (E, B, in) and targets (E, B, 1): row i is `sumnet.data.make_batch` from generator i.
-
-    One randint per generator (each member's own stream, as make_batch draws it), then the
-    scaling and the sums for all members at once: half the small kernels of stacking E batches.
-    tests/test_ensemble.py checks the result against make_batch.
-    """
+    """Inputs (E, B, in) and targets (E, B, 1): row i is `sumnet.data.make_batch` from generator i,
+    with one randint per member's stream, then the scaling and sums for all members at once."""
     device = generators[0].device
     ints = torch.empty((len(generators), batch_size, input_size), dtype=torch.int64, device=device)
     for row, gen in zip(ints, generators):
@@ -113,11 +104,8 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")  # device types with a fused Adam kernel in
 
 
 def make_ensemble_optimizer(ensemble: EnsembleNet, lr: float = 1e-3) -> torch.optim.Adam:
-    """torch.optim.Adam with PyTorch's defaults over the stacked parameters: elementwise, so per-member Adam.
-
-    Where PyTorch has it, the fused implementation: the same update as the plain Net's default
-    (foreach) Adam up to float rounding, in one kernel over all members, so cheaper per step.
-    """
+    """torch.optim.Adam with PyTorch's defaults over the stacked parameters (per-member Adam), fused
+    where PyTorch has it: the plain Net's update up to float rounding, in one kernel for all members."""
     fused = True if ensemble.weights[0].device.type in FUSED_ADAM_DEVICES else None
     return torch.optim.Adam(ensemble.parameters(), lr=lr, fused=fused)
 
@@ -145,6 +133,6 @@ def member_metrics(ensemble: EnsembleNet, inputs: torch.Tensor, targets: torch.T
     metrics = []
     for start in range(0, ensemble.members, EVAL_MEMBERS_PER_CHUNK):
         chunk = slice(start, start + EVAL_MEMBERS_PER_CHUNK)
-        predictions = ensemble.forward_members(inputs, chunk)  # (e, N, 1)
+        predictions = ensemble(inputs, chunk)  # (e, N, 1)
         metrics += [metrics_from_predictions(p, targets) for p in predictions]
     return metrics

@@ -20,9 +20,8 @@ import torch
 
 from bench import HARNESS_VERSION
 
-# Fields that change from run to run on one machine (the clock, the command, the checkout, the
-# compile cache's state): not a description of the machine, so pytest-benchmark's machine_info,
-# which its --benchmark-compare checks for equality, leaves them out (see machine()).
+# Fields that change from run to run on one machine: pytest-benchmark's machine_info, which its
+# --benchmark-compare checks for equality, leaves them out (machine()).
 PER_RUN_FIELDS = ("timestamp_utc", "argv", "git_commit", "git_dirty", "inductor_cache_warm")
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -52,8 +51,7 @@ def _git() -> tuple[str, bool | None]:
     commit = _run(["git", "rev-parse", "--short=12", "HEAD"])
     if not commit:
         return "", None
-    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
-    return commit, dirty
+    return commit, bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
 
 
 def _command_line() -> str:
@@ -80,8 +78,8 @@ def _inductor_cache() -> tuple[str, bool]:
 
 
 def collect() -> dict[str, object]:
-    """The run-level environment as a flat dict of JSON-friendly values. The threads a record ran
-    with are on the record (its ConfigKey); `default_threads` is torch's default here."""
+    """The run-level environment as a flat dict of JSON-friendly values (a record's own threads are
+    on its ConfigKey; `default_threads` is torch's default here)."""
     cuda = torch.cuda.is_available()
     driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]) if cuda else ""
     commit, dirty = _git()
@@ -116,8 +114,7 @@ THREADS_PER_CORE_LIMIT = 4  # oversubscription a user may want to measure; beyon
 
 
 def max_threads() -> int:
-    """The most torch threads a flag may ask for here: 4 per core (libgomp aborts the process on
-    absurd counts, e.g. 100,000, instead of raising)."""
+    """The most torch threads a flag may ask for here (libgomp aborts on absurd counts, not raises)."""
     return THREADS_PER_CORE_LIMIT * (os.cpu_count() or 1)
 
 

@@ -1,6 +1,6 @@
-"""Kernels per training step and microseconds per kernel on CUDA (torch.profiler), and the launch
-latency of one kernel in a CUDA graph: why a mode is as fast as it is. Measured outside the timed
-runs, on the trainer that was just timed; on other devices there is nothing to count (None).
+"""Kernels per training step and microseconds per kernel on CUDA (torch.profiler), and one kernel's
+launch latency in a CUDA graph: why a mode is as fast as it is. Measured outside the timed runs; None
+off CUDA.
 
     python -c "import torch; from bench.modes import build_trainer; from bench.measure.kernels import profile_kernels; t = build_trainer('eager', 'cuda'); print(profile_kernels(t.step, torch.device('cuda')))"
 """

@@ -1,13 +1,11 @@
 """The measuring process's own steadiness and footprint: glibc malloc's thresholds, the page faults
 a timed region takes, and the peak resident memory of one configuration.
 
-    python -c "from bench.measure.process import pin_malloc; print(pin_malloc())"
+glibc adapts its trim and mmap thresholds to the process's history, so in some processes every large
+forward takes fresh pages from the kernel and in others none; `bench run` and the pytest-benchmark
+suite fix the thresholds before timing so every process is the fast one (docs/validation.md).
 
-glibc's malloc adapts its trim and mmap thresholds to the process's history: in some processes each
-large forward gets fresh pages from the kernel (thousands of page faults per call, and a slower
-call); in others none. Fixed thresholds keep freed memory in the heap, so every process is the fast
-one. `bench run` and the pytest-benchmark suite pin them before timing (docs/validation.md has the
-measured difference).
+    python -c "from bench.measure.process import pin_malloc; print(pin_malloc())"
 """
 
 from __future__ import annotations

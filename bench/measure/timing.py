@@ -1,8 +1,5 @@
-"""The one place that reads a clock: block timing with the right clock for the device.
-
-On CUDA the clock is a pair of CUDA events around a block of calls (the GPU's own timeline,
-no queued work escapes); elsewhere it is `time.perf_counter` after a device sync. A sample is
-the mean time of one call within a block of `block` calls.
+"""The one place that reads a clock: a block of calls timed by CUDA events on CUDA (the GPU's own
+timeline), by `time.perf_counter` after a device sync elsewhere; a sample is the block's mean per call.
 
     python -c "from bench.measure.timing import time_blocks; import time; print(time_blocks(lambda: time.sleep(0.001), 'cpu', 5, 2))"
 """

@@ -1,7 +1,7 @@
 """The two measured workloads: a training run (timed per block, evaluated between blocks) and
 an inference sweep over batch sizes. They return raw samples; nothing here renders.
 
-    python -c "from bench.measure.workloads import *; from bench.modes import build_trainer; print(measure_training(lambda: build_trainer('eager', 'cpu'), 'cpu', TrainPlan(steps=300, repeats=1)).summary())"
+    python -c "from bench.measure.workloads import *; from bench.modes import build_trainer; print(measure_training(lambda: build_trainer('eager', 'cpu'), 'cpu', TrainPlan(steps=300, repeats=1)).step_ms)"
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.analysis.stats import Summary
 from bench.errors import describe
 from bench.measure.process import minor_page_faults
 from bench.measure.timing import calls_for_duration, time_block, time_blocks, time_call
@@ -42,8 +41,8 @@ class RepeatResult:
     mae_curve: dict[int, float]  # step -> held-out MAE at each block end
     steps_to_target: int | None
     time_to_target_s: float | None
-    metrics: Metrics
-    verdict: Verdict
+    metrics: Metrics | None = None  # None where the run had no held-out set (DDP ranks but 0)
+    verdict: Verdict | None = None
 
 
 @dataclass
@@ -60,9 +59,6 @@ class TrainMeasurement:
         """Steady-state step samples of every repeat, pooled, in milliseconds."""
         return [s * 1e3 for r in self.repeats for s in r.step_s]
 
-    def summary(self) -> Summary:
-        return Summary.of(self.step_ms)
-
 
 def block_sizes(steps: int, block: int) -> list[int]:
     """Steps per block after the first call, so blocks end on multiples of `block` (and at `steps`)."""
@@ -74,49 +70,51 @@ def block_sizes(steps: int, block: int) -> list[int]:
     return sizes
 
 
-def train_once(trainer: Trainer, device: torch.device, plan: TrainPlan, test_set: TestSet) -> RepeatResult:
-    """One training run of `plan.steps` steps; the held-out set must already be on `device`."""
+def train_once(
+    step: Callable[[], object],
+    device: torch.device | str,
+    plan: TrainPlan,
+    held_out: Callable[[], Metrics] | None,
+    loss: Callable[[object], float] = float,
+    after: Callable[[int], None] = lambda steps: None,
+) -> RepeatResult:
+    """One training run of `plan.steps` calls of `step` (which returns the loss): the first call timed
+    alone, then blocks. Untimed after each block: `loss(last loss)`, `held_out()` (timed apart) and
+    `after(steps in the block)`, which also follows the first call as `after(1)`."""
     last: list[object] = [None]
 
-    def step() -> None:
-        last[0] = trainer.step()
+    def one_step() -> None:
+        last[0] = step()
 
-    def held_out() -> Metrics:
-        return metrics_from_predictions(trainer.predict(test_set.inputs), test_set.targets)
-
-    first_call_s = time_call(step, device)
-    run_s, eval_s, done = first_call_s, 0.0, 1
-    step_s: list[float] = []
-    loss_curve: dict[int, float] = {}
-    mae_curve: dict[int, float] = {}
-    steps_to_target, time_to_target = None, None
+    first_call_s = time_call(one_step, device)
+    after(1)
+    result = RepeatResult(first_call_s, first_call_s, 0.0, [], {}, {}, None, None)
+    done, evals = 1, []
     for index, size in enumerate(block_sizes(plan.steps, plan.block_steps)):
-        per_step = time_block(step, device, size)
-        run_s += per_step * size
+        per_step = time_block(one_step, device, size)
+        result.run_s += per_step * size
         done += size
         if index >= plan.warmup_blocks:
-            step_s.append(per_step)
-        loss_curve[done] = float(last[0])
-        mae = [math.nan]
-        eval_s += time_call(lambda: mae.__setitem__(0, held_out().mae), device)  # noqa: B023
-        mae_curve[done] = mae[0]
-        if steps_to_target is None and mae[0] < plan.target_mae:
-            steps_to_target, time_to_target = done, run_s
-    if not step_s:  # too few steps for a warm-up block: every step after the first call
-        step_s = [(run_s - first_call_s) / (plan.steps - 1)] if plan.steps > 1 else [first_call_s]
-    metrics = held_out()
-    return RepeatResult(
-        first_call_s=first_call_s,
-        run_s=run_s,
-        eval_s=eval_s,
-        step_s=step_s,
-        loss_curve=loss_curve,
-        mae_curve=mae_curve,
-        steps_to_target=steps_to_target,
-        time_to_target_s=time_to_target,
-        metrics=metrics,
-        verdict=verdict(metrics, plan.target_mae),
-    )
+            result.step_s.append(per_step)
+        result.loss_curve[done] = loss(last[0])
+        if held_out is not None:
+            result.eval_s += time_call(lambda: evals.append(held_out()), device)
+            result.mae_curve[done] = evals[-1].mae
+            if result.steps_to_target is None and evals[-1].mae < plan.target_mae:
+                result.steps_to_target, result.time_to_target_s = done, result.run_s
+        after(size)
+    if not result.step_s:  # too few steps for a warm-up block: every step after the first call
+        run_s = result.run_s
+        result.step_s = [(run_s - first_call_s) / (plan.steps - 1)] if plan.steps > 1 else [first_call_s]
+    if held_out is not None:
+        result.metrics = held_out()
+        result.verdict = verdict(result.metrics, plan.target_mae)
+    return result
+
+
+def trainer_metrics(trainer: Trainer, test_set: TestSet) -> Callable[[], Metrics]:
+    """The held-out metrics of `trainer` on `test_set` (on its device), for train_once."""
+    return lambda: metrics_from_predictions(trainer.predict(test_set.inputs), test_set.targets)
 
 
 def measure_training(
@@ -131,7 +129,8 @@ def measure_training(
     test_set = (test_set or make_test_set()).to(device)
     result = TrainMeasurement()
     for r in range(plan.repeats):
-        result.repeats.append(train_once(make_trainer(), device, plan, test_set))
+        trainer = make_trainer()
+        result.repeats.append(train_once(trainer.step, device, plan, trainer_metrics(trainer, test_set)))
         if on_repeat is not None:
             on_repeat(r)
     return result
@@ -176,9 +175,8 @@ class InferencePoint:
 def measure_inference(
     trainer: Trainer, device: torch.device | str, plan: InferencePlan
 ) -> Iterator[InferencePoint]:
-    """Yield the latency samples of the trainer's forward for each batch size in turn, inputs
-    pre-built on the device. A batch size that fails (out of memory, any error) yields its point with
-    the reason, and the sweep goes on, so the caller saves each point as it comes."""
+    """Yield each batch size's latency samples of the trainer's forward (inputs built on the device);
+    one that fails (out of memory, any error) yields its point with the reason and the sweep goes on."""
     device = torch.device(device)
     generator = make_generator(INFERENCE_SEED, device)
     for batch_size in plan.batch_sizes:
