@@ -14,8 +14,7 @@ from itertools import groupby
 
 from bench.errors import UsageError
 from bench.history.changepoints import METHOD, MIN_RUNS, Change, detect, with_interval
-from bench.history.db import History
-from bench.history.model import Machine, Point
+from bench.history.db import History, Machine, Point
 from bench.records import ConfigKey
 
 SHOWN_KEYS = 8  # an unknown --config lists this many known ones
