@@ -70,6 +70,10 @@ class Change:
     def slower(self) -> bool:
         return self.ratio > 1
 
+    @property
+    def direction(self) -> str:
+        return "slower" if self.slower else "faster"
+
 
 def noise_sigma(log_medians: np.ndarray, rel_se: Sequence[float | None] | None = None) -> float:
     """The series' noise in log units (see the module docstring)."""

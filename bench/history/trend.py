@@ -20,7 +20,7 @@ from bench.records import ConfigKey
 SHOWN_KEYS = 8  # an unknown --config lists this many known ones
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the dashboard maps each series to its page
 class Series:
     """One configuration on one machine, oldest run first."""
 
@@ -118,9 +118,8 @@ def describe_change(series: Series, change: Change) -> str:
     interval = "" if math.isnan(change.ci_low) else f" (95% CI {change.ci_low:.3f}-{change.ci_high:.3f})"
     p = "p < 0.001" if change.p_value < 0.001 else f"p = {change.p_value:.3f}"
     n_before, n_after = change.before[1] - change.before[0], change.after[1] - change.after[0]
-    direction = "slower" if change.slower else "faster"
     return (
-        f"{direction} x{change.ratio:.3f}{interval}, {change.kind} {where} ({runs}), {p}, "
+        f"{change.direction} x{change.ratio:.3f}{interval}, {change.kind} {where} ({runs}), {p}, "
         f"{n_before} vs {n_after} runs"
     )
 
