@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 
 from bench.errors import UsageError
@@ -28,7 +28,7 @@ class Series:
     config: ConfigKey
     metric: str  # step_ms | latency_ms
     points: list[Point]
-    changes: list[Change] = field(default_factory=list)
+    changes: list[Change]
 
     def recent_change(self, runs: int) -> Change | None:
         """The newest change whose first run is among the last `runs` runs, if any."""
@@ -73,12 +73,11 @@ def select_machines(machines: dict[str, Machine], pattern: str | None) -> set[st
 
 
 def trends(
-    history: History, configs: Sequence[str] | None = None, machine: str | None = None, intervals: bool = True
+    history: History, configs: Sequence[str] | None = None, machine: str | None = None
 ) -> list[Series]:
-    """Every series in the history (or those matching `configs` / `machine`), with change points;
-    `intervals` adds the bootstrap interval of each change's size (reads the raw samples around it)."""
-    all_configs = history.configs()
-    machines = history.machines()
+    """Every series in the history (or those matching `configs` / `machine`) with its change points,
+    each with the bootstrap interval of its size (from the raw samples of the runs around it)."""
+    all_configs, machines = history.configs(), history.machines()
     keys = select_configs(list(all_configs), configs)
     fingerprints = select_machines(machines, machine)
     series = []
@@ -86,20 +85,14 @@ def trends(
         if fingerprints is not None and fp not in fingerprints:
             continue
         points = list(group)
-        one = Series(machines[fp], all_configs[key], points[0].metric, points)
-        one.changes = detect([p.median for p in points], [p.median_rel_se for p in points])
-        if intervals and one.changes:
-            one.changes = _with_intervals(history, one)
-        series.append(one)
+        changes = detect([p.median for p in points], [p.median_rel_se for p in points])
+        if changes:
+            around = {i for c in changes for span in (c.before, c.after) for i in range(*span)}
+            raw = history.samples_of(key, points[0].metric, [points[i].run_id for i in around])
+            samples = [raw.get(p.run_id) or [p.median] for p in points]
+            changes = [with_interval(c, samples) for c in changes]
+        series.append(Series(machines[fp], all_configs[key], points[0].metric, points, changes))
     return series
-
-
-def _with_intervals(history: History, series: Series) -> list[Change]:
-    needed = {i for c in series.changes for span in (c.before, c.after) for i in range(*span)}
-    run_ids = [series.points[i].run_id for i in sorted(needed)]
-    raw = history.samples_of(str(series.config), series.metric, run_ids)
-    samples = [raw.get(p.run_id) or [p.median] for p in series.points]
-    return [with_interval(c, samples) for c in series.changes]
 
 
 # --- text ----------------------------------------------------------------------------------------
