@@ -68,10 +68,6 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def _change_cell(change) -> str:
     if change is None:
         return ""
@@ -154,7 +150,7 @@ def _latest_table(series: Sequence[Series], pages: dict[Series, str]) -> str:
             p = s.points[-1]
             tip = f"{len(s.points)} runs; latest {p.time_utc:%Y-%m-%d %H:%M} UTC, commit {commit_label(p)}"
             tds.append(
-                f'<td class="num"><a href="{pages[s]}" title="{html.escape(tip)}">{_spark(s)} {_fmt(p.median)}</a>'
+                f'<td class="num"><a href="{pages[s]}" title="{html.escape(tip)}">{_spark(s)} {p.median:.4g}</a>'
                 f"{_change_cell(s.recent_change(RECENT_RUNS))}</td>"
             )
         out.append("<tr>" + "".join(tds) + "</tr>")
@@ -210,7 +206,7 @@ def _series_page(s: Series, generated: str) -> str:
         replace(c, first=c.first - offset, last=c.last - offset) for c in s.changes if c.first > offset
     ]
     labels = [commit_label(p, missing=f"{p.time_utc:%m-%d %H:%M}") for p in shown]
-    tips = [f"{commit_label(p)} at {p.time_utc:%Y-%m-%d %H:%M} UTC: {_fmt(p.median)} ms" for p in shown]
+    tips = [f"{commit_label(p)} at {p.time_utc:%Y-%m-%d %H:%M} UTC: {p.median:.4g} ms" for p in shown]
     svg = trend_svg(
         [p.median for p in shown], labels, shifted, tips, title=f"{s.config} on {s.machine.label}"
     )
@@ -240,7 +236,7 @@ def _series_page(s: Series, generated: str) -> str:
         se = "" if p.median_rel_se is None else f"{p.median_rel_se:.1%}"
         parts.append(
             f"<tr><td>{p.time_utc:%Y-%m-%d %H:%M}</td><td><code>{esc(commit_label(p))}</code></td>"
-            f'<td class="num">{_fmt(p.median)}</td><td class="num">{se}</td><td><code>{esc(p.run_id)}</code></td></tr>'
+            f'<td class="num">{p.median:.4g}</td><td class="num">{se}</td><td><code>{esc(p.run_id)}</code></td></tr>'
         )
     parts.append("</table>")
     return _page(f"{str(s.config)} - sumnet-bench history", "\n".join(parts))

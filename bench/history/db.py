@@ -279,17 +279,16 @@ def _use_wal(cursor) -> None:
                 cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as err:
-            text = str(err).lower()
-            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+            if not _lost_race(err) or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
             delay = min(2 * delay, 0.5)
 
 
-def _lost_race(err: sa.exc.OperationalError) -> bool:
+def _lost_race(err: BaseException) -> bool:
     """A lock race worth retrying: SQLite busy/locked, PostgreSQL deadlock or serialization failure."""
-    text = str(err.orig).lower()
-    return "locked" in text or "busy" in text or getattr(err.orig, "sqlstate", None) in _RETRY_SQLSTATES
+    text = str(err).lower()
+    return "locked" in text or "busy" in text or getattr(err, "sqlstate", None) in _RETRY_SQLSTATES
 
 
 T = TypeVar("T")
@@ -328,7 +327,7 @@ class History:
                     with conn.begin():
                         return work(conn)
             except sa.exc.OperationalError as err:
-                if attempt == WRITE_ATTEMPTS - 1 or not _lost_race(err):
+                if attempt == WRITE_ATTEMPTS - 1 or not _lost_race(err.orig):
                     raise UsageError(f"cannot write to the history {self.where}: {_describe(err)}") from None
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
