@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from bench.history.db import Machine, RunEntry
 from bench.history.ingest import record_entry
-from bench.history.model import Machine, RunEntry
 from bench.records import ConfigKey, Record, timing_metric_for
 
 CPU_BOX = Machine("cpu0cpu0cpu0", "Intel(R) Xeon(R) Processor", "", "2.13.0+cpu", "")

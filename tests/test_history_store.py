@@ -202,7 +202,7 @@ def _writer(url: str, first: int, count: int, go: str) -> None:
         pass
     with open_history(url) as history:
         for entry in entries:
-            history.add_run(entry)
+            history.add_runs([entry])
 
 
 def test_two_processes_creating_and_ingesting_at_once_lose_nothing(history_url, tmp_path):

@@ -1,16 +1,7 @@
 """Change points in a series of run medians: where the speed of a configuration changed, by how much,
-and how sure that is.
-
-PELT (`ruptures` KernelCPD, linear kernel: least squares) segments the log run medians divided by
-the series' noise (METHOD says the parameters); each candidate must then pass a rank-sum permutation
-test between the runs around it. Same-direction candidates close together are one "drift" (the asv
-#932 case: 1% per commit is never a significant step, 15% over 15 commits is). MAX_P is strict
-because the test looks at the split PELT chose as the most different one.
-
-The noise is the largest of the run-to-run differences' MAD, the median's own standard error from
-each run's raw samples (a bimodal configuration is not mistaken for a quiet one) and NOISE_FLOOR.
-A change's size interval is a two-stage bootstrap (runs, then their raw samples), which keeps the
-run-to-run spread; a pooled-sample interval would be too narrow. Rates: scripts/history_rates.py.
+and how sure that is (METHOD says how). Same-direction candidates close together are one "drift"
+(asv #932: 1% per commit is never a significant step, 15% over 15 commits is). Rates found and
+missed: scripts/history_rates.py.
 
     python -c "from bench.history.changepoints import detect; print(detect([1.0] * 20 + [1.2] * 6))"
 """
@@ -30,7 +21,7 @@ PENALTY_PER_LOG_N = 4.0  # PELT penalty per change, x ln(n), in units of the noi
 MIN_SEGMENT_RUNS = 2  # shortest segment PELT may cut (one odd run is not a change)
 MIN_RUNS = 6  # shorter series are not searched
 NOISE_FLOOR = 0.005  # 0.5%: no series is treated as quieter than this (relative, log units)
-MAX_P = 0.001  # a change must pass the two-sided rank-sum test at this level (~0.05 / 50 split points)
+MAX_P = 0.001  # a change must pass the rank-sum test at this (strict: PELT chose the most different split)
 MIN_CHANGE = 0.02  # ... and move the median by at least 2%
 WINDOW_RUNS = 20  # runs compared on each side of a change, at most
 DRIFT_GAP_RUNS = 15  # same-direction changes this close (a drift over 15 commits, cut twice) are one drift
@@ -70,9 +61,14 @@ class Change:
     def slower(self) -> bool:
         return self.ratio > 1
 
+    @property
+    def direction(self) -> str:
+        return "slower" if self.slower else "faster"
+
 
 def noise_sigma(log_medians: np.ndarray, rel_se: Sequence[float | None] | None = None) -> float:
-    """The series' noise in log units (see the module docstring)."""
+    """The series' noise in log units: the largest of the run-to-run differences' MAD, the medians' own
+    standard errors (a bimodal configuration is not taken for a quiet one) and NOISE_FLOOR."""
     diffs = np.diff(log_medians)
     spread = 0.0
     if len(diffs) >= 2:
@@ -84,12 +80,9 @@ def noise_sigma(log_medians: np.ndarray, rel_se: Sequence[float | None] | None =
 
 def rank_sum_p(before: Sequence[float], after: Sequence[float], seed: int = SEED) -> float:
     """Two-sided Mann-Whitney test as a permutation test of the rank sum, ties at average ranks; exact
-    (every split listed) up to EXACT_SPLITS splits, where the decision is closest, else PERMUTATIONS.
-
-    Not bench.analysis.significance.mann_whitney_p (scipy's U test): with ties scipy falls back to
-    the normal approximation, which cannot reach MAX_P with 4 runs after a change (20 before), so a
-    10% step would be found a run later (scripts/history_rates.py shows it); scipy's own
-    permutation method gives these p-values but enumerates far more slowly."""
+    up to EXACT_SPLITS splits, else PERMUTATIONS. Not significance.mann_whitney_p: with ties scipy's
+    normal approximation cannot reach MAX_P with 4 runs after a change, and its permutation method
+    is far slower."""
     from scipy.stats import rankdata
 
     a, b = np.asarray(after, dtype=float), np.asarray(before, dtype=float)
@@ -110,10 +103,8 @@ def rank_sum_p(before: Sequence[float], after: Sequence[float], seed: int = SEED
 
 
 def detect(medians: Sequence[float], rel_se: Sequence[float | None] | None = None) -> list[Change]:
-    """Changes in a series of run medians (positive times, oldest first), oldest change first.
-
-    `rel_se`: each run's standard error of its median / median (from its raw samples; None unknown).
-    """
+    """Changes in a series of run medians (positive times, oldest first), oldest change first;
+    `rel_se`: each run's standard error of its median / median (None: unknown)."""
     m = np.asarray(medians, dtype=float)
     if len(m) < MIN_RUNS:
         return []
@@ -151,8 +142,8 @@ def detect(medians: Sequence[float], rel_se: Sequence[float | None] | None = Non
 
 
 def with_interval(change: Change, samples: Sequence[Sequence[float]]) -> Change:
-    """The change with its size interval, given every run's raw samples (index-aligned to the series):
-    two-stage (runs, then their raw samples; a run without them gives its median as its one sample)."""
+    """The change with its size interval from every run's raw samples (index-aligned to the series):
+    two-stage (runs, then their samples), so it keeps the run-to-run spread a pooled one would lose."""
     before = [samples[i] for i in range(*change.before)]
     after = [samples[i] for i in range(*change.after)]
     low, high = bootstrap_ratio_interval(after, before, CONFIDENCE, INTERVAL_RESAMPLES, SEED)

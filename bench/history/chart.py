@@ -2,7 +2,7 @@
 marked (a dashed line at a step, a shaded band over a drift, labelled with the change's size). Pure
 text out: no plotting library, no script, no external file, so the page opens from file://.
 
-    python -c "from bench.history.chart import trend_svg; print(trend_svg([1, 1.1, 1.05], ['a', 'b', 'c'], []))"
+    python -c "from bench.history.chart import trend_svg; print(trend_svg([1, 1.1], ['a', 'b'], [], ['a', 'b']))"
 """
 
 from __future__ import annotations
@@ -46,12 +46,11 @@ def trend_svg(
     medians: Sequence[float],
     labels: Sequence[str],
     changes: Sequence[Change],
-    tooltips: Sequence[str] | None = None,
-    unit: str = "ms",
+    tooltips: Sequence[str],
     title: str = "",
 ) -> str:
-    """The chart as an <svg> element. `labels[i]` names run i (its commit); `tooltips[i]` is shown on
-    hover of its point; `changes` index the same runs (positions as in bench.history.changepoints)."""
+    """The chart of medians in ms as an <svg> element. `labels[i]` names run i (its commit); `tooltips[i]`
+    is shown on hover of its point; `changes` index the same runs (as in bench.history.changepoints)."""
     n = len(medians)
     if n == 0:
         return '<svg class="trend" viewBox="0 0 10 10" role="img"><title>no runs</title></svg>'
@@ -81,7 +80,7 @@ def trend_svg(
         )
     parts.append(
         f'<text x="14" y="{MARGIN_TOP + plot_h / 2:.0f}" transform="rotate(-90 14 {MARGIN_TOP + plot_h / 2:.0f})" '
-        f'text-anchor="middle" class="axis">median {esc(unit)}</text>'
+        f'text-anchor="middle" class="axis">median ms</text>'
     )
     for k, c in enumerate(changes):
         colour = SLOWER_COLOUR if c.slower else FASTER_COLOUR
@@ -106,9 +105,9 @@ def trend_svg(
     parts.append(f'<polyline points="{points}" fill="none" stroke="{LINE_COLOUR}" stroke-width="1.8"/>')
     if n <= 400:  # hoverable dots; a longer series keeps only the line
         for i, v in enumerate(medians):
-            tip = tooltips[i] if tooltips else f"{labels[i]}: {v:.4g} {unit}"
             parts.append(
-                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.2" fill="{LINE_COLOUR}"><title>{esc(tip)}</title></circle>'
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.2" fill="{LINE_COLOUR}">'
+                f"<title>{esc(tooltips[i])}</title></circle>"
             )
     every = max(1, math.ceil(n / MAX_X_LABELS))
     for i in range(0, n, every):

@@ -21,7 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ingest.add_argument(
         "runs", nargs="+", metavar="RUN", help="a run folder, results.csv, run.json or pytest-benchmark JSON"
     )
-    add_db_argument(ingest)
     trend = sub.add_parser("trend", help="run medians over commits and their change points")
     trend.add_argument(
         "--config",
@@ -33,36 +32,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trend.add_argument(
         "--last", type=non_negative_int, default=10, help="runs listed per series (default 10)"
     )
-    add_db_argument(trend)
     gate = sub.add_parser("gate", help="fail on a significant slowdown against the recent history")
     add_gate_arguments(gate)
-    add_db_argument(gate)
+    for action in (ingest, trend, gate):
+        add_db_argument(action)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.action == "gate":
+        from bench.commands.gate import gate_history  # the one gate, bench gate --history
+
+        return gate_history(args.db, args.current, args.window, args.max_slowdown)
+    from bench.history.db import open_history
+
     if args.action == "ingest":
-        return _ingest(args)
-    if args.action == "trend":
-        return _trend(args)
-    from bench.commands.gate import gate_history  # gate: the one gate, bench gate --history
+        from bench.history.ingest import ingest
 
-    return gate_history(args.db, args.current, args.window, args.max_slowdown)
-
-
-def _ingest(args: argparse.Namespace) -> int:
-    from bench.history.db import open_history
-    from bench.history.ingest import ingest
-
-    with open_history(args.db, create=True) as history:
-        for done in ingest(history, args.runs):
-            state = "added" if done.added else "already stored"
-            print(f"{state}: {done.source} (run {done.run_id}, {done.records} records)")
-        print(f"{history.where}: {history.count_runs()} runs")
-    return 0
-
-
-def _trend(args: argparse.Namespace) -> int:
-    from bench.history.db import open_history
+        with open_history(args.db, create=True) as history:
+            for done in ingest(history, args.runs):
+                state = "added" if done.added else "already stored"
+                print(f"{state}: {done.source} (run {done.run_id}, {done.records} records)")
+            print(f"{history.where}: {history.count_runs()} runs")
+        return 0
     from bench.history.trend import render_text, trends
 
     with open_history(args.db, create=False) as history:

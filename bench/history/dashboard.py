@@ -1,13 +1,7 @@
-"""The dashboard: a static site from the history that opens from file:// with no server and no network.
-
-    index.html           latest result of every configuration per machine and device (CPU and GPU
-                         side by side in one table), recent change points, the machines
-    series/<name>.html   one per machine and configuration: the trend chart (inline SVG, commits
-                         as labels, change points marked), every change, the runs newest first
-
-Everything is inline (CSS and SVG; one small script only records script errors into the page so
-a browser test can see them); nothing is fetched. The folder gets a marker file, MARKER: a folder
-whose index.html or series/ the dashboard did not write is refused, never overwritten.
+"""The dashboard: a static site from the history that opens from file:// with no server and no network:
+index.html (the latest result of every configuration per machine and device, recent change points,
+the machines) and series/<name>.html (one trend chart per machine and configuration, its changes and
+runs). Everything is inline; a folder without the MARKER file is refused, never overwritten.
 
     python -m bench dashboard --out results/dashboard
 """
@@ -74,16 +68,13 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def _change_cell(change) -> str:
     if change is None:
         return ""
-    css = "slower" if change.slower else "faster"
     arrow = "&#9650;" if change.slower else "&#9660;"  # up / down triangle
-    return f' <span class="{css}" title="recent change">{arrow}&nbsp;{change.ratio - 1:+.0%}</span>'
+    return (
+        f' <span class="{change.direction}" title="recent change">{arrow}&nbsp;{change.ratio - 1:+.0%}</span>'
+    )
 
 
 def _spark(s: Series) -> str:
@@ -93,9 +84,9 @@ def _spark(s: Series) -> str:
     return sparkline_svg([p.median for p in s.points[offset:]], shown)
 
 
-def _page_names(series: Sequence[Series]) -> dict[tuple[str, str], str]:
+def _page_names(series: Sequence[Series]) -> dict[Series, str]:
     """series/<machine>-<config slug>.html, made unique with a hash when two slugs collide."""
-    names: dict[tuple[str, str], str] = {}
+    names: dict[Series, str] = {}
     used: set[str] = set()
     for s in series:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", str(s.config)).strip("-")
@@ -103,7 +94,7 @@ def _page_names(series: Sequence[Series]) -> dict[tuple[str, str], str]:
         if name in used:
             name += "-" + hashlib.sha256(str(s.config).encode()).hexdigest()[:6]
         used.add(name)
-        names[(s.machine.fingerprint, str(s.config))] = f"series/{name}.html"
+        names[s] = f"series/{name}.html"
     return names
 
 
@@ -125,7 +116,7 @@ def _column_key(s: Series) -> tuple:
     return (s.machine.label, s.machine.fingerprint, device_rank, s.config.device, s.config.threads or 0)
 
 
-def _latest_table(series: Sequence[Series], pages: dict[tuple[str, str], str]) -> str:
+def _latest_table(series: Sequence[Series], pages: dict[Series, str]) -> str:
     """One table: a row per configuration (less device and threads), a column per machine, device and
     thread count, so a CPU and a GPU of one machine (and different machines) sit side by side."""
     columns = sorted({_column_key(s) for s in series})
@@ -158,9 +149,8 @@ def _latest_table(series: Sequence[Series], pages: dict[tuple[str, str], str]) -
                 continue
             p = s.points[-1]
             tip = f"{len(s.points)} runs; latest {p.time_utc:%Y-%m-%d %H:%M} UTC, commit {commit_label(p)}"
-            href = pages[(s.machine.fingerprint, str(s.config))]
             tds.append(
-                f'<td class="num"><a href="{href}" title="{html.escape(tip)}">{_spark(s)} {_fmt(p.median)}</a>'
+                f'<td class="num"><a href="{pages[s]}" title="{html.escape(tip)}">{_spark(s)} {p.median:.4g}</a>'
                 f"{_change_cell(s.recent_change(RECENT_RUNS))}</td>"
             )
         out.append("<tr>" + "".join(tds) + "</tr>")
@@ -186,12 +176,10 @@ def _index(series: Sequence[Series], pages, where: str, runs_total: int, generat
             '<table id="changes"><tr><th>when</th><th>machine</th><th>configuration</th><th>change</th></tr>'
         )
         for s, c in changes:
-            href = pages[(s.machine.fingerprint, str(s.config))]
-            css = "slower" if c.slower else "faster"
             parts.append(
                 f"<tr><td>{s.points[c.last].time_utc:%Y-%m-%d %H:%M}</td><td>{esc(s.machine.fingerprint)}</td>"
-                f'<td><a href="{href}">{esc(str(s.config))}</a></td>'
-                f'<td class="{css}">{esc(describe_change(s, c))}</td></tr>'
+                f'<td><a href="{pages[s]}">{esc(str(s.config))}</a></td>'
+                f'<td class="{c.direction}">{esc(describe_change(s, c))}</td></tr>'
             )
         parts.append("</table>")
     else:
@@ -214,17 +202,13 @@ def _series_page(s: Series, generated: str) -> str:
     esc = html.escape
     shown = s.points[-MAX_CHART_RUNS:]
     offset = len(s.points) - len(shown)
-    changes = [c for c in s.changes if c.first - 1 >= offset]
-    shifted = [replace(c, first=c.first - offset, last=c.last - offset) for c in changes]
+    shifted = [
+        replace(c, first=c.first - offset, last=c.last - offset) for c in s.changes if c.first > offset
+    ]
     labels = [commit_label(p, missing=f"{p.time_utc:%m-%d %H:%M}") for p in shown]
-    tips = [f"{commit_label(p)} at {p.time_utc:%Y-%m-%d %H:%M} UTC: {_fmt(p.median)} ms" for p in shown]
+    tips = [f"{commit_label(p)} at {p.time_utc:%Y-%m-%d %H:%M} UTC: {p.median:.4g} ms" for p in shown]
     svg = trend_svg(
-        [p.median for p in shown],
-        labels,
-        shifted,
-        tips,
-        unit="ms",
-        title=f"{str(s.config)} on {s.machine.label}",
+        [p.median for p in shown], labels, shifted, tips, title=f"{s.config} on {s.machine.label}"
     )
     parts = [
         '<p><a href="../index.html">&larr; all results</a></p>',
@@ -239,10 +223,7 @@ def _series_page(s: Series, generated: str) -> str:
     if s.changes:
         parts.append(
             "<ul>"
-            + "".join(
-                f'<li class="{"slower" if c.slower else "faster"}">{esc(describe_change(s, c))}</li>'
-                for c in s.changes
-            )
+            + "".join(f'<li class="{c.direction}">{esc(describe_change(s, c))}</li>' for c in s.changes)
             + "</ul>"
         )
     else:
@@ -251,11 +232,11 @@ def _series_page(s: Series, generated: str) -> str:
         '<h2>Runs</h2><table id="runs"><tr><th>time (UTC)</th><th>commit</th>'
         f"<th>median {esc(s.metric)}</th><th>std. error of the median</th><th>run id</th></tr>"
     )
-    for p in reversed(s.points[-MAX_CHART_RUNS:]):
+    for p in reversed(shown):
         se = "" if p.median_rel_se is None else f"{p.median_rel_se:.1%}"
         parts.append(
             f"<tr><td>{p.time_utc:%Y-%m-%d %H:%M}</td><td><code>{esc(commit_label(p))}</code></td>"
-            f'<td class="num">{_fmt(p.median)}</td><td class="num">{se}</td><td><code>{esc(p.run_id)}</code></td></tr>'
+            f'<td class="num">{p.median:.4g}</td><td class="num">{se}</td><td><code>{esc(p.run_id)}</code></td></tr>'
         )
     parts.append("</table>")
     return _page(f"{str(s.config)} - sumnet-bench history", "\n".join(parts))
@@ -279,7 +260,7 @@ def write_dashboard(db: str | Path | None, out_dir: str | Path) -> Path:
         (out / "series").mkdir(parents=True, exist_ok=True)
         (out / MARKER).write_text("written by `python -m bench dashboard`: it rewrites this folder\n")
         for s in series:
-            (out / pages[(s.machine.fingerprint, str(s.config))]).write_text(_series_page(s, generated))
+            (out / pages[s]).write_text(_series_page(s, generated))
         index = out / "index.html"
         index.write_text(_index(series, pages, where, runs_total, generated))
     except OSError as err:

@@ -1,12 +1,7 @@
-"""The results history: every run of every machine in one database, SQLite or PostgreSQL.
-
-One schema in SQLAlchemy Core for both: SQLite (a file, default `results/history.db`) for one
-machine or a CI cache, a `postgresql+psycopg://` URL for a team's machines. The tables (below): the
-schema version, machines, configurations, runs, their records and their raw samples as JSON.
-
-Writes are idempotent (ON CONFLICT DO NOTHING) and safe when several processes write at once: SQLite
-in WAL mode takes the write lock at BEGIN IMMEDIATE; both databases retry a transaction that lost a
-lock race. (WAL needs a local disk: shared histories belong in PostgreSQL.)
+"""The results history: every run of every machine in one database, SQLite (one machine, a CI cache)
+or PostgreSQL (a team's machines), one SQLAlchemy Core schema for both, and what it stores: machines,
+runs and their records keyed by the harness's ConfigKey. Writes are idempotent and safe when several
+processes write at once (SQLite: WAL on a local disk, BEGIN IMMEDIATE; both retry a lost lock race).
 
     python -c "from bench.history.db import open_history; print(open_history().count_runs())"
 """
@@ -20,8 +15,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as _pg
@@ -29,7 +25,6 @@ from sqlalchemy.dialects import sqlite as _sqlite
 
 from bench.errors import UsageError, first_line
 from bench.history import DB_ENV, DEFAULT_DB  # their one home: importable without sqlalchemy
-from bench.history.model import Machine, Point, RunEntry
 from bench.records import ConfigKey, json_safe
 
 SCHEMA_VERSION = 1  # bump on any change to the tables below; an older or newer database is refused
@@ -39,6 +34,73 @@ WRITE_ATTEMPTS = 5  # a transaction that lost a lock race (SQLite busy, PostgreS
 _RETRY_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock detected
 _SCHEMA_LOCK = 0x5375_6D4E  # PostgreSQL advisory lock held while creating the tables ("SumN")
 _WRITE = "history_write"  # execution option: this connection writes (SQLite: BEGIN IMMEDIATE)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine type: timings compare only within one fingerprint (bench.records.MUST_MATCH)."""
+
+    fingerprint: str
+    cpu_model: str
+    gpu_name: str
+    torch_version: str
+    cuda_version: str
+
+    @property
+    def label(self) -> str:
+        """`Intel Xeon · NVIDIA H200 · torch 2.11.0+cu130 · CUDA 13.0`, for tables and charts."""
+        gpu = self.gpu_name or "no GPU"
+        cuda = f"CUDA {self.cuda_version}" if self.cuda_version else "no CUDA"
+        return f"{self.cpu_model or '?'} · {gpu} · torch {self.torch_version or '?'} · {cuda}"
+
+
+@dataclass
+class RecordEntry:
+    """One configuration's outcome in one run, as stored: records_table's columns (see there)."""
+
+    config: ConfigKey
+    status: str
+    reason: str = ""
+    flags: str = ""
+    metric: str | None = None
+    median: float | None = None
+    median_rel_se: float | None = None
+    n_samples: int = 0
+    converged: bool | None = None
+    mae: float | None = None
+    row: dict[str, object] = field(default_factory=dict)
+    samples: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class RunEntry:
+    """One run with its records, ready to store: runs_table's columns (see there)."""
+
+    run_id: str
+    machine: Machine
+    time_utc: _dt.datetime
+    git_commit: str
+    git_dirty: bool | None
+    host: str
+    source: str
+    env: dict[str, object]
+    records: list[RecordEntry]
+
+
+class Point(NamedTuple):
+    """One run's median of one configuration on one machine, a trend's point (a named tuple: a trend
+    over 10,000 runs builds tens of thousands)."""
+
+    fingerprint: str
+    config_key: str
+    metric: str
+    run_id: str
+    time_utc: _dt.datetime
+    git_commit: str
+    git_dirty: bool | None
+    median: float
+    median_rel_se: float | None
+
 
 metadata = sa.MetaData()
 
@@ -92,7 +154,7 @@ records_table = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),  # ok | skipped | failed
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("flags", sa.Text, nullable=False),
-    sa.Column("metric", sa.String(64)),  # the raw-sample name of the speed: step_ms, latency_ms
+    sa.Column("metric", sa.String(64)),  # the speed's raw samples: step_ms, latency_ms; None: untimed
     sa.Column("median", sa.Float),  # of the metric's raw samples (else the results row's value)
     sa.Column("median_rel_se", sa.Float),  # standard error of that median / median, from the samples
     sa.Column("n_samples", sa.Integer, nullable=False),
@@ -217,17 +279,16 @@ def _use_wal(cursor) -> None:
                 cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as err:
-            text = str(err).lower()
-            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+            if not _lost_race(err) or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
             delay = min(2 * delay, 0.5)
 
 
-def _lost_race(err: sa.exc.OperationalError) -> bool:
+def _lost_race(err: BaseException) -> bool:
     """A lock race worth retrying: SQLite busy/locked, PostgreSQL deadlock or serialization failure."""
-    text = str(err.orig).lower()
-    return "locked" in text or "busy" in text or getattr(err.orig, "sqlstate", None) in _RETRY_SQLSTATES
+    text = str(err).lower()
+    return "locked" in text or "busy" in text or getattr(err, "sqlstate", None) in _RETRY_SQLSTATES
 
 
 T = TypeVar("T")
@@ -248,14 +309,11 @@ class History:
         self.where = where  # the URL, password hidden: for messages
         self.postgres = engine.dialect.name == "postgresql"  # else SQLite
 
-    def close(self) -> None:
-        self.engine.dispose()
-
     def __enter__(self) -> History:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.close()
+        self.engine.dispose()
 
     # transactions
 
@@ -269,7 +327,7 @@ class History:
                     with conn.begin():
                         return work(conn)
             except sa.exc.OperationalError as err:
-                if attempt == WRITE_ATTEMPTS - 1 or not _lost_race(err):
+                if attempt == WRITE_ATTEMPTS - 1 or not _lost_race(err.orig):
                     raise UsageError(f"cannot write to the history {self.where}: {_describe(err)}") from None
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
@@ -285,11 +343,10 @@ class History:
         ours = set(metadata.tables)
         with self.engine.connect() as conn:
             present = ours & set(sa.inspect(conn).get_table_names())
-        if present == ours:
-            self._check_version()
-            return
-        if present and "history_schema" in present:
+        if "history_schema" in present:
             self._check_version()  # an older layout missing a table: the version says so
+        if present == ours:
+            return
         if present:
             raise UsageError(
                 f"{self.where}: an incomplete history (tables {', '.join(sorted(present))}); not this harness's schema"
@@ -323,12 +380,8 @@ class History:
 
     # writing
 
-    def add_run(self, entry: RunEntry) -> bool:
-        """Store one run; False when it was stored already (nothing changes then)."""
-        return self.add_runs([entry])[0]
-
     def add_runs(self, entries: Sequence[RunEntry]) -> list[bool]:
-        """Store runs in one transaction; for each, whether it was new."""
+        """Store runs in one transaction; for each, whether it was new (False: stored already)."""
         return self._write(lambda conn: [self._add(conn, e) for e in entries])
 
     def _add(self, conn: sa.Connection, entry: RunEntry) -> bool:
@@ -399,21 +452,15 @@ class History:
 
     def samples_of(self, config_key: str, name: str, run_ids: Iterable[str]) -> dict[str, list[float]]:
         """Raw samples `name` of one configuration in the given runs: run id -> values."""
-        ids = sorted(set(run_ids))
-        if not ids:
-            return {}
         s = samples_table
         query = sa.select(s.c.run_id, s.c.values_json).where(
-            s.c.config_key == config_key, s.c.name == name, s.c.run_id.in_(ids)
+            s.c.config_key == config_key, s.c.name == name, s.c.run_id.in_(sorted(set(run_ids)))
         )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        out = {}
-        for run_id, text in rows:
-            values = json.loads(text)
-            if isinstance(values, list):
-                out[run_id] = [float(v) for v in values if v is not None]
-        return out
+            stored = {run_id: json.loads(text) for run_id, text in conn.execute(query)}
+        return {
+            i: [float(v) for v in vs if v is not None] for i, vs in stored.items() if isinstance(vs, list)
+        }
 
     def recent_runs(
         self,

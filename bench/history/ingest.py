@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import UsageError
-from bench.history.db import History, open_history
-from bench.history.model import Machine, RecordEntry, RunEntry
+from bench.history.db import History, Machine, RecordEntry, RunEntry, open_history
 from bench.records import MUST_MATCH, Record, is_missing
 from bench.store.load import load_run
 from bench.store.run_folder import to_row
@@ -137,7 +136,7 @@ def ingest(history: History, paths: Iterable[str | Path]) -> list[Ingested]:
     out = []
     for path in paths:
         entry = entry_of(path)
-        added = history.add_run(entry)
+        (added,) = history.add_runs([entry])
         out.append(Ingested(str(path), entry.run_id, len(entry.records), added))
     return out
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 
 from bench.errors import UsageError
 from bench.history.changepoints import METHOD, MIN_RUNS, Change, detect, with_interval
-from bench.history.db import History
-from bench.history.model import Machine, Point
+from bench.history.db import History, Machine, Point
 from bench.records import ConfigKey
 
 SHOWN_KEYS = 8  # an unknown --config lists this many known ones
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the dashboard maps each series to its page
 class Series:
     """One configuration on one machine, oldest run first."""
 
@@ -29,7 +28,7 @@ class Series:
     config: ConfigKey
     metric: str  # step_ms | latency_ms
     points: list[Point]
-    changes: list[Change] = field(default_factory=list)
+    changes: list[Change]
 
     def recent_change(self, runs: int) -> Change | None:
         """The newest change whose first run is among the last `runs` runs, if any."""
@@ -74,12 +73,11 @@ def select_machines(machines: dict[str, Machine], pattern: str | None) -> set[st
 
 
 def trends(
-    history: History, configs: Sequence[str] | None = None, machine: str | None = None, intervals: bool = True
+    history: History, configs: Sequence[str] | None = None, machine: str | None = None
 ) -> list[Series]:
-    """Every series in the history (or those matching `configs` / `machine`), with change points;
-    `intervals` adds the bootstrap interval of each change's size (reads the raw samples around it)."""
-    all_configs = history.configs()
-    machines = history.machines()
+    """Every series in the history (or those matching `configs` / `machine`) with its change points,
+    each with the bootstrap interval of its size (from the raw samples of the runs around it)."""
+    all_configs, machines = history.configs(), history.machines()
     keys = select_configs(list(all_configs), configs)
     fingerprints = select_machines(machines, machine)
     series = []
@@ -87,20 +85,14 @@ def trends(
         if fingerprints is not None and fp not in fingerprints:
             continue
         points = list(group)
-        one = Series(machines[fp], all_configs[key], points[0].metric, points)
-        one.changes = detect([p.median for p in points], [p.median_rel_se for p in points])
-        if intervals and one.changes:
-            one.changes = _with_intervals(history, one)
-        series.append(one)
+        changes = detect([p.median for p in points], [p.median_rel_se for p in points])
+        if changes:
+            around = {i for c in changes for span in (c.before, c.after) for i in range(*span)}
+            raw = history.samples_of(key, points[0].metric, [points[i].run_id for i in around])
+            samples = [raw.get(p.run_id) or [p.median] for p in points]
+            changes = [with_interval(c, samples) for c in changes]
+        series.append(Series(machines[fp], all_configs[key], points[0].metric, points, changes))
     return series
-
-
-def _with_intervals(history: History, series: Series) -> list[Change]:
-    needed = {i for c in series.changes for span in (c.before, c.after) for i in range(*span)}
-    run_ids = [series.points[i].run_id for i in sorted(needed)]
-    raw = history.samples_of(str(series.config), series.metric, run_ids)
-    samples = [raw.get(p.run_id) or [p.median] for p in series.points]
-    return [with_interval(c, samples) for c in series.changes]
 
 
 # --- text ----------------------------------------------------------------------------------------
@@ -119,9 +111,8 @@ def describe_change(series: Series, change: Change) -> str:
     interval = "" if math.isnan(change.ci_low) else f" (95% CI {change.ci_low:.3f}-{change.ci_high:.3f})"
     p = "p < 0.001" if change.p_value < 0.001 else f"p = {change.p_value:.3f}"
     n_before, n_after = change.before[1] - change.before[0], change.after[1] - change.after[0]
-    direction = "slower" if change.slower else "faster"
     return (
-        f"{direction} x{change.ratio:.3f}{interval}, {change.kind} {where} ({runs}), {p}, "
+        f"{change.direction} x{change.ratio:.3f}{interval}, {change.kind} {where} ({runs}), {p}, "
         f"{n_before} vs {n_after} runs"
     )
 
