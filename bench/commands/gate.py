@@ -114,17 +114,6 @@ def _cores(run_env: dict) -> int | None:
     return cores if isinstance(cores, int) and not isinstance(cores, bool) else None
 
 
-def _refuse_different_lengths(pairs: Sequence[tuple[ConfigKey, Record | None, Record | None]]) -> None:
-    """Training runs of different lengths differ in time and convergence by design: refuse them."""
-    for key, before, now in pairs:
-        ok = before is not None and now is not None and before.ok and now.ok and key.workload == "train"
-        if ok and None not in (before.steps, now.steps) and before.steps != now.steps:  # type: ignore[union-attr]
-            raise UsageError(
-                f"{key}: the baseline trained {before.steps} steps and the current run {now.steps}; "  # type: ignore[union-attr]
-                "gate runs made with the same --steps and preset"
-            )
-
-
 def pair_by_key(
     baseline: Sequence[Record], current: Sequence[Record]
 ) -> list[tuple[ConfigKey, Record | None, Record | None]]:
@@ -157,10 +146,8 @@ def gate(
     if unknown:
         env_note += "; not recorded in both runs, not checked: " + ", ".join(unknown)
 
-    pairs = pair_by_key(baseline.records, current.records)
-    _refuse_different_lengths(pairs)
     speed, conv, skipped, failures, inconclusive = [], [], [], [], []
-    for key, before, now in pairs:
+    for key, before, now in pair_by_key(baseline.records, current.records):
         if before is None or now is None or not before.ok or not now.ok:
             note = "listed, not compared"
             if before is not None and before.ok and now is None:
@@ -177,6 +164,11 @@ def gate(
             status = ["absent" if r is None else r.status for r in (before, now)]
             skipped.append({"config": str(key), "baseline": status[0], "current": status[1], "note": note})
             continue
+        if key.workload == "train" and None not in (before.steps, now.steps) and before.steps != now.steps:
+            raise UsageError(  # training runs of different lengths differ in time and convergence by design
+                f"{key}: the baseline trained {before.steps} steps and the current run {now.steps}; "
+                "gate runs made with the same --steps and preset"
+            )
         for metric in metrics:
             if not _measured(before, metric):
                 continue
@@ -239,37 +231,19 @@ def parse_metrics(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "exit codes: 0 pass, 1 regression, 2 bad input, 3 inconclusive (the report says why and what to run instead)"
-    parser.add_argument(
-        "--baseline", default=None, help="the stored run to compare against (folder, CSV or JSON)"
-    )
-    parser.add_argument(
-        "--history",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="DB",
-        help="compare with the recent comparable runs in the history instead (default DB results/history.db)",
-    )
+    add = parser.add_argument
+    add("--baseline", help="the stored run to compare against (folder, CSV or JSON)")
+    history = "compare with the recent comparable runs in the history instead (default DB results/history.db)"
+    add("--history", nargs="?", const="", metavar="DB", help=history)
     add_gate_arguments(parser)
-    parser.add_argument(
-        "--metric",
-        type=parse_metrics,
-        default=list(DEFAULT_METRICS),
-        help=f"comma list of metrics to gate (default {','.join(DEFAULT_METRICS)}; also {', '.join(METRICS[1:])})",
-    )
-    parser.add_argument(
-        "--allow-env-mismatch",
-        action="store_true",
-        help="gate runs from machines that differ in CPU, GPU, torch or CUDA version",
-    )
-    parser.add_argument(
-        "--allow-missing",
-        action="store_true",
-        help="pass although configurations measured in the baseline are absent from the current run",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="also write the markdown report to this file (for CI to post)"
-    )
+    also = ", ".join(METRICS[1:])
+    metrics = f"comma list of metrics to gate (default {','.join(DEFAULT_METRICS)}; also {also})"
+    add("--metric", type=parse_metrics, default=list(DEFAULT_METRICS), help=metrics)
+    mismatch = "gate runs from machines that differ in CPU, GPU, torch or CUDA version"
+    add("--allow-env-mismatch", action="store_true", help=mismatch)
+    missing = "pass although configurations measured in the baseline are absent from the current run"
+    add("--allow-missing", action="store_true", help=missing)
+    add("--out", type=Path, help="also write the markdown report to this file (for CI to post)")
 
 
 def _run_identity(path: str | Path) -> Path:

@@ -407,9 +407,8 @@ class _Matrix:
 
 
 def _kernel_columns(trainer: Trainer, device: torch.device) -> dict[str, float]:
-    """On CUDA: kernels per step and us per kernel of the trained mode, one graph launch's latency
-    (for the lower bound), and for a mode that runs k steps per launch the best k and its time per
-    step; all measured after the timed runs; nothing elsewhere."""
+    """On CUDA, after the timed runs: kernels per step and us per kernel, one graph launch's latency
+    (for the lower bound), and for a k-steps-per-launch mode the best k and its time per step."""
     count, launch_s = profile_kernels(trainer.step, device), graph_launch_latency_s(device)
     out: dict[str, float] = {}
     if count is not None:
@@ -444,13 +443,8 @@ class _NoProgress:
 def _progress(total: int, enabled: bool):
     if tqdm is None or not enabled:
         return _NoProgress()
-    return tqdm(
-        total=total,
-        unit="step",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]",
-    )
+    bar = "{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
+    return tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True, bar_format=bar)
 
 
 def _configs(opts: RunOptions) -> list[tuple[str, str, int]]:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.analysis.derive import per_record
 from bench.errors import UsageError
-from bench.records import SCHEMA_VERSION, ConfigKey, Record, is_missing, json_safe
+from bench.records import SCHEMA_VERSION, SUMMARY_STATS, ConfigKey, Record, is_missing, json_safe
 
 KEY_COLUMNS = ConfigKey.columns()
 
@@ -210,29 +210,14 @@ def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[
     """A record flattened to results columns: summary statistics computed from its samples, then
     `derived` (its values from analysis.derive)."""
     row: dict[str, object] = dict.fromkeys(COLUMNS)
-    row.update(asdict(record.key))
-    row.update(
-        schema_version=SCHEMA_VERSION,
-        steps=record.steps,
-        seed=record.seed,
-        repeats=record.repeats,
-        status=record.status,
-        reason=record.reason,
-        notes=";".join(record.notes),
-        flags="",
-    )
+    row.update(asdict(record.key), schema_version=SCHEMA_VERSION, seed=record.seed, flags="")
+    row.update(steps=record.steps, repeats=record.repeats, status=record.status, reason=record.reason)
+    row["notes"] = ";".join(record.notes)
     row.update({k: v for k, v in record.measured.items() if k in COLUMNS})
     metric, summary = record.timing_metric, record.timing
     if metric and summary:
-        row.update(
-            {
-                metric: summary.median,
-                f"{metric}_iqr": summary.iqr,
-                f"{metric}_p10": summary.p10,
-                f"{metric}_p90": summary.p90,
-                f"{metric}_min": summary.min,
-            }
-        )
+        row[metric] = summary.median
+        row.update({f"{metric}_{stat}": getattr(summary, stat) for stat in SUMMARY_STATS})
     # the run's derive step (passed, or on the record); a record never derived (pytest JSON): its own
     row.update(derived if derived is not None else (record.derived or per_record(record)))
     return row
@@ -377,7 +362,3 @@ class Run:
     def frame(self) -> pd.DataFrame:
         """The results table of these records (schema columns), for tables and figures."""
         return frame(self.records)
-
-    def raw(self, key: ConfigKey, metric: str) -> list[float]:
-        """The raw samples of `metric` for `key`, [] when there are none."""
-        return next((r.raw(metric) for r in self.records if r.key == key), [])
