@@ -114,12 +114,8 @@ class SampleComparison:
     @property
     def verdict(self) -> str:
         """faster / slower when the 95% interval excludes 1 and the two-sided U test agrees at ALPHA."""
-        if not self.tested:
-            return NO_DIFFERENCE
-        if self.p_two_sided < ALPHA and self.ci_low > 1:
-            return SLOWER
-        if self.p_two_sided < ALPHA and self.ci_high < 1:
-            return FASTER
+        if self.tested and self.p_two_sided < ALPHA and (self.ci_low > 1 or self.ci_high < 1):
+            return SLOWER if self.ci_low > 1 else FASTER
         return NO_DIFFERENCE
 
 

@@ -315,12 +315,15 @@ class _Matrix:
         key = self.key(workload, *config, size)
         self.writer.add(Record(key, status=status, reason=reason, seed=self.opts.seed))
 
+    def skip_reason(self, config: tuple[str, str, int]) -> str | None:
+        """Why the configuration cannot run here (or, with --metric instructions, be counted), else None."""
+        counted = self.opts.metric == "instructions"
+        return skip_reason(*config[:2]) or (instructions_skip_reason(*config[:2]) if counted else None)
+
     def measure(self, config: tuple[str, str, int]) -> None:
         """Measure one (device, mode, threads): a train record and one inference record per batch size."""
         done = self.progress.n + self.opts.train.repeats + (1 if self.opts.inference_enabled else 0)
-        reason = skip_reason(config[0], config[1])
-        if reason is None and self.opts.metric == "instructions":
-            reason = instructions_skip_reason(config[0], config[1])
+        reason = self.skip_reason(config)
         if reason is not None:
             self.unmeasured(config, "skipped", reason)
         elif self.opts.metric == "instructions":
@@ -474,7 +477,7 @@ def run(opts: RunOptions) -> Session:
     default_threads = torch.get_num_threads()
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)  # counts do not depend on load: in parallel
     if opts.metric == "instructions":
-        counted = [c for c in configs if not (skip_reason(*c[:2]) or instructions_skip_reason(*c[:2]))]
+        counted = [c for c in configs if matrix.skip_reason(c) is None]
         matrix.counting = {c: pool.submit(count_instructions, matrix.plan(c)) for c in counted}
     try:
         session.loop(configs, matrix.measure)

@@ -139,11 +139,9 @@ def _rows(csv_path: Path) -> list[dict[str, str]]:
 def _csv_with_json(csv_path: Path, json_path: Path, source: Path) -> Run:
     """results.csv's records (the CSV is what the user may have edited), with the raw samples,
     settings and environment of the run.json beside it when there is one."""
-    rows = _rows(csv_path)
-    for row in rows:
-        check_schema(row["schema_version"].strip() or None, csv_path)
     records = []
-    for number, row in enumerate(rows, start=2):
+    for number, row in enumerate(_rows(csv_path), start=2):
+        check_schema(row["schema_version"].strip() or None, csv_path)
         try:
             records.append(record_from_row(row))
         except ValueError as err:

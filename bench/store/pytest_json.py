@@ -45,7 +45,6 @@ def _env(doc: dict, source: Path) -> dict[str, object]:
         )
     cpu = machine.get("cpu") or {}
     commit = doc.get("commit_info") or {}
-    env: dict[str, object] = {k: machine[k] for k in _ENV_FIELDS if k in machine}
     derived = {
         "host": machine.get("node"),
         "os": " ".join(str(machine[k]) for k in ("system", "release") if machine.get(k)) or None,
@@ -56,9 +55,8 @@ def _env(doc: dict, source: Path) -> dict[str, object]:
         "git_dirty": commit.get("dirty"),
         "timestamp_utc": doc.get("datetime"),
     }
-    for name, value in derived.items():
-        if value is not None and name not in env:
-            env[name] = value
+    given = {k: machine[k] for k in _ENV_FIELDS if k in machine}  # the suite's own values come first
+    env: dict[str, object] = {k: v for k, v in derived.items() if v is not None} | given
     env["source_format"] = f"pytest-benchmark {doc.get('version', '?')} ({source.name})"
     return env
 
