@@ -189,16 +189,9 @@ def gate(
             failure = convergence.fails(now, before)
             if failure:
                 failures.append(f"{key}: {failure}")
-            conv.append(
-                {
-                    "config": str(key),
-                    "baseline_converged": was,
-                    "baseline_mae": before.number("mae"),
-                    "current_converged": is_now,
-                    "current_mae": now.number("mae"),
-                    "verdict": "REGRESSION" if failure else "ok",
-                }
-            )
+            line = {"config": str(key), "baseline_converged": was, "baseline_mae": before.number("mae")}
+            line.update(current_converged=is_now, current_mae=now.number("mae"))
+            conv.append({**line, "verdict": "REGRESSION" if failure else "ok"})
     if not speed and not conv:
         raise UsageError(
             f"no configuration in common between {baseline.source} ({_few(baseline)}) and {current.source} "

@@ -453,12 +453,8 @@ def _progress(total: int, enabled: bool):
 def _configs(opts: RunOptions) -> list[tuple[str, str, int]]:
     """(device, mode, threads), mode by mode so the slow compiled modes come last and a run cut
     short still holds every device's fast modes. The thread sweep applies to the CPU only."""
-    out = []
-    for mode in opts.modes:
-        for device in opts.devices:
-            threads = opts.threads if device == "cpu" else opts.threads[-1:]
-            out += [(device, mode, t) for t in threads]
-    return out
+    sweep = {device: opts.threads if device == "cpu" else opts.threads[-1:] for device in opts.devices}
+    return [(device, mode, t) for mode in opts.modes for device in opts.devices for t in sweep[device]]
 
 
 def utc_now() -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.analysis.derive import per_record
 from bench.errors import UsageError
 from bench.records import READABLE_VERSIONS, ConfigKey, Record
-from bench.store.pytest_json import is_pytest_benchmark, read_pytest_benchmark
+from bench.store.pytest_json import read_pytest_benchmark
 from bench.store.run_folder import Run, record_from_json, record_from_row
 
 
@@ -33,7 +33,7 @@ def load_run(path: str | Path) -> Run:
     if path.suffix != ".json":
         raise UsageError(f"{path}: expected a results folder, a .csv or a .json file")
     doc = read_json(path)
-    if is_pytest_benchmark(doc):
+    if isinstance(doc, dict) and "benchmarks" in doc:  # pytest --benchmark-json
         return read_pytest_benchmark(doc, source=path)
     if isinstance(doc, dict) and ("records" in doc or "rows" in doc):
         run = from_run_json(doc, path)

@@ -105,10 +105,6 @@ def _record(bench: dict, source: Path) -> Record:
     return Record(key=key, measured=measured, samples={metric: data_ms} if data_ms else {})
 
 
-def is_pytest_benchmark(doc: object) -> bool:
-    return isinstance(doc, dict) and "benchmarks" in doc
-
-
 def read_pytest_benchmark(doc: dict, source: str | Path) -> Run:
     """A pytest-benchmark JSON document as a Run of records in the results schema."""
     source = Path(source)
