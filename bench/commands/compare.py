@@ -114,7 +114,7 @@ def _labels(table: pd.DataFrame) -> list[str]:
     prefix = {"batch_size": "b", "threads": "t"}
     return [
         " · ".join(
-            [str(line["run"]), str(line["device"]), str(line["mode"])]
+            [str(line[c]) for c in ("run", "device", "mode")]
             + [prefix.get(c, "") + ("" if line[c] is None else str(line[c])) for c in varying]
         )
         for line in table.to_dict("records")

@@ -33,7 +33,7 @@ from bench.analysis.significance import (
 )
 from bench.errors import UsageError
 from bench.history import DEFAULT_WINDOW, add_gate_arguments
-from bench.records import MUST_MATCH, ConfigKey, Record, differing_fields, parse_list
+from bench.records import MUST_MATCH, Record, differing_fields, parse_list
 from bench.render.comparison import gate_markdown, verdict_head
 from bench.store.load import load_run
 from bench.store.run_folder import Run
@@ -114,15 +114,6 @@ def _cores(run_env: dict) -> int | None:
     return cores if isinstance(cores, int) and not isinstance(cores, bool) else None
 
 
-def pair_by_key(
-    baseline: Sequence[Record], current: Sequence[Record]
-) -> list[tuple[ConfigKey, Record | None, Record | None]]:
-    """(key, baseline record, current record) for every configuration of either run: the baseline's
-    order, then what only the current run has; None where a run lacks it."""
-    before, now = {r.key: r for r in baseline}, {r.key: r for r in current}
-    return [(k, before.get(k), now.get(k)) for k in [*before, *(k for k in now if k not in before)]]
-
-
 def gate(
     baseline: Run,
     current: Run,
@@ -147,7 +138,9 @@ def gate(
         env_note += "; not recorded in both runs, not checked: " + ", ".join(unknown)
 
     speed, conv, skipped, failures, inconclusive = [], [], [], [], []
-    for key, before, now in pair_by_key(baseline.records, current.records):
+    old, new = {r.key: r for r in baseline.records}, {r.key: r for r in current.records}
+    for key in [*old, *(k for k in new if k not in old)]:  # the baseline's order, then the new ones
+        before, now = old.get(key), new.get(key)
         if before is None or now is None or not before.ok or not now.ok:
             note = "listed, not compared"
             if before is not None and before.ok and now is None:

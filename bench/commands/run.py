@@ -78,9 +78,9 @@ from sumnet.train import MAX_BATCH_SIZE, MAX_STEPS, TrainConfig
 
 MAX_REPEATS = 1000  # training runs per configuration; each is up to MAX_STEPS steps
 METRICS = ("time", "instructions")
-INSTRUCTION_STEPS, INSTRUCTION_REPEATS = 20, 2  # --metric instructions: each process imports torch
-# under valgrind (slow), so few repeats in one process per configuration, and few steps (the count
-# does not vary with load, so few suffice)
+# --metric instructions: each process imports torch under valgrind (slow), so few repeats in one
+# process per configuration, and few steps (the count does not vary with load, so few suffice)
+INSTRUCTION_STEPS, INSTRUCTION_REPEATS = 20, 2
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-inference", action="store_true", help="skip the inference sweep")
     add("--no-figures", action="store_true", help="write no PNG figures")
     add("--no-progress", action="store_true", help="no progress bar")
-    metric = (
-        "time (default), or instructions per step and per call under valgrind (CPU; "
-        f"{INSTRUCTION_STEPS} steps x {INSTRUCTION_REPEATS} repeats in one process, 1 thread, unless given)"
+    counted = (
+        f"{INSTRUCTION_STEPS} steps x {INSTRUCTION_REPEATS} repeats in one process, 1 thread, unless given"
     )
+    metric = f"time (default), or instructions per step and per call under valgrind (CPU; {counted})"
     add("--metric", choices=METRICS, default="time", help=metric)
     add_history_arguments(parser)
 

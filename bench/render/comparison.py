@@ -73,12 +73,10 @@ def compare_markdown(
         if diffs.empty:
             parts += ["Environment: the runs agree on " + ", ".join(SHOWN_WHEN_DIFFERENT) + ".", ""]
         else:
-            parts += [
+            parts += _section(
                 "Environment fields that differ between the runs:",
-                "",
-                markdown_table(diffs, {c: c for c in diffs.columns}),
-                "",
-            ]
+                [markdown_table(diffs, {c: c for c in diffs.columns})],
+            )
     if table.empty:
         parts += ["No timed configuration to compare.", ""]
     else:

@@ -95,14 +95,12 @@ def _record(bench: dict, source: Path) -> Record:
         data_ms = [float(v) * to_ms for v in stats.get("data") or []]
     except (TypeError, ValueError):
         raise UsageError(f"{source}: benchmark {name} has raw data that are not numbers") from None
-    measured: dict[str, object] = {}
-    if not data_ms:  # saved without data: the file's own summary is all there is
-        measured[metric] = median * to_ms
-        for stat in ("min", "iqr"):
-            value = _number(stats.get(stat))
-            if value is not None:
-                measured[f"{metric}_{stat}"] = value * to_ms
-    return Record(key=key, measured=measured, samples={metric: data_ms} if data_ms else {})
+    if data_ms:
+        return Record(key=key, samples={metric: data_ms})
+    # saved without data: the file's own summary is all there is
+    summary = {f"{metric}_{stat}": _number(stats.get(stat)) for stat in ("min", "iqr")}
+    measured = {metric: median, **{name: v for name, v in summary.items() if v is not None}}
+    return Record(key=key, measured={name: v * to_ms for name, v in measured.items()})
 
 
 def read_pytest_benchmark(doc: dict, source: str | Path) -> Run:
