@@ -295,26 +295,22 @@ def judge(
     noisy = [arm for arm, r in arms if "noisy" in r.flags]
     loaded = [f"{arm} {note}" for arm, r in arms if (note := load_note(r, cores))]
     between = between_repeats(current, baseline, metric, check.q)
-    shaky = len(noisy) == 2 or bool(loaded and noisy)
-    shaky_why = ("both runs are flagged noisy" if len(noisy) == 2 else "noisy on a loaded machine") + (
-        " and one repeat each gives no variance between runs to hold a slowdown against"
-    )
+    held = between is not None and between[1] <= check.limit  # every repeat within the limit
     why = None
     if failure and between is not None and between[0] <= check.limit:
         why = (
             f"slower within the runs, not between them: the repeats' {check.statistic} ratios span "
             f"{between[0]:.3f}-{between[1]:.3f}, down to the limit {check.limit:.2f}"
         )
-    elif failure and between is None and shaky:
-        why = shaky_why
-    elif not failure and not (between is not None and between[1] <= check.limit):
-        if result.ratio > check.limit:  # beyond the limit, but the interval reaches below it
-            why = (
-                f"{check.statistic} ratio {result.ratio:.3f} is beyond the limit {check.limit:.2f}, but its 95% "
-                f"interval {result.ci_low:.3f}-{result.ci_high:.3f} reaches below it"
-            )
-        elif shaky:
-            why = shaky_why
+    elif not failure and not held and result.ratio > check.limit:  # the interval reaches below the limit
+        why = (
+            f"{check.statistic} ratio {result.ratio:.3f} is beyond the limit {check.limit:.2f}, but its 95% "
+            f"interval {result.ci_low:.3f}-{result.ci_high:.3f} reaches below it"
+        )
+    elif (len(noisy) == 2 or (loaded and noisy)) and (between is None if failure else not held):
+        why = ("both runs are flagged noisy" if len(noisy) == 2 else "noisy on a loaded machine") + (
+            " and one repeat each gives no variance between runs to hold a slowdown against"
+        )
     if why:
         failure, text = None, INCONCLUSIVE
     elif failure:
