@@ -177,17 +177,17 @@ def record_from_row(row: Mapping[str, object]) -> Record:
         for c, v in values.items()
         if c not in KEY_COLUMNS and c not in _RECORD_FIELDS and v not in (None, "")
     }
-    return Record(
-        key=ConfigKey.from_row(values),
-        status=str(values.get("status") or "ok"),
-        reason=str(values.get("reason") or ""),
-        notes=[n for n in str(values.get("notes") or "").split(";") if n],
-        seed=values.get("seed"),  # type: ignore[arg-type]
-        steps=values.get("steps"),  # type: ignore[arg-type]
-        repeats=values.get("repeats"),  # type: ignore[arg-type]
-        measured={c: v for c, v in rest.items() if c not in DERIVED_COLUMNS},
-        derived={c: v for c, v in rest.items() if c in DERIVED_COLUMNS},
-    )
+    notes = [n for n in str(values.get("notes") or "").split(";") if n]
+    measured = {c: v for c, v in rest.items() if c not in DERIVED_COLUMNS}
+    derived = {c: v for c, v in rest.items() if c in DERIVED_COLUMNS}
+    return _record(ConfigKey.from_row(values), values, notes, measured=measured, derived=derived)
+
+
+def _record(key: ConfigKey, fields: Mapping[str, object], notes: list[str], **values: object) -> Record:
+    """A Record of `key` with the fields a results row and a run.json record share (status, seed, ...)."""
+    status, reason = str(fields.get("status") or "ok"), str(fields.get("reason") or "")
+    counts = {name: fields.get(name) for name in ("seed", "steps", "repeats")}
+    return Record(key, status, reason, notes, **counts, **values)  # type: ignore[arg-type]
 
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
@@ -295,17 +295,9 @@ def record_from_json(doc: Mapping[str, object]) -> Record:
     key = doc["key"]
     if not isinstance(key, Mapping):
         raise TypeError("a record's key is not an object")
-    return Record(
-        key=ConfigKey(**key),
-        status=str(doc.get("status", "ok")),
-        reason=str(doc.get("reason") or ""),
-        notes=[str(n) for n in doc.get("notes") or []],
-        seed=doc.get("seed"),  # type: ignore[arg-type]
-        steps=doc.get("steps"),  # type: ignore[arg-type]
-        repeats=doc.get("repeats"),  # type: ignore[arg-type]
-        measured=dict(doc.get("measured") or {}),  # type: ignore[arg-type]
-        samples=dict(doc.get("samples") or {}),  # type: ignore[arg-type]
-    )
+    measured, samples = dict(doc.get("measured") or {}), dict(doc.get("samples") or {})  # type: ignore[call-overload]
+    notes = [str(n) for n in doc.get("notes") or []]  # type: ignore[union-attr]
+    return _record(ConfigKey(**key), doc, notes, measured=measured, samples=samples)
 
 
 @dataclass
