@@ -120,7 +120,6 @@ def gate(
     check: RegressionCheck | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     allow_env_mismatch: bool = False,
-    convergence: ConvergenceCheck = ConvergenceCheck(),
     allow_missing: bool = False,
 ) -> GateResult:
     """Compare every configuration of `current` with `baseline`; UsageError on input that cannot be
@@ -179,7 +178,7 @@ def gate(
             )
         was, is_now = before.value("converged"), now.value("converged")
         if was is not None and is_now is not None:
-            failure = convergence.fails(now, before)
+            failure = ConvergenceCheck().fails(now, before)
             if failure:
                 failures.append(f"{key}: {failure}")
             line = {"config": str(key), "baseline_converged": was, "baseline_mae": before.number("mae")}
@@ -249,9 +248,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--baseline and --current are the same run ({args.current}): nothing to gate")
     baseline, current = load_run(args.baseline), load_run(args.current)
     check, metrics = args.max_slowdown, args.metric
-    result = gate(
-        baseline, current, check, metrics, args.allow_env_mismatch, allow_missing=args.allow_missing
-    )
+    result = gate(baseline, current, check, metrics, args.allow_env_mismatch, args.allow_missing)
     markdown = gate_markdown(result, baseline, current, check, ConvergenceCheck().describe(), metrics)
     if args.out is not None:
         try:
@@ -286,10 +283,9 @@ def check_against_history(
     check: RegressionCheck | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> list[HistoryCheck]:
-    """Every comparable configuration of `current` (a bench.history.model.RunEntry) against the last
-    `window` comparable runs of the open `history` (same machine fingerprint, ok, no later than the
-    current run, itself excluded), their raw samples pooled as the baseline and judged by the one
-    rule (significance.judge); UsageError when nothing in it has any history."""
+    """Every configuration of `current` (a bench.history.model.RunEntry) against its last `window`
+    comparable runs in `history` (same machine, ok, earlier, itself excluded), their raw samples
+    pooled as the baseline and judged by significance.judge; UsageError when none has a history."""
     fp = current.machine.fingerprint
     checks = []
     for entry in current.records:

@@ -502,18 +502,18 @@ class _Outputs:
     def __call__(self) -> str:
         writer, run_dir = self.session.writer, self.session.run_dir
         df = writer.frame()
-        skipped = None if self.figures else "--no-figures"
         names = run_figures_with_data(df) if self.figures else []
-        planned = FigureSet({n: run_dir / FILE_NAMES[n] for n in names}, skipped)
-        report = render_run_report(df, writer.env, writer.settings, planned, writer.records)
-        atomic_write(run_dir / "report.md", report)
+        planned = FigureSet(
+            {n: run_dir / FILE_NAMES[n] for n in names}, None if self.figures else "--no-figures"
+        )
+        report = partial(render_run_report, df, writer.env, writer.settings, records=writer.records)
+        atomic_write(run_dir / "report.md", report(planned))
         if names:
             written = write_run_figures(df, writer.samples, run_dir, writer.env)
             self.unsaved = written.failed
             if written.failed:
                 with suppress(WriteError):  # the report written above stays, its links to them dangling
-                    report = render_run_report(df, writer.env, writer.settings, written, writer.records)
-                    atomic_write(run_dir / "report.md", report)
+                    atomic_write(run_dir / "report.md", report(written))
         return instructions_table(df) if self.metric == "instructions" else summary_markdown(df)
 
 

@@ -116,5 +116,4 @@ def read_pytest_benchmark(doc: dict, source: str | Path) -> Run:
             raise UsageError(f"{source}: two benchmarks map to the same configuration {record.key}")
         record.derived = per_record(record)
         records.append(record)
-    env = _env(doc, source)
-    return Run(str(source), env, {}, records)
+    return Run(str(source), _env(doc, source), {}, records)
