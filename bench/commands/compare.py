@@ -50,10 +50,8 @@ class Reference:
 
 
 def parse_reference(spec: str, names: Sequence[Sequence[str]]) -> Reference:
-    """`RUN:device:mode`; RUN is a run's 1-based position, its path as given, or its folder name.
-
-    `names[i]` holds the accepted names of run i. The device may itself hold a colon (cuda:1).
-    """
+    """`RUN:device:mode`; RUN is a run's 1-based position or one of its names (`names[i]`: the path
+    given, the folder name). The device may itself hold a colon (cuda:1)."""
     candidates = []
     for index, aliases in enumerate(names):
         for alias in {str(index + 1), *aliases}:

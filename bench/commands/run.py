@@ -237,14 +237,9 @@ def train_record(
         "loss_curve": first.loss_curve,
         "mae_curve": first.mae_curve,
     }
+    steps, repeats = plan.steps, len(m.repeats)
     return Record(
-        key,
-        notes=notes,
-        seed=seed,
-        steps=plan.steps,
-        repeats=len(m.repeats),
-        measured=measured,
-        samples=samples,
+        key, notes=notes, seed=seed, steps=steps, repeats=repeats, measured=measured, samples=samples
     )
 
 

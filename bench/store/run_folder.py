@@ -248,11 +248,8 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def make_run_dir(parent: str | Path, host: str, latest: str = "latest") -> tuple[Path, str | None]:
-    """Create `parent/<host>-<UTC timestamp>/` and point `parent/<latest>` at it.
-
-    Returns (run folder, a note when `latest` was left alone: a file or folder of the user's is
-    never deleted). UsageError when the folder cannot be made.
-    """
+    """Create `parent/<host>-<UTC timestamp>/` and point `parent/<latest>` at it: (run folder, a note when
+    `latest` is a file or folder of the user's, left alone); UsageError when the folder cannot be made."""
     if not str(parent).strip():
         raise UsageError("--out is empty: give a folder for the run folders, e.g. --out results")
     parent = Path(parent)
