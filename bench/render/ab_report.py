@@ -70,10 +70,22 @@ def render_ab_markdown(outcome: Outcome, record: dict, check: RegressionCheck, i
         f"- BASE (A): {record['base']}",
         f"- HEAD (B): {record['head']}",
         f"- Rounds: {done} complete of {planned}, order {' '.join(record['order'])}; each arm one "
-        f"`python -m bench run {' '.join(record['run_argv'])}` process per round, started in its own tree.",
+        f"`python -m bench run {' '.join(record['run_argv'])}` process per round, started in its own tree"
+        + (
+            "; both arms of a round run together and take turns at every timed block (lockstep: block k "
+            "of HEAD is judged against block k of BASE, timed moments apart)."
+            if record.get("lockstep")
+            else ", one after the other."
+        ),
         f"- Environment: one Python environment serves both trees ({record['python']}); the two "
         "pyproject.toml dependency lists agree.",
-        f"- Rule: per round, the ratio HEAD / BASE of each arm's {what}; a configuration fails when the median "
+        "- Rule: per round, the ratio HEAD / BASE of "
+        + (
+            "the blocks' median ratio"
+            if record.get("lockstep") and what == "median"
+            else f"each arm's {what}"
+        )
+        + "; a configuration fails when the median "
         f"of these ratios is above {check.limit:.3g} and the lower end of its 95% interval is too; it passes "
         "when the upper end is at or below it; otherwise it is inconclusive.",
         f"- Method: {METHOD}.",
