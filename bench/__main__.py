@@ -25,16 +25,8 @@ from sumnet.cli_args import OneLineArgumentParser, fail, run_entry
 
 # command -> module with add_arguments(parser) and main(args) -> exit code; imported on use,
 # so `run` does not pay for the imports of `compare`, nor `history trend` for torch's.
-COMMANDS = {
-    "run": "bench.commands.run",
-    "compare": "bench.commands.compare",
-    "gate": "bench.commands.gate",
-    "ab": "bench.commands.ab",
-    "convergence": "bench.commands.convergence",
-    "ddp": "bench.commands.ddp",
-    "history": "bench.history.cli",
-    "dashboard": "bench.history.dashboard",
-}
+COMMANDS = {name: f"bench.commands.{name}" for name in ("run", "compare", "gate", "ab", "convergence", "ddp")}
+COMMANDS.update(history="bench.history.cli", dashboard="bench.history.dashboard")
 
 
 def main(argv: list[str] | None = None) -> int:

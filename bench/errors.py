@@ -1,8 +1,5 @@
-"""The harness's one error type for bad input, and how an error becomes one line.
-
-Every layer may raise `UsageError`; `python -m bench` prints its message as one line on stderr and
-exits 2. `describe` turns any other exception into the one line recorded in a failed row. The exit
-codes, `first_line` and `missing_package` are sumnet.cli_args's, shared with `python -m sumnet`.
+"""The harness's one error type for bad input (any layer may raise it), and how an error becomes one
+line. The exit codes, `first_line` and `missing_package` are sumnet.cli_args's, shared with `python -m sumnet`.
 """
 
 from __future__ import annotations

@@ -34,8 +34,7 @@ def test_csv_round_trip_and_samples(tmp_path):
     written = writer.frame()
     run = load_run(tmp_path)
     pd.testing.assert_frame_equal(run.frame[written.columns], written, check_dtype=False)
-    key = ConfigKey("train", "cpu", "eager", 32, 2, "relu")
-    assert run.raw(key, "step_ms") == [0.4, 0.41, 0.42]
+    assert run.records[0].raw("step_ms") == [0.4, 0.41, 0.42]
     assert run.env["host"] == "h"
     assert list(run.frame.columns) == list(COLUMNS)  # the environment is in run.json, once
     from_json = load_run(tmp_path / "run.json").frame
@@ -66,7 +65,7 @@ def test_version_1_reference_runs_still_load():
     run = load_run("results/reference/cpu-2core-default")
     assert (run.frame["world_size"] == 1).all()
     key = ConfigKey("train", "cpu", "eager", 32, 1, "relu")
-    assert len(run.raw(key, "step_ms")) > 10
+    assert len(next(r for r in run.records if r.key == key).raw("step_ms")) > 10
 
 
 def test_load_run_errors(tmp_path):

@@ -50,13 +50,14 @@ def quantile_resamples(
 def _resampled(group: Sequence, rng: np.random.Generator, resamples: int, q: float) -> np.ndarray:
     """Bootstrap q-quantiles of a sample; of a list of runs (each a list of raw samples), two-stage:
     each run's quantile from a resample of its samples, then the median of runs drawn with replacement."""
-    if len(group) and isinstance(group[0], (list, tuple, np.ndarray)):
-        per_run = np.stack(
-            [quantile_resamples(np.asarray(run, dtype=float), rng, resamples, q) for run in group]
-        )
-        picks = rng.integers(0, len(group), (resamples, len(group)))
-        return np.median(per_run[picks, np.arange(resamples)[:, None]], axis=1)
-    return quantile_resamples(np.asarray(group, dtype=float), rng, resamples, q)
+    runs = len(group) and isinstance(group[0], (list, tuple, np.ndarray))
+    if not len(group) or (runs and any(len(run) == 0 for run in group)):
+        raise ValueError("bootstrap of an empty sample")
+    if not runs:
+        return quantile_resamples(np.asarray(group, dtype=float), rng, resamples, q)
+    per_run = np.stack([quantile_resamples(np.asarray(run, dtype=float), rng, resamples, q) for run in group])
+    picks = rng.integers(0, len(group), (resamples, len(group)))
+    return np.median(per_run[picks, np.arange(resamples)[:, None]], axis=1)
 
 
 def bootstrap_ratio_interval(
@@ -70,12 +71,6 @@ def bootstrap_ratio_interval(
     """Percentile bootstrap interval of median(current) / median(baseline) (or of another q-quantile).
     Each side is a sample of positive times, or a list of runs (lists of raw samples: two-stage, for
     the history's change points); the sides are resampled independently, current first."""
-    if (
-        not len(current)
-        or not len(baseline)
-        or any(len(r) == 0 for r in (*current, *baseline) if isinstance(r, (list, tuple, np.ndarray)))
-    ):
-        raise ValueError("bootstrap of an empty sample")
     rng = np.random.default_rng(seed)
     ratios = _resampled(current, rng, resamples, q) / _resampled(baseline, rng, resamples, q)
     tail = (1 - confidence) / 2
@@ -119,12 +114,8 @@ class SampleComparison:
     @property
     def verdict(self) -> str:
         """faster / slower when the 95% interval excludes 1 and the two-sided U test agrees at ALPHA."""
-        if not self.tested:
-            return NO_DIFFERENCE
-        if self.p_two_sided < ALPHA and self.ci_low > 1:
-            return SLOWER
-        if self.p_two_sided < ALPHA and self.ci_high < 1:
-            return FASTER
+        if self.tested and self.p_two_sided < ALPHA and (self.ci_low > 1 or self.ci_high < 1):
+            return SLOWER if self.ci_low > 1 else FASTER
         return NO_DIFFERENCE
 
 
@@ -300,45 +291,34 @@ def judge(
         return judge_counts(baseline, current, check)
     result = compare_records(current, baseline, metric, check.q)
     failure = check.failure(result)
-    noisy = [arm for arm, r in (("baseline", baseline), ("current", current)) if "noisy" in r.flags]
-    loaded = [
-        f"{arm} {note}"
-        for arm, r in (("baseline", baseline), ("current", current))
-        if (note := load_note(r, cores))
-    ]
+    arms = (("baseline", baseline), ("current", current))
+    noisy = [arm for arm, r in arms if "noisy" in r.flags]
+    loaded = [f"{arm} {note}" for arm, r in arms if (note := load_note(r, cores))]
     between = between_repeats(current, baseline, metric, check.q)
-    shaky = len(noisy) == 2 or bool(loaded and noisy)
-    shaky_why = ("both runs are flagged noisy" if len(noisy) == 2 else "noisy on a loaded machine") + (
-        " and one repeat each gives no variance between runs to hold a slowdown against"
-    )
+    held = between is not None and between[1] <= check.limit  # every repeat within the limit
     why = None
     if failure and between is not None and between[0] <= check.limit:
         why = (
             f"slower within the runs, not between them: the repeats' {check.statistic} ratios span "
             f"{between[0]:.3f}-{between[1]:.3f}, down to the limit {check.limit:.2f}"
         )
-    elif failure and between is None and shaky:
-        why = shaky_why
-    elif not failure and not (between is not None and between[1] <= check.limit):
-        if result.ratio > check.limit:  # beyond the limit, but the interval reaches below it
-            why = (
-                f"{check.statistic} ratio {result.ratio:.3f} is beyond the limit {check.limit:.2f}, but its 95% "
-                f"interval {result.ci_low:.3f}-{result.ci_high:.3f} reaches below it"
-            )
-        elif shaky:
-            why = shaky_why
+    elif not failure and not held and result.ratio > check.limit:  # the interval reaches below the limit
+        why = (
+            f"{check.statistic} ratio {result.ratio:.3f} is beyond the limit {check.limit:.2f}, but its 95% "
+            f"interval {result.ci_low:.3f}-{result.ci_high:.3f} reaches below it"
+        )
+    elif (len(noisy) == 2 or (loaded and noisy)) and (between is None if failure else not held):
+        why = ("both runs are flagged noisy" if len(noisy) == 2 else "noisy on a loaded machine") + (
+            " and one repeat each gives no variance between runs to hold a slowdown against"
+        )
     if why:
-        failure = None
-    if failure:
+        failure, text = None, INCONCLUSIVE
+    elif failure:
         text = "REGRESSION"
-    elif why:
-        text = INCONCLUSIVE
     elif not result.tested:
         text = "within limit (not tested)"
-    elif result.verdict == SLOWER:
-        text = f"slower, within {check.max_slowdown:.0%}"
     else:
-        text = result.verdict
+        text = f"slower, within {check.max_slowdown:.0%}" if result.verdict == SLOWER else result.verdict
     notes = ([f"noisy: {', '.join(noisy)}"] if noisy else []) + (
         [f"loaded: {'; '.join(loaded)}"] if loaded else []
     )

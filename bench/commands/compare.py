@@ -50,10 +50,8 @@ class Reference:
 
 
 def parse_reference(spec: str, names: Sequence[Sequence[str]]) -> Reference:
-    """`RUN:device:mode`; RUN is a run's 1-based position, its path as given, or its folder name.
-
-    `names[i]` holds the accepted names of run i. The device may itself hold a colon (cuda:1).
-    """
+    """`RUN:device:mode`; RUN is a run's 1-based position or one of its names (`names[i]`: the path
+    given, the folder name). The device may itself hold a colon (cuda:1)."""
     candidates = []
     for index, aliases in enumerate(names):
         for alias in {str(index + 1), *aliases}:
@@ -114,7 +112,7 @@ def _labels(table: pd.DataFrame) -> list[str]:
     prefix = {"batch_size": "b", "threads": "t"}
     return [
         " · ".join(
-            [str(line["run"]), str(line["device"]), str(line["mode"])]
+            [str(line[c]) for c in ("run", "device", "mode")]
             + [prefix.get(c, "") + ("" if line[c] is None else str(line[c])) for c in varying]
         )
         for line in table.to_dict("records")
@@ -137,11 +135,9 @@ def comparison_table(runs: Sequence[Run], reference: Reference | None = None) ->
         for record in _timed(run):
             metric = str(record.timing_metric)
             line = {"run": labels[index], **asdict(record.key), "metric": metric}
-            line.update(median=record.number(metric), n=len(record.raw(metric)))
-            line.update(ratio=math.nan, ci_low=math.nan, ci_high=math.nan, p_value=math.nan)
-            line.update(
-                verdict="no reference row", converged=record.value("converged"), mae=record.number("mae")
-            )
+            line.update(median=record.number(metric), n=len(record.raw(metric)), ratio=math.nan)
+            line.update(ci_low=math.nan, ci_high=math.nan, p_value=math.nan, verdict="no reference row")
+            line.update(converged=record.value("converged"), mae=record.number("mae"))
             ref = _match(refs, record)
             if reference.holds(index, record):
                 line.update(ratio=1.0, verdict="reference")
@@ -188,22 +184,14 @@ def env_differences(runs: Sequence[Run], fields: tuple[str, ...] = SHOWN_WHEN_DI
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "runs", nargs="+", metavar="RUN", help="a results folder, its results.csv, or a pytest-benchmark JSON"
-    )
-    parser.add_argument(
-        "--reference",
-        default=None,
-        metavar="RUN:DEVICE:MODE",
-        help="the configuration ratios are taken against, RUN being 1-based or a path given (default: 1:cpu:eager)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder for compare.md and compare.csv (default: results/compare-<UTC time>)",
-    )
-    parser.add_argument("--no-figures", action="store_true", help="write no PNG figure")
+    add = parser.add_argument
+    runs = "a results folder, its results.csv, or a pytest-benchmark JSON"
+    add("runs", nargs="+", metavar="RUN", help=runs)
+    reference = "the configuration ratios are taken against, RUN being 1-based or a path given"
+    add("--reference", metavar="RUN:DEVICE:MODE", help=f"{reference} (default: 1:cpu:eager)")
+    out = "folder for compare.md and compare.csv (default: results/compare-<UTC time>)"
+    add("--out", type=Path, help=out)
+    add("--no-figures", action="store_true", help="write no PNG figure")
 
 
 def _figure(table: pd.DataFrame, out: Path, runs: Sequence[Run]) -> str:
@@ -213,19 +201,15 @@ def _figure(table: pd.DataFrame, out: Path, runs: Sequence[Run]) -> str:
         for label, run in zip(run_labels(runs), runs)
     )
     figures = write_compare_figures(table, out, subtitle)
-    return (
-        f"figure skipped: {figures.skipped}"
-        if figures.skipped
-        else f"figure: {', '.join(map(str, figures.paths.values()))}"
-    )
+    if figures.skipped:
+        return f"figure skipped: {figures.skipped}"
+    return f"figure: {', '.join(map(str, figures.paths.values()))}"
 
 
 def main(args: argparse.Namespace) -> int:
     runs = [load_run(path) for path in args.runs]
     names = [(path, Path(path).name, run.name) for path, run in zip(args.runs, runs)]
-    reference = (
-        parse_reference(args.reference, names) if args.reference is not None else default_reference(runs)
-    )
+    reference = default_reference(runs) if args.reference is None else parse_reference(args.reference, names)
     if not _reference_records(runs, reference):
         raise UsageError(
             f"reference {reference.label(run_labels(runs))}: no timed ok row with device {reference.device!r} "

@@ -33,10 +33,8 @@ EXIT_OUTSIDE = 1  # the two clocks disagree by more than TOLERANCE
 def crosscheck(
     device: str = "cpu", mode: str = "eager", rounds: int = 15, calls: int = 200
 ) -> tuple[float, float]:
-    """(harness median s/step, torch Timer median s/step) for the same trainer's step.
-
-    `rounds` samples of each clock, interleaved; each sample is the mean of `calls` steps.
-    """
+    """(harness median s/step, torch Timer median s/step) for the same trainer's step: `rounds`
+    samples of each clock, interleaved, each the mean of `calls` steps."""
     trainer = build_trainer(mode, device)
     for _ in range(calls):  # warm-up, as both would do
         trainer.step()

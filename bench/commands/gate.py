@@ -33,7 +33,7 @@ from bench.analysis.significance import (
 )
 from bench.errors import UsageError
 from bench.history import DEFAULT_WINDOW, add_gate_arguments
-from bench.records import MUST_MATCH, ConfigKey, Record, differing_fields, parse_list
+from bench.records import MUST_MATCH, Record, differing_fields, parse_list
 from bench.render.comparison import gate_markdown, verdict_head
 from bench.store.load import load_run
 from bench.store.run_folder import Run
@@ -114,33 +114,12 @@ def _cores(run_env: dict) -> int | None:
     return cores if isinstance(cores, int) and not isinstance(cores, bool) else None
 
 
-def _refuse_different_lengths(pairs: Sequence[tuple[ConfigKey, Record | None, Record | None]]) -> None:
-    """Training runs of different lengths differ in time and convergence by design: refuse them."""
-    for key, before, now in pairs:
-        ok = before is not None and now is not None and before.ok and now.ok and key.workload == "train"
-        if ok and None not in (before.steps, now.steps) and before.steps != now.steps:  # type: ignore[union-attr]
-            raise UsageError(
-                f"{key}: the baseline trained {before.steps} steps and the current run {now.steps}; "  # type: ignore[union-attr]
-                "gate runs made with the same --steps and preset"
-            )
-
-
-def pair_by_key(
-    baseline: Sequence[Record], current: Sequence[Record]
-) -> list[tuple[ConfigKey, Record | None, Record | None]]:
-    """(key, baseline record, current record) for every configuration of either run: the baseline's
-    order, then what only the current run has; None where a run lacks it."""
-    before, now = {r.key: r for r in baseline}, {r.key: r for r in current}
-    return [(k, before.get(k), now.get(k)) for k in [*before, *(k for k in now if k not in before)]]
-
-
 def gate(
     baseline: Run,
     current: Run,
     check: RegressionCheck | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     allow_env_mismatch: bool = False,
-    convergence: ConvergenceCheck = ConvergenceCheck(),
     allow_missing: bool = False,
 ) -> GateResult:
     """Compare every configuration of `current` with `baseline`; UsageError on input that cannot be
@@ -157,10 +136,10 @@ def gate(
     if unknown:
         env_note += "; not recorded in both runs, not checked: " + ", ".join(unknown)
 
-    pairs = pair_by_key(baseline.records, current.records)
-    _refuse_different_lengths(pairs)
     speed, conv, skipped, failures, inconclusive = [], [], [], [], []
-    for key, before, now in pairs:
+    old, new = {r.key: r for r in baseline.records}, {r.key: r for r in current.records}
+    for key in [*old, *(k for k in new if k not in old)]:  # the baseline's order, then the new ones
+        before, now = old.get(key), new.get(key)
         if before is None or now is None or not before.ok or not now.ok:
             note = "listed, not compared"
             if before is not None and before.ok and now is None:
@@ -177,6 +156,11 @@ def gate(
             status = ["absent" if r is None else r.status for r in (before, now)]
             skipped.append({"config": str(key), "baseline": status[0], "current": status[1], "note": note})
             continue
+        if key.workload == "train" and None not in (before.steps, now.steps) and before.steps != now.steps:
+            raise UsageError(  # training runs of different lengths differ in time and convergence by design
+                f"{key}: the baseline trained {before.steps} steps and the current run {now.steps}; "
+                "gate runs made with the same --steps and preset"
+            )
         for metric in metrics:
             if not _measured(before, metric):
                 continue
@@ -194,19 +178,12 @@ def gate(
             )
         was, is_now = before.value("converged"), now.value("converged")
         if was is not None and is_now is not None:
-            failure = convergence.fails(now, before)
+            failure = ConvergenceCheck().fails(now, before)
             if failure:
                 failures.append(f"{key}: {failure}")
-            conv.append(
-                {
-                    "config": str(key),
-                    "baseline_converged": was,
-                    "baseline_mae": before.number("mae"),
-                    "current_converged": is_now,
-                    "current_mae": now.number("mae"),
-                    "verdict": "REGRESSION" if failure else "ok",
-                }
-            )
+            line = {"config": str(key), "baseline_converged": was, "baseline_mae": before.number("mae")}
+            line.update(current_converged=is_now, current_mae=now.number("mae"))
+            conv.append({**line, "verdict": "REGRESSION" if failure else "ok"})
     if not speed and not conv:
         raise UsageError(
             f"no configuration in common between {baseline.source} ({_few(baseline)}) and {current.source} "
@@ -239,37 +216,19 @@ def parse_metrics(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "exit codes: 0 pass, 1 regression, 2 bad input, 3 inconclusive (the report says why and what to run instead)"
-    parser.add_argument(
-        "--baseline", default=None, help="the stored run to compare against (folder, CSV or JSON)"
-    )
-    parser.add_argument(
-        "--history",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="DB",
-        help="compare with the recent comparable runs in the history instead (default DB results/history.db)",
-    )
+    add = parser.add_argument
+    add("--baseline", help="the stored run to compare against (folder, CSV or JSON)")
+    history = "compare with the recent comparable runs in the history instead (default DB results/history.db)"
+    add("--history", nargs="?", const="", metavar="DB", help=history)
     add_gate_arguments(parser)
-    parser.add_argument(
-        "--metric",
-        type=parse_metrics,
-        default=list(DEFAULT_METRICS),
-        help=f"comma list of metrics to gate (default {','.join(DEFAULT_METRICS)}; also {', '.join(METRICS[1:])})",
-    )
-    parser.add_argument(
-        "--allow-env-mismatch",
-        action="store_true",
-        help="gate runs from machines that differ in CPU, GPU, torch or CUDA version",
-    )
-    parser.add_argument(
-        "--allow-missing",
-        action="store_true",
-        help="pass although configurations measured in the baseline are absent from the current run",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="also write the markdown report to this file (for CI to post)"
-    )
+    also = ", ".join(METRICS[1:])
+    metrics = f"comma list of metrics to gate (default {','.join(DEFAULT_METRICS)}; also {also})"
+    add("--metric", type=parse_metrics, default=list(DEFAULT_METRICS), help=metrics)
+    mismatch = "gate runs from machines that differ in CPU, GPU, torch or CUDA version"
+    add("--allow-env-mismatch", action="store_true", help=mismatch)
+    missing = "pass although configurations measured in the baseline are absent from the current run"
+    add("--allow-missing", action="store_true", help=missing)
+    add("--out", type=Path, help="also write the markdown report to this file (for CI to post)")
 
 
 def _run_identity(path: str | Path) -> Path:
@@ -289,9 +248,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--baseline and --current are the same run ({args.current}): nothing to gate")
     baseline, current = load_run(args.baseline), load_run(args.current)
     check, metrics = args.max_slowdown, args.metric
-    result = gate(
-        baseline, current, check, metrics, args.allow_env_mismatch, allow_missing=args.allow_missing
-    )
+    result = gate(baseline, current, check, metrics, args.allow_env_mismatch, args.allow_missing)
     markdown = gate_markdown(result, baseline, current, check, ConvergenceCheck().describe(), metrics)
     if args.out is not None:
         try:
@@ -326,10 +283,9 @@ def check_against_history(
     check: RegressionCheck | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> list[HistoryCheck]:
-    """Every comparable configuration of `current` (a bench.history.model.RunEntry) against the last
-    `window` comparable runs of the open `history` (same machine fingerprint, ok, no later than the
-    current run, itself excluded), their raw samples pooled as the baseline and judged by the one
-    rule (significance.judge); UsageError when nothing in it has any history."""
+    """Every configuration of `current` (a bench.history.model.RunEntry) against its last `window`
+    comparable runs in `history` (same machine, ok, earlier, itself excluded), their raw samples
+    pooled as the baseline and judged by significance.judge; UsageError when none has a history."""
     fp = current.machine.fingerprint
     checks = []
     for entry in current.records:

@@ -79,9 +79,9 @@ from sumnet.train import MAX_BATCH_SIZE, MAX_STEPS, TrainConfig
 
 MAX_REPEATS = 1000  # training runs per configuration; each is up to MAX_STEPS steps
 METRICS = ("time", "instructions")
-INSTRUCTION_STEPS, INSTRUCTION_REPEATS = 20, 2  # --metric instructions: each process imports torch
-# under valgrind (slow), so few repeats in one process per configuration, and few steps (the count
-# does not vary with load, so few suffice)
+# --metric instructions: each process imports torch under valgrind (slow), so few repeats in one
+# process per configuration, and few steps (the count does not vary with load, so few suffice)
+INSTRUCTION_STEPS, INSTRUCTION_REPEATS = 20, 2
 
 
 @dataclass(frozen=True)
@@ -146,10 +146,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-inference", action="store_true", help="skip the inference sweep")
     add("--no-figures", action="store_true", help="write no PNG figures")
     add("--no-progress", action="store_true", help="no progress bar")
-    metric = (
-        "time (default), or instructions per step and per call under valgrind (CPU; "
-        f"{INSTRUCTION_STEPS} steps x {INSTRUCTION_REPEATS} repeats in one process, 1 thread, unless given)"
+    counted = (
+        f"{INSTRUCTION_STEPS} steps x {INSTRUCTION_REPEATS} repeats in one process, 1 thread, unless given"
     )
+    metric = f"time (default), or instructions per step and per call under valgrind (CPU; {counted})"
     add("--metric", choices=METRICS, default="time", help=metric)
     add_history_arguments(parser)
 
@@ -238,14 +238,9 @@ def train_record(
         "loss_curve": first.loss_curve,
         "mae_curve": first.mae_curve,
     }
+    steps, repeats = plan.steps, len(m.repeats)
     return Record(
-        key,
-        notes=notes,
-        seed=seed,
-        steps=plan.steps,
-        repeats=len(m.repeats),
-        measured=measured,
-        samples=samples,
+        key, notes=notes, seed=seed, steps=steps, repeats=repeats, measured=measured, samples=samples
     )
 
 
@@ -316,12 +311,15 @@ class _Matrix:
         key = self.key(workload, *config, size)
         self.writer.add(Record(key, status=status, reason=reason, seed=self.opts.seed))
 
+    def skip_reason(self, config: tuple[str, str, int]) -> str | None:
+        """Why the configuration cannot run here (or, with --metric instructions, be counted), else None."""
+        counted = self.opts.metric == "instructions"
+        return skip_reason(*config[:2]) or (instructions_skip_reason(*config[:2]) if counted else None)
+
     def measure(self, config: tuple[str, str, int]) -> None:
         """Measure one (device, mode, threads): a train record and one inference record per batch size."""
         done = self.progress.n + self.opts.train.repeats + (1 if self.opts.inference_enabled else 0)
-        reason = skip_reason(config[0], config[1])
-        if reason is None and self.opts.metric == "instructions":
-            reason = instructions_skip_reason(config[0], config[1])
+        reason = self.skip_reason(config)
         if reason is not None:
             self.unmeasured(config, "skipped", reason)
         elif self.opts.metric == "instructions":
@@ -408,9 +406,8 @@ class _Matrix:
 
 
 def _kernel_columns(trainer: Trainer, device: torch.device) -> dict[str, float]:
-    """On CUDA: kernels per step and us per kernel of the trained mode, one graph launch's latency
-    (for the lower bound), and for a mode that runs k steps per launch the best k and its time per
-    step; all measured after the timed runs; nothing elsewhere."""
+    """On CUDA, after the timed runs: kernels per step and us per kernel, one graph launch's latency
+    (for the lower bound), and for a k-steps-per-launch mode the best k and its time per step."""
     count, launch_s = profile_kernels(trainer.step, device), graph_launch_latency_s(device)
     out: dict[str, float] = {}
     if count is not None:
@@ -445,24 +442,15 @@ class _NoProgress:
 def _progress(total: int, enabled: bool):
     if tqdm is None or not enabled:
         return _NoProgress()
-    return tqdm(
-        total=total,
-        unit="step",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]",
-    )
+    bar = "{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
+    return tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True, bar_format=bar)
 
 
 def _configs(opts: RunOptions) -> list[tuple[str, str, int]]:
     """(device, mode, threads), mode by mode so the slow compiled modes come last and a run cut
     short still holds every device's fast modes. The thread sweep applies to the CPU only."""
-    out = []
-    for mode in opts.modes:
-        for device in opts.devices:
-            threads = opts.threads if device == "cpu" else opts.threads[-1:]
-            out += [(device, mode, t) for t in threads]
-    return out
+    sweep = {device: opts.threads if device == "cpu" else opts.threads[-1:] for device in opts.devices}
+    return [(device, mode, t) for mode in opts.modes for device in opts.devices for t in sweep[device]]
 
 
 def utc_now() -> str:
@@ -483,7 +471,7 @@ def run(opts: RunOptions) -> Session:
     default_threads = torch.get_num_threads()
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)  # counts do not depend on load: in parallel
     if opts.metric == "instructions":
-        counted = [c for c in configs if not (skip_reason(*c[:2]) or instructions_skip_reason(*c[:2]))]
+        counted = [c for c in configs if matrix.skip_reason(c) is None]
         matrix.counting = {c: pool.submit(count_instructions, matrix.plan(c)) for c in counted}
     try:
         session.loop(configs, matrix.measure)
@@ -512,18 +500,18 @@ class _Outputs:
     def __call__(self) -> str:
         writer, run_dir = self.session.writer, self.session.run_dir
         df = writer.frame()
-        skipped = None if self.figures else "--no-figures"
         names = run_figures_with_data(df) if self.figures else []
-        planned = FigureSet({n: run_dir / FILE_NAMES[n] for n in names}, skipped)
-        report = render_run_report(df, writer.env, writer.settings, planned, writer.records)
-        atomic_write(run_dir / "report.md", report)
+        planned = FigureSet(
+            {n: run_dir / FILE_NAMES[n] for n in names}, None if self.figures else "--no-figures"
+        )
+        report = partial(render_run_report, df, writer.env, writer.settings, records=writer.records)
+        atomic_write(run_dir / "report.md", report(planned))
         if names:
             written = write_run_figures(df, writer.samples, run_dir, writer.env)
             self.unsaved = written.failed
             if written.failed:
                 with suppress(WriteError):  # the report written above stays, its links to them dangling
-                    report = render_run_report(df, writer.env, writer.settings, written, writer.records)
-                    atomic_write(run_dir / "report.md", report)
+                    atomic_write(run_dir / "report.md", report(written))
         return instructions_table(df) if self.metric == "instructions" else summary_markdown(df)
 
 

@@ -73,26 +73,26 @@ def compare_markdown(
         if diffs.empty:
             parts += ["Environment: the runs agree on " + ", ".join(SHOWN_WHEN_DIFFERENT) + ".", ""]
         else:
-            parts += [
+            parts += _section(
                 "Environment fields that differ between the runs:",
-                "",
-                markdown_table(diffs, {c: c for c in diffs.columns}),
-                "",
-            ]
+                [markdown_table(diffs, {c: c for c in diffs.columns})],
+            )
     if table.empty:
         parts += ["No timed configuration to compare.", ""]
     else:
         shown = table.assign(interval=[interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"])])
         shown["mae"] = [fmt(v) if v >= 0.1 else ("" if math.isnan(v) else f"{v:.4f}") for v in shown["mae"]]
         parts += [markdown_table(shown, TABLE_COLUMNS), ""]
-    if not skipped.empty:
-        parts += ["Not compared (skipped, failed or untimed rows):", ""]
-        parts += [
-            f"- {r.run} {r.config}: {r.status}{' - ' + r.reason if r.reason else ''}"
-            for r in skipped.itertuples()
-        ]
-        parts.append("")
-    return "\n".join(parts)
+    lines = [
+        f"- {r.run} {r.config}: {r.status}{' - ' + r.reason if r.reason else ''}"
+        for r in skipped.itertuples()
+    ]
+    return "\n".join(parts + _section("Not compared (skipped, failed or untimed rows):", lines))
+
+
+def _section(title: str, lines: list[str]) -> list[str]:
+    """A titled block of lines for a report, or nothing when there are no lines."""
+    return [title, "", *lines, ""] if lines else []
 
 
 def _describe_run(run: Run) -> str:
@@ -161,18 +161,14 @@ def gate_markdown(
         shown = conv.assign(**{f"{arm} converged": _outcome(conv, arm) for arm in ("baseline", "current")})
         columns = {"config": "configuration", **{h: h for h in ("baseline converged", "current converged")}}
         parts += ["## Convergence", "", markdown_table(shown, {**columns, "verdict": "verdict"}), ""]
-    if not result.not_compared.empty:
-        parts += ["## Not compared", ""]
-        parts += [
-            f"- {r.config}: baseline {r.baseline}, current {r.current}; {r.note}"
-            for r in result.not_compared.itertuples()
-        ]
-        parts.append("")
-    if result.failures:
-        parts += ["## Regressions", ""] + [f"{i}. {f}" for i, f in enumerate(result.failures, 1)] + [""]
-    if result.inconclusive:
-        parts += ["## Inconclusive", ""] + [f"{i}. {f}" for i, f in enumerate(result.inconclusive, 1)]
-        parts += ["", f"What to run instead: {ADVICE}.", ""]
+    skipped = [
+        f"- {r.config}: baseline {r.baseline}, current {r.current}; {r.note}"
+        for r in result.not_compared.itertuples()
+    ]
+    parts += _section("## Not compared", skipped)
+    parts += _section("## Regressions", [f"{i}. {f}" for i, f in enumerate(result.failures, 1)])
+    unsure = [f"{i}. {f}" for i, f in enumerate(result.inconclusive, 1)]
+    parts += _section("## Inconclusive", unsure + ["", f"What to run instead: {ADVICE}."] if unsure else [])
     return "\n".join(parts)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.analysis.derive import per_record
 from bench.errors import UsageError
 from bench.records import READABLE_VERSIONS, ConfigKey, Record
-from bench.store.pytest_json import is_pytest_benchmark, read_pytest_benchmark
+from bench.store.pytest_json import read_pytest_benchmark
 from bench.store.run_folder import Run, record_from_json, record_from_row
 
 
@@ -24,16 +24,14 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
-    if path.is_dir():
-        if not (path / "results.csv").exists():
-            raise UsageError(f"{path}: no results.csv in this folder")
-        return _csv_with_json(path / "results.csv", path / "run.json", source=path)
-    if path.suffix == ".csv":
-        return _csv_with_json(path, path.with_name("run.json"), source=path)
+    if path.is_dir() and not (path / "results.csv").exists():
+        raise UsageError(f"{path}: no results.csv in this folder")
+    if path.is_dir() or path.suffix == ".csv":
+        return _csv_with_json(path / "results.csv" if path.is_dir() else path, source=path)
     if path.suffix != ".json":
         raise UsageError(f"{path}: expected a results folder, a .csv or a .json file")
     doc = read_json(path)
-    if is_pytest_benchmark(doc):
+    if isinstance(doc, dict) and "benchmarks" in doc:  # pytest --benchmark-json
         return read_pytest_benchmark(doc, source=path)
     if isinstance(doc, dict) and ("records" in doc or "rows" in doc):
         run = from_run_json(doc, path)
@@ -136,20 +134,19 @@ def _rows(csv_path: Path) -> list[dict[str, str]]:
     return [dict(zip(header, line)) for line in lines[1:]]
 
 
-def _csv_with_json(csv_path: Path, json_path: Path, source: Path) -> Run:
+def _csv_with_json(csv_path: Path, source: Path) -> Run:
     """results.csv's records (the CSV is what the user may have edited), with the raw samples,
     settings and environment of the run.json beside it when there is one."""
-    rows = _rows(csv_path)
-    for row in rows:
-        check_schema(row["schema_version"].strip() or None, csv_path)
     records = []
-    for number, row in enumerate(rows, start=2):
+    for number, row in enumerate(_rows(csv_path), start=2):
+        check_schema(row["schema_version"].strip() or None, csv_path)
         try:
             records.append(record_from_row(row))
         except ValueError as err:
             raise UsageError(f"{csv_path}: line {number}: {err}") from None
     _check_required(records, csv_path)
     run = Run(str(source), {}, {}, records)
+    json_path = csv_path.with_name("run.json")
     doc = read_json(json_path) if json_path.exists() else None
     if isinstance(doc, dict):
         stored = from_run_json(doc, json_path)

@@ -45,7 +45,6 @@ def _env(doc: dict, source: Path) -> dict[str, object]:
         )
     cpu = machine.get("cpu") or {}
     commit = doc.get("commit_info") or {}
-    env: dict[str, object] = {k: machine[k] for k in _ENV_FIELDS if k in machine}
     derived = {
         "host": machine.get("node"),
         "os": " ".join(str(machine[k]) for k in ("system", "release") if machine.get(k)) or None,
@@ -56,9 +55,8 @@ def _env(doc: dict, source: Path) -> dict[str, object]:
         "git_dirty": commit.get("dirty"),
         "timestamp_utc": doc.get("datetime"),
     }
-    for name, value in derived.items():
-        if value is not None and name not in env:
-            env[name] = value
+    given = {k: machine[k] for k in _ENV_FIELDS if k in machine}  # the suite's own values come first
+    env: dict[str, object] = {k: v for k, v in derived.items() if v is not None} | given
     env["source_format"] = f"pytest-benchmark {doc.get('version', '?')} ({source.name})"
     return env
 
@@ -97,18 +95,12 @@ def _record(bench: dict, source: Path) -> Record:
         data_ms = [float(v) * to_ms for v in stats.get("data") or []]
     except (TypeError, ValueError):
         raise UsageError(f"{source}: benchmark {name} has raw data that are not numbers") from None
-    measured: dict[str, object] = {}
-    if not data_ms:  # saved without data: the file's own summary is all there is
-        measured[metric] = median * to_ms
-        for stat in ("min", "iqr"):
-            value = _number(stats.get(stat))
-            if value is not None:
-                measured[f"{metric}_{stat}"] = value * to_ms
-    return Record(key=key, measured=measured, samples={metric: data_ms} if data_ms else {})
-
-
-def is_pytest_benchmark(doc: object) -> bool:
-    return isinstance(doc, dict) and "benchmarks" in doc
+    if data_ms:
+        return Record(key=key, samples={metric: data_ms})
+    # saved without data: the file's own summary is all there is
+    summary = {f"{metric}_{stat}": _number(stats.get(stat)) for stat in ("min", "iqr")}
+    measured = {metric: median, **{name: v for name, v in summary.items() if v is not None}}
+    return Record(key=key, measured={name: v * to_ms for name, v in measured.items()})
 
 
 def read_pytest_benchmark(doc: dict, source: str | Path) -> Run:
@@ -124,5 +116,4 @@ def read_pytest_benchmark(doc: dict, source: str | Path) -> Run:
             raise UsageError(f"{source}: two benchmarks map to the same configuration {record.key}")
         record.derived = per_record(record)
         records.append(record)
-    env = _env(doc, source)
-    return Run(str(source), env, {}, records)
+    return Run(str(source), _env(doc, source), {}, records)

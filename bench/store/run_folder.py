@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.analysis.derive import per_record
 from bench.errors import UsageError
-from bench.records import SCHEMA_VERSION, ConfigKey, Record, is_missing, json_safe
+from bench.records import SCHEMA_VERSION, SUMMARY_STATS, ConfigKey, Record, is_missing, json_safe
 
 KEY_COLUMNS = ConfigKey.columns()
 
@@ -177,17 +177,17 @@ def record_from_row(row: Mapping[str, object]) -> Record:
         for c, v in values.items()
         if c not in KEY_COLUMNS and c not in _RECORD_FIELDS and v not in (None, "")
     }
-    return Record(
-        key=ConfigKey.from_row(values),
-        status=str(values.get("status") or "ok"),
-        reason=str(values.get("reason") or ""),
-        notes=[n for n in str(values.get("notes") or "").split(";") if n],
-        seed=values.get("seed"),  # type: ignore[arg-type]
-        steps=values.get("steps"),  # type: ignore[arg-type]
-        repeats=values.get("repeats"),  # type: ignore[arg-type]
-        measured={c: v for c, v in rest.items() if c not in DERIVED_COLUMNS},
-        derived={c: v for c, v in rest.items() if c in DERIVED_COLUMNS},
-    )
+    notes = [n for n in str(values.get("notes") or "").split(";") if n]
+    measured = {c: v for c, v in rest.items() if c not in DERIVED_COLUMNS}
+    derived = {c: v for c, v in rest.items() if c in DERIVED_COLUMNS}
+    return _record(ConfigKey.from_row(values), values, notes, measured=measured, derived=derived)
+
+
+def _record(key: ConfigKey, fields: Mapping[str, object], notes: list[str], **values: object) -> Record:
+    """A Record of `key` with the fields a results row and a run.json record share (status, seed, ...)."""
+    status, reason = str(fields.get("status") or "ok"), str(fields.get("reason") or "")
+    counts = {name: fields.get(name) for name in ("seed", "steps", "repeats")}
+    return Record(key, status, reason, notes, **counts, **values)  # type: ignore[arg-type]
 
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
@@ -210,29 +210,14 @@ def to_row(record: Record, derived: Mapping[str, object] | None = None) -> dict[
     """A record flattened to results columns: summary statistics computed from its samples, then
     `derived` (its values from analysis.derive)."""
     row: dict[str, object] = dict.fromkeys(COLUMNS)
-    row.update(asdict(record.key))
-    row.update(
-        schema_version=SCHEMA_VERSION,
-        steps=record.steps,
-        seed=record.seed,
-        repeats=record.repeats,
-        status=record.status,
-        reason=record.reason,
-        notes=";".join(record.notes),
-        flags="",
-    )
+    row.update(asdict(record.key), schema_version=SCHEMA_VERSION, seed=record.seed, flags="")
+    row.update(steps=record.steps, repeats=record.repeats, status=record.status, reason=record.reason)
+    row["notes"] = ";".join(record.notes)
     row.update({k: v for k, v in record.measured.items() if k in COLUMNS})
     metric, summary = record.timing_metric, record.timing
     if metric and summary:
-        row.update(
-            {
-                metric: summary.median,
-                f"{metric}_iqr": summary.iqr,
-                f"{metric}_p10": summary.p10,
-                f"{metric}_p90": summary.p90,
-                f"{metric}_min": summary.min,
-            }
-        )
+        row[metric] = summary.median
+        row.update({f"{metric}_{stat}": getattr(summary, stat) for stat in SUMMARY_STATS})
     # the run's derive step (passed, or on the record); a record never derived (pytest JSON): its own
     row.update(derived if derived is not None else (record.derived or per_record(record)))
     return row
@@ -263,11 +248,8 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def make_run_dir(parent: str | Path, host: str, latest: str = "latest") -> tuple[Path, str | None]:
-    """Create `parent/<host>-<UTC timestamp>/` and point `parent/<latest>` at it.
-
-    Returns (run folder, a note when `latest` was left alone: a file or folder of the user's is
-    never deleted). UsageError when the folder cannot be made.
-    """
+    """Create `parent/<host>-<UTC timestamp>/` and point `parent/<latest>` at it: (run folder, a note when
+    `latest` is a file or folder of the user's, left alone); UsageError when the folder cannot be made."""
     if not str(parent).strip():
         raise UsageError("--out is empty: give a folder for the run folders, e.g. --out results")
     parent = Path(parent)
@@ -310,17 +292,9 @@ def record_from_json(doc: Mapping[str, object]) -> Record:
     key = doc["key"]
     if not isinstance(key, Mapping):
         raise TypeError("a record's key is not an object")
-    return Record(
-        key=ConfigKey(**key),
-        status=str(doc.get("status", "ok")),
-        reason=str(doc.get("reason") or ""),
-        notes=[str(n) for n in doc.get("notes") or []],
-        seed=doc.get("seed"),  # type: ignore[arg-type]
-        steps=doc.get("steps"),  # type: ignore[arg-type]
-        repeats=doc.get("repeats"),  # type: ignore[arg-type]
-        measured=dict(doc.get("measured") or {}),  # type: ignore[arg-type]
-        samples=dict(doc.get("samples") or {}),  # type: ignore[arg-type]
-    )
+    measured, samples = dict(doc.get("measured") or {}), dict(doc.get("samples") or {})  # type: ignore[call-overload]
+    notes = [str(n) for n in doc.get("notes") or []]  # type: ignore[union-attr]
+    return _record(ConfigKey(**key), doc, notes, measured=measured, samples=samples)
 
 
 @dataclass
@@ -377,7 +351,3 @@ class Run:
     def frame(self) -> pd.DataFrame:
         """The results table of these records (schema columns), for tables and figures."""
         return frame(self.records)
-
-    def raw(self, key: ConfigKey, metric: str) -> list[float]:
-        """The raw samples of `metric` for `key`, [] when there are none."""
-        return next((r.raw(metric) for r in self.records if r.key == key), [])
