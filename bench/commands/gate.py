@@ -283,7 +283,7 @@ def check_against_history(
     check: RegressionCheck | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> list[HistoryCheck]:
-    """Every configuration of `current` (a bench.history.model.RunEntry) against its last `window`
+    """Every configuration of `current` (a bench.history.db.RunEntry) against its last `window`
     comparable runs in `history` (same machine, ok, earlier, itself excluded), their raw samples
     pooled as the baseline and judged by significance.judge; UsageError when none has a history."""
     fp = current.machine.fingerprint
