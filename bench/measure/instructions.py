@@ -66,7 +66,7 @@ ROWS_PER_REGION = 4096  # inference rows one region counts at most (but one call
 def calls_for(plan: InstructionPlan, batch_size: int) -> int:
     """Inference calls in one region: plan.calls, fewer for batches whose calls would pass
     ROWS_PER_REGION rows. A count is exact, so one call of a large batch tells as much as ten, and an
-    instrumented call is slow: numpy-reference's 1,024-row call counts 57 million instructions."""
+    instrumented call runs tens of times slower than a native one."""
     return max(1, min(plan.calls, ROWS_PER_REGION // batch_size))
 
 
@@ -152,7 +152,7 @@ def count_instructions(
                 text=True,
                 cwd=ROOT,
                 # numpy's BLAS sizes its own thread pool: at plan.threads, as torch's, or its workers'
-                # spin-waits are counted (numpy-reference's 1,024-row call: 24 then 91 million)
+                # spin-waits are counted and a count varies from one region to the next
                 env={**os.environ, **(env or {}), **dict.fromkeys(BLAS_THREADS, str(plan.threads))},
             )
             _RUNNING.add(child)

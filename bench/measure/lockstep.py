@@ -3,7 +3,7 @@
 On a shared machine the load changes within seconds, faster than one process runs, so two arms
 measured one process after the other see different loads. `bench ab` therefore starts both arms of
 a round together and lets only one of them time a block while the other waits parked: block k of
-BASE and block k of HEAD are measured a few hundred milliseconds apart, in the order AB BA AB ...,
+BASE and block k of HEAD are measured one right after the other, in the order AB BA AB ...,
 and their ratio cancels whatever load they shared. A process knows it is conducted from the
 environment variable SUMNET_BENCH_LOCKSTEP="READY_FD,GO_FD" (two pipe ends it inherited): before
 each timed block it writes `r` and waits for `g`, after it writes `d`. Without the variable, or

@@ -89,9 +89,9 @@ def _with_slowdown(step: Callable[[], object], factor: float, device: torch.devi
 
     On CPU the spin adds `factor` times the step's own CPU time (process_time, all threads) and
     counts its progress on this thread's CPU clock, so a step slowed under load is still slowed by
-    `factor`: a wall-clock spin that the scheduler preempts ends a whole time slice late, which
-    slowed a 10% step 1.5x to 4.3x on a loaded 2-core machine (docs/ci-gate.md). On CUDA the
-    step's time is the device's, so the spin follows the wall clock.
+    about `factor`: a wall-clock spin that the scheduler preempts ends a whole time slice late
+    (docs/ci-gate.md has the measurement). On CUDA the step's time is the device's, so the spin
+    follows the wall clock.
     """
     if device.type != "cpu":
 
