@@ -11,9 +11,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-from bench.analysis.stats import quantile
 from bench.errors import UsageError
 from bench.measure.ensemble import (
     EnsembleNet,
@@ -100,11 +100,7 @@ class ConfigResult:
 
     def cost_ratios(self, eval_steps: Sequence[int]) -> tuple[float, float | None] | None:
         """(whole-run, steady-state) cost of the ensemble over one seed alone; None when sequential.
-
-        Steady state: median step time between evaluations, the chunk with the first call left
-        out. A medians' ratio shrugs off bursts of load from other processes; the whole-run ratio
-        takes them in.
-        """
+        Steady state (steady_step_s) shrugs off bursts of load from other processes; whole runs take them in."""
         if self.one_seed_run_s is None or self.one_seed is None or self.ensemble_clock_s is None:
             return None
         ensemble = steady_step_s(self.ensemble_clock_s, eval_steps)
@@ -119,10 +115,7 @@ def steady_step_s(clock_s: Sequence[float], eval_steps: Sequence[int]) -> float 
         for (s0, c0), (s1, c1) in zip(zip(eval_steps, clock_s), zip(eval_steps[1:], clock_s[1:]))
         if s0 > 0
     ]
-    return quantile(per_step, 0.5) if per_step else None
-
-
-# --- training -------------------------------------------------------------------------------
+    return float(np.median(per_step)) if per_step else None
 
 
 @dataclass
@@ -141,25 +134,22 @@ def _run_timeline(
     device: str,
 ) -> _Timeline:
     """Train with `step` to each eval step, timing the training and the evaluation apart."""
-    line = _Timeline()
-    done, elapsed, last = 0, 0.0, [torch.zeros(0)]
+    line, done, last = _Timeline(), 0, [torch.zeros(0)]
 
     def run(n: int) -> None:
         for _ in range(n):
             last[0] = step()
 
     def measure() -> None:
-        held: list[list[Metrics]] = []
-        line.eval_s += time_call(lambda: held.append(evaluate_all()), device)
-        line.metrics.append(held[0])
+        line.eval_s += time_call(lambda: line.metrics.append(evaluate_all()), device)
 
     measure()
     line.losses.append([math.nan] * len(line.metrics[0]))
     line.clock_s.append(0.0)
     for target in settings.eval_steps()[1:]:
         if done == 0:
-            line.first_call_s = time_call(lambda: run(1), device)
-            elapsed, done = line.first_call_s, 1
+            line.first_call_s = elapsed = time_call(lambda: run(1), device)
+            done = 1
         if target > done:
             elapsed += time_call(lambda n=target - done: run(n), device)
             done = target
@@ -185,10 +175,8 @@ def _traces(line: _Timeline, seeds: Sequence[int], settings: StudySettings) -> l
 
 
 def _compiled(module: torch.nn.Module, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if mode == "eager":
-        return module
-    if mode == "compile":
-        return torch.compile(module)
+    if mode in SUPPORTED_MODES:
+        return torch.compile(module) if mode == "compile" else module
     raise UsageError(f"mode {mode!r}: the convergence study trains in {', '.join(SUPPORTED_MODES)} only")
 
 
@@ -252,6 +240,6 @@ def study_config(config: StudyConfig, settings: StudySettings, test_set: TestSet
         config,
         [trace for trace, _ in runs],
         run_s=sum(line.clock_s[-1] for _, line in runs),
-        first_call_s=quantile([line.first_call_s for _, line in runs], 0.5),
+        first_call_s=float(np.median([line.first_call_s for _, line in runs])),
         eval_s=sum(line.eval_s for _, line in runs),
     )

@@ -27,17 +27,13 @@ def fmt(value: object, digits: int = 3) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
         return f"{int(value):,}"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 10**digits:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}g}" if abs(value) >= 1e-3 else f"{value:.2e}"
-    return str(value)
+    if not isinstance(value, float):
+        return str(value)
+    if abs(value) >= 10**digits:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 else f"{value:.2e}"
 
 
 def markdown_table(df: pd.DataFrame, columns: Mapping[str, str], digits: int = 3) -> str:
@@ -247,7 +243,9 @@ def render_run_report(
             crossover_sentence(df),
             _figure_link(figures, "inference", "Inference throughput against batch size"),
         ]
-    out += _instructions_section(df) + load_section(df, _int(env.get("cpu_cores")))
+    cores = env.get("cpu_cores")
+    cores = int(cores) if isinstance(cores, (int, float)) and cores > 0 else None  # NaN > 0 is False
+    out += _instructions_section(df) + load_section(df, cores)
     bad = df[df["status"] != "ok"]
     # one line per configuration and reason (a skipped mode's train and inference rows say the same),
     # but each inference batch size that failed on its own keeps its line
@@ -282,10 +280,6 @@ def render_run_report(
 
 _COUNT_COLUMNS = ("instructions_per_step", "instructions_per_call")
 _LOAD_COLUMNS = ("load_avg_before", "load_avg_after", "cpu_steal_frac")
-
-
-def _int(value: object) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None  # NaN > 0 is False
 
 
 def _with_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -327,7 +321,7 @@ def load_section(df: pd.DataFrame, cores: int | None) -> list[str]:
         return []
     worst = rows.groupby(["device", "mode", "threads"], sort=False)[list(_LOAD_COLUMNS)].max()
     loaded = [
-        f"- {d} · {m} · {t} threads: {why}" for (d, m, t), r in worst.iterrows() if (why := loaded_reason(r))
+        f"- {d} · {m} · {t} threads: {why}" for (d, m, t), r in worst.iterrows() if (why := loaded_reason(r, cores))
     ]
     loads = rows[["load_avg_before", "load_avg_after"]].stack()
     head = (
