@@ -1,10 +1,8 @@
 """Convergence study: how often, how fast, and whether every device and mode learns the same.
 
-Trains many seeds of the article's Net per device, mode and output activation (together, as one
-batched ensemble, unless --no-ensemble), evaluates each on the same held-out set every K steps,
-and reports the convergence rate with its 95% Wilson interval, steps- and seconds-to-target
-(median and MLPerf-style trimmed mean), final accuracy, each never-converged seed with why, and
-a paired test on step counts between configurations.
+Trains many seeds per device, mode and output activation (one batched ensemble unless --no-ensemble)
+and reports the convergence rate, steps and seconds to target, each never-converged seed with why,
+and a paired test on step counts between configurations.
 
     python -m bench convergence                        # CPU, eager, relu and none, 32 seeds x 3000 steps
     python -m bench convergence --seeds 8 --steps 500 --device cpu,cuda --mode eager,compile
@@ -19,13 +17,7 @@ import sys
 import torch
 
 from bench.analysis.convergence_stats import comparisons, study_key, summarize
-from bench.commands.session import (
-    INTERRUPTED,
-    Session,
-    add_history_arguments,
-    history_target,
-    open_session,
-)
+from bench.commands.session import INTERRUPTED, Session, add_history_arguments, history_target, open_session
 from bench.errors import UsageError, describe
 from bench.measure.convergence_study import (
     DEFAULT_EVAL_EVERY,

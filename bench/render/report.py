@@ -321,7 +321,9 @@ def load_section(df: pd.DataFrame, cores: int | None) -> list[str]:
         return []
     worst = rows.groupby(["device", "mode", "threads"], sort=False)[list(_LOAD_COLUMNS)].max()
     loaded = [
-        f"- {d} · {m} · {t} threads: {why}" for (d, m, t), r in worst.iterrows() if (why := loaded_reason(r, cores))
+        f"- {d} · {m} · {t} threads: {why}"
+        for (d, m, t), r in worst.iterrows()
+        if (why := loaded_reason(r, cores))
     ]
     loads = rows[["load_avg_before", "load_avg_after"]].stack()
     head = (
