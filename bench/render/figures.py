@@ -74,24 +74,19 @@ def subtitle_for(env: Mapping | str | None) -> str:
 
 def _labels(rows: pd.DataFrame) -> list[str]:
     """ "device · mode", plus the other key columns that vary among `rows` (batch size, threads, ...)."""
-    extra = [
-        c
-        for c in KEY_COLUMNS
-        if c not in ("workload", "device", "mode") and c in rows.columns and rows[c].nunique(dropna=False) > 1
+    names = {"batch_size": "batch", "output_activation": "out"}
+    varying = [c for c in KEY_COLUMNS if c in rows.columns and rows[c].nunique(dropna=False) > 1]
+    extra = [c for c in varying if c not in ("workload", "device", "mode")]
+    return [
+        " · ".join(
+            [str(r.get(c, "")) for c in ("device", "mode")] + [f"{names.get(c, c)} {r[c]}" for c in extra]
+        )
+        for _, r in rows.iterrows()
     ]
-    names = {"batch_size": "batch", "threads": "threads", "output_activation": "out"}
-    labels = []
-    for _, row in rows.iterrows():
-        parts = [str(row.get("device", "")), str(row.get("mode", ""))]
-        parts += [f"{names.get(c, c)} {row[c]}" for c in extra]
-        labels.append(" · ".join(parts))
-    return labels
 
 
 def _colour(mode: str) -> str:
-    if mode in _MODE_COLOURS:
-        return _MODE_COLOURS[mode]
-    return _PALETTE[sum(map(ord, mode)) % len(_PALETTE)]  # stable across runs, unlike hash()
+    return _MODE_COLOURS.get(mode) or _PALETTE[sum(map(ord, mode)) % len(_PALETTE)]  # stable, unlike hash()
 
 
 def new_figure(title: str, subtitle: str) -> tuple[Figure, Axes]:
@@ -125,16 +120,10 @@ def _inference_figure(df: pd.DataFrame, subtitle: str) -> Figure:
     fig, ax = new_figure("Inference throughput against batch size", subtitle)
     curves = inference_curves(df)
     for (device, mode), curve in curves.items():
-        sizes = sorted(curve)
-        gpu = is_gpu(device)
+        sizes, style = sorted(curve), "--s" if is_gpu(device) else "-o"
+        colour = _colour(mode.split(" · ")[0])  # mode, or "mode · N threads"
         ax.plot(
-            sizes,
-            [curve[b] for b in sizes],
-            label=f"{device} · {mode}",
-            color=_colour(mode.split(" · ")[0]),  # mode, or "mode · N threads"
-            linestyle="--" if gpu else "-",
-            marker="s" if gpu else "o",
-            markersize=4,
+            sizes, [curve[b] for b in sizes], style, label=f"{device} · {mode}", color=colour, markersize=4
         )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -299,7 +288,6 @@ def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
             xerr=[below, above],
             fmt="o",
             color="#0072B2",
-            ecolor="#0072B2",
             capsize=4,
             label="ratio, with its confidence interval",
         )

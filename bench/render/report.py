@@ -264,8 +264,7 @@ def render_run_report(
             "",
         ]
     out += _notes_section(records)
-    skipped_figs = getattr(figures, "skipped", None)
-    if skipped_figs:
+    if skipped_figs := getattr(figures, "skipped", None):
         out += [f"Figures skipped: {skipped_figs}.", ""]
     for name, why in (getattr(figures, "failed", None) or {}).items():
         out += [f"Figure not saved: {name} ({why}).", ""]
@@ -278,7 +277,6 @@ def render_run_report(
     return "\n".join(out)
 
 
-_COUNT_COLUMNS = ("instructions_per_step", "instructions_per_call")
 _LOAD_COLUMNS = ("load_avg_before", "load_avg_after", "cpu_steal_frac")
 
 
@@ -289,11 +287,11 @@ def _with_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 def instructions_table(df: pd.DataFrame) -> str:
     """Instructions per training step and per inference call of the counted rows."""
-    ok = _with_columns(df[df["status"] == "ok"], _COUNT_COLUMNS)
-    counted = ok[ok["instructions_per_step"].notna() | ok["instructions_per_call"].notna()]
+    columns = {"instructions_per_step": "instructions/step", "instructions_per_call": "instructions/call"}
+    ok = _with_columns(df[df["status"] == "ok"], columns)
+    counted = ok[ok[list(columns)].notna().any(axis=1)]
     if counted.empty:
         return "(no instructions counted)"
-    columns = {"instructions_per_step": "instructions/step", "instructions_per_call": "instructions/call"}
     return markdown_table(counted, {**_ROW_COLUMNS, **columns}, digits=4)
 
 
