@@ -56,8 +56,14 @@ class StudySettings:
 @dataclass(frozen=True)
 class StudyConfig:
     device: str
-    mode: str
+    mode: str  # one of SUPPORTED_MODES
     output_activation: str
+
+    def __post_init__(self) -> None:
+        if self.mode not in SUPPORTED_MODES:
+            raise UsageError(
+                f"--mode {self.mode}: the convergence study trains in {', '.join(SUPPORTED_MODES)} only"
+            )
 
     @property
     def label(self) -> str:
@@ -174,19 +180,13 @@ def _traces(line: _Timeline, seeds: Sequence[int], settings: StudySettings) -> l
     ]
 
 
-def _compiled(module: torch.nn.Module, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if mode in SUPPORTED_MODES:
-        return torch.compile(module) if mode == "compile" else module
-    raise UsageError(f"mode {mode!r}: the convergence study trains in {', '.join(SUPPORTED_MODES)} only")
-
-
 def train_plain(
     config: StudyConfig, settings: StudySettings, seed: int, test_set: TestSet, net: Net | None = None
 ) -> tuple[SeedTrace, _Timeline]:
     """One plain Net (init_net of `seed`, unless `net` is given) trained alone, as sumnet.train does."""
     net_config = NetConfig(output_activation=config.output_activation)
     net = net if net is not None else init_net(net_config, seed, config.device)
-    model = _compiled(net, config.mode)
+    model = torch.compile(net) if config.mode == "compile" else net
     optimizer = make_optimizer(net, settings.lr)
     gen = make_generator(seed, config.device)
     rows = test_set.to(config.device)
@@ -204,7 +204,7 @@ def train_ensemble(
     """Every seed at once; `ensemble` (members in settings.seeds order) replaces the default init."""
     net_config = NetConfig(output_activation=config.output_activation)
     ensemble = ensemble if ensemble is not None else init_ensemble(net_config, settings.seeds, config.device)
-    model = _compiled(ensemble, config.mode)
+    model = torch.compile(ensemble) if config.mode == "compile" else ensemble
     optimizer = make_ensemble_optimizer(ensemble, settings.lr)
     gens = make_member_generators(settings.seeds, config.device)
     rows = test_set.to(config.device)
