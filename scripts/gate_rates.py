@@ -281,12 +281,16 @@ def _ci_table(results: list[dict], args: argparse.Namespace) -> str:
 
 def ci_study(args: argparse.Namespace) -> int:
     """Every CI check, --trials times, with the neighbour off and on (--neighbour); the table."""
-    results = []
+    saved = args.out / "ci_rates.json"
+    results = json.loads(saved.read_text()) if args.resume and saved.exists() else []
+    done = {(r["check"], r["neighbour"], r["trial"]) for r in results}
     settings = ["off", "on"] if args.neighbour == "both" else [args.neighbour]
     for neighbour in settings:
         for trial in range(1, args.trials + 1):
             for name, (kind, head_env, _, _) in CI_CHECKS.items():
                 if args.only and not any(part in name for part in args.only):
+                    continue
+                if (name, neighbour, trial) in done:
                     continue
                 variant = "-".join(head_env) or "plain"
                 out = args.out / "ci" / f"neighbour-{neighbour}" / f"trial-{trial:02d}" / kind / variant
@@ -305,16 +309,22 @@ def ci_study(args: argparse.Namespace) -> int:
                         noise.wait(30)
                 results.append({"check": name, "neighbour": neighbour, "trial": trial, "exit": code,
                                 "line": line, "seconds": seconds, "load": load, "out": str(out)})  # fmt: skip
+                _save(args, results)  # every trial as it ends: an interrupted study keeps what it measured
                 print(
                     f"{name}, neighbour {neighbour}, trial {trial}: exit {code} in {seconds:.0f} s",
                     flush=True,
                 )
+    print(_save(args, results))
+    return 0
+
+
+def _save(args: argparse.Namespace, results: list[dict]) -> str:
+    """Write ci_rates.json and ci_rates.md under --out; the table."""
     table = _ci_table(results, args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ci_rates.md").write_text(table)
     (args.out / "ci_rates.json").write_text(json.dumps(results, indent=1))
-    print(table)
-    return 0
+    return table
 
 
 def main() -> int:
@@ -351,6 +361,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "gate-rates")
     parser.add_argument(
         "--reuse", action="store_true", help="score runs already under --out, measure the rest"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="ci study: keep --out's ci_rates.json, run the trials it lacks"
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per run")
     parser.add_argument(

@@ -137,11 +137,15 @@ def test_judge_pairs_rounds_and_names_what_broke_or_was_not_compared():
     skipped = ConfigKey("train", "cuda", "eager", 32, None)
     rounds = [
         {
-            "A": {train: ("ok", "", 1.0 * s), broken: ("ok", "", 0.5), skipped: ("skipped", "no GPU", None)},
+            "A": {
+                train: ("ok", "", 1.0 * s, ()),
+                broken: ("ok", "", 0.5, ()),
+                skipped: ("skipped", "no GPU", None, ()),
+            },
             "B": {
-                train: ("ok", "", 1.01 * s),
-                broken: ("failed", "RuntimeError: boom", None),
-                skipped: ("skipped", "no GPU", None),
+                train: ("ok", "", 1.01 * s, ()),
+                broken: ("failed", "RuntimeError: boom", None, ()),
+                skipped: ("skipped", "no GPU", None, ()),
             },
         }
         for s in ROUND_SPEED

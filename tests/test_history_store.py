@@ -408,3 +408,13 @@ def test_bench_run_into_a_history_the_user_cannot_write_keeps_the_run_notes_it_a
     notes = [line for line in err.splitlines() if line.startswith("note: the history was not updated")]
     assert len(notes) == 1 and "cannot write to the history" in notes[0] and "Traceback" not in err, err
     assert (tmp_path / "out/latest/report.md").exists() and "results in" in out
+
+
+def test_two_runs_of_one_commit_started_in_the_same_second_get_two_ids():
+    """bench ab starts both arms of a round together: their run_uuid keeps both in the history,
+    and a run without one (made before it existed) keeps the id it always had."""
+    from bench.history.ingest import run_id_of
+
+    env = {"timestamp_utc": "2026-12-02T10:50:20Z", "host": "vm", "git_commit": "f3200a7"}
+    assert run_id_of(env, "a", "1" * 32) != run_id_of(env, "b", "2" * 32)
+    assert run_id_of(env, "a") == run_id_of(env, "b") == run_id_of(env, "c", None)

@@ -36,7 +36,7 @@ def test_valgrind_absent_is_a_reason_not_an_error(monkeypatch):
 
 def test_inference_regions_call_fewer_times_for_large_batches():
     plan = InstructionPlan(mode="eager", batch_size=32, threads=1, calls=10)
-    assert [calls_for(plan, b) for b in (1, 8192, 16384, 1 << 20)] == [10, 10, 5, 1]
+    assert [calls_for(plan, b) for b in (1, 32, 1024, 8192, 1 << 20)] == [10, 10, 4, 1, 1]
 
 
 @pytest.mark.parametrize("value", ["abc", "-0.1", "nan", "inf", "11"])
@@ -83,3 +83,23 @@ def test_instruction_counts_round_trip_and_text_counts_are_refused(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(doc))
     with pytest.raises(UsageError, match="instructions_per_step are not numbers"):
         load_run(tmp_path)
+
+
+def test_the_child_runs_numpys_blas_at_the_plans_threads(monkeypatch):
+    """Unbounded, OpenBLAS's workers spin under valgrind and their spins are counted: numpy-reference's
+    1,024-row inference call read 24 then 91 million instructions in two regions of one process."""
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def popen(command, env, **kwargs):
+        seen.update(env)
+        raise Stop
+
+    monkeypatch.setattr(instructions.subprocess, "Popen", popen)
+    with pytest.raises(Stop):
+        count_instructions(InstructionPlan(mode="numpy-reference", batch_size=32, threads=3))
+    assert [seen[name] for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")] == [
+        "3"
+    ] * 3

@@ -63,6 +63,7 @@ class PairedComparison:
     ci_high: float
     p_slower: float  # Wilcoxon signed-rank, H1: HEAD slower; nan below MIN_ROUNDS
     counts: bool = False  # instruction counts: deterministic, judged on the interval alone
+    block_ratios: tuple[float, ...] = ()  # per round, from blocks timed in lockstep (else head / base)
 
     @property
     def rounds(self) -> int:
@@ -71,7 +72,7 @@ class PairedComparison:
     @property
     def ratios(self) -> list[float]:
         """HEAD / BASE in each round: above 1 means HEAD was slower in that round."""
-        return [h / b for b, h in zip(self.base, self.head)]
+        return list(self.block_ratios) or [h / b for b, h in zip(self.base, self.head)]
 
     @property
     def ratio(self) -> float:
@@ -97,9 +98,20 @@ def _signed_rank_p(log_ratios: np.ndarray) -> float:
     return float(_scipy_stats.wilcoxon(log_ratios, alternative="greater").pvalue)
 
 
-def compare_paired(base: Sequence[float], head: Sequence[float], counts: bool = False) -> PairedComparison:
+def block_paired_ratio(base_blocks: Sequence[float], head_blocks: Sequence[float]) -> float:
+    """One round's HEAD / BASE from blocks timed in lockstep: the median of the ratios of block k
+    of HEAD to block k of BASE, measured moments apart, so that load they shared cancels."""
+    n = min(len(base_blocks), len(head_blocks))
+    logs = np.log(np.asarray(head_blocks[:n], dtype=float) / np.asarray(base_blocks[:n], dtype=float))
+    return float(np.exp(np.median(logs)))
+
+
+def compare_paired(
+    base: Sequence[float], head: Sequence[float], counts: bool = False, block_ratios: Sequence[float] = ()
+) -> PairedComparison:
     """One value per arm per complete round -> the paired comparison; untested below MIN_ROUNDS
-    rounds (MIN_ROUNDS_COUNTS for instruction counts). Values must be positive."""
+    rounds (MIN_ROUNDS_COUNTS for instruction counts). Values must be positive. `block_ratios`,
+    one per round, replace head / base where the round's blocks were timed in lockstep."""
     if len(base) != len(head) or not len(base):
         raise ValueError(
             f"paired values need the same number of rounds on each side, got {len(base)} and {len(head)}"
@@ -107,11 +119,14 @@ def compare_paired(base: Sequence[float], head: Sequence[float], counts: bool = 
     b, h = np.asarray(base, dtype=float), np.asarray(head, dtype=float)
     if not (np.all(b > 0) and np.all(h > 0) and np.all(np.isfinite(b)) and np.all(np.isfinite(h))):
         raise ValueError("paired values must be positive and finite (times or counts)")
+    paired = tuple(float(r) for r in block_ratios)
+    if paired and len(paired) != len(b):
+        raise ValueError(f"{len(paired)} block ratios for {len(b)} rounds")
     if len(b) < (MIN_ROUNDS_COUNTS if counts else MIN_ROUNDS):
-        return PairedComparison(tuple(b), tuple(h), math.nan, math.nan, math.nan, counts)
-    logs = np.log(h / b)
+        return PairedComparison(tuple(b), tuple(h), math.nan, math.nan, math.nan, counts, paired)
+    logs = np.log(paired) if paired else np.log(h / b)
     low, high = _median_interval(logs)
-    return PairedComparison(tuple(b), tuple(h), low, high, _signed_rank_p(logs), counts)
+    return PairedComparison(tuple(b), tuple(h), low, high, _signed_rank_p(logs), counts, paired)
 
 
 def paired_verdict(result: PairedComparison, check: RegressionCheck) -> tuple[str, str]:
@@ -148,8 +163,9 @@ def gated_metric(workload: str, instructions: bool) -> str:
     return metric_samples(INSTRUCTIONS, workload) if instructions else timing_metric_for(workload)
 
 
-# One arm's run of one round: key -> (status, reason, that round's statistic of the gated metric or None)
-RoundValues = dict[ConfigKey, tuple[str, str, float | None]]
+# One arm's run of one round: key -> (status, reason, that round's statistic of the gated metric or
+# None, the gated metric's samples in the order they were timed)
+RoundValues = dict[ConfigKey, tuple[str, str, float | None, tuple[float, ...]]]
 
 
 @dataclass
@@ -187,20 +203,24 @@ class Outcome:
         return sum(line.verdict == verdict for line in self.lines)
 
 
-def judge(rounds: list[dict[str, RoundValues]], instructions: bool, check: RegressionCheck) -> Outcome:
-    """Complete rounds ({"A": values, "B": values} each) -> every configuration's verdict, or why it
-    was not compared. A configuration that ran in BASE and fails (or is absent) in HEAD regressed."""
+def judge(rounds: list[dict], instructions: bool, check: RegressionCheck) -> Outcome:
+    """Complete rounds ({"A": RoundValues, "B": RoundValues, "lockstep": bool} each) -> every
+    configuration's verdict, or why it was not compared. A configuration that ran in BASE and fails
+    (or is absent) in HEAD regressed. Rounds timed in lockstep are judged on their block ratios
+    (the median statistic only: a fast tail is a per-arm statistic)."""
     outcome = Outcome()
     keys = list(dict.fromkeys(k for r in rounds for arm in ("A", "B") for k in r[arm]))
     for key in keys:
         metric = gated_metric(key.workload, instructions)
-        base, head, broke, statuses = [], [], "", set()
+        base, head, blocks, broke, statuses = [], [], [], "", set()
         for r in rounds:
             a, b = r["A"].get(key), r["B"].get(key)
             statuses.add((a[0] if a else "absent", b[0] if b else "absent"))
             if a and b and a[2] is not None and b[2] is not None:
                 base.append(a[2])
                 head.append(b[2])
+                if r.get("lockstep") and check.q == 0.5 and a[3] and b[3]:
+                    blocks.append(block_paired_ratio(a[3], b[3]))
             elif a and a[0] == "ok" and (b is None or b[0] == "failed"):
                 broke = broke or (b[1] if b else "absent in HEAD's run")
         if broke:
@@ -208,7 +228,8 @@ def judge(rounds: list[dict[str, RoundValues]], instructions: bool, check: Regre
                 Line(str(key), metric, None, REGRESSION, f"ran in BASE, fails in HEAD: {broke}")
             )
         elif base:
-            comparison = compare_paired(base, head, counts=instructions)
+            paired = blocks if len(blocks) == len(base) else []  # every round in lockstep, or none
+            comparison = compare_paired(base, head, counts=instructions, block_ratios=paired)
             outcome.lines.append(Line(str(key), metric, comparison, *paired_verdict(comparison, check)))
         else:
             seen = "; ".join(f"BASE {a}, HEAD {b}" for a, b in sorted(statuses))

@@ -45,6 +45,7 @@ from bench.commands import run as run_command
 from bench.commands.session import signals_ignored
 from bench.errors import EXIT_INTERRUPTED, UsageError, first_line
 from bench.history import record_run
+from bench.measure.lockstep import Conductor
 from bench.render.ab_report import heading, render_ab_markdown
 from bench.store.load import load_run
 from sumnet.cli_args import OneLineArgumentParser, positive_int
@@ -77,8 +78,10 @@ PASSED_THROUGH = {
     "metric": "--metric",
 }
 RUN_DEFAULTS = {"preset": "quick"}
-TIME_STEPS = "1000"  # --steps when not given, for times (instructions keep bench run's own default)
 ALWAYS = ["--no-figures", "--no-progress", "--no-history"]  # ab records the history itself (--db)
+# A tree whose bench has this module takes turns at every timed block (bench.measure.lockstep); an
+# older BASE without it runs its processes one after the other.
+LOCKSTEP_MODULE = Path("bench") / "measure" / "lockstep.py"
 
 
 @dataclass(frozen=True)
@@ -205,21 +208,50 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _measure(arm: Arm, round_: int, folder: Path, run_argv: list[str], env: dict[str, str]) -> dict:
-    """One `bench run` process of `arm` into `folder`; its run folder, seconds and load average."""
+@dataclass
+class _Process:
+    arm: Arm
+    round_: int
+    folder: Path
+    proc: subprocess.Popen
+    before: float  # 1-minute load average at its start
+    started: float
+
+
+def _launch(
+    arm: Arm, round_: int, folder: Path, run_argv: list[str], env: dict[str, str], fds=()
+) -> _Process:
+    """Start one `bench run` process of `arm` writing into `folder`."""
     folder.mkdir(parents=True)
     cmd = [sys.executable, "-m", "bench", "run", *run_argv, "--out", str(folder)]
     before, started = os.getloadavg()[0], time.perf_counter()
     with open(folder / "stdout.txt", "w") as out, open(folder / "stderr.txt", "w") as err:
-        proc = subprocess.Popen(cmd, cwd=arm.tree, env=env, stdout=out, stderr=err)
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            _stop(proc)
-            raise
-    if code == EXIT_INTERRUPTED:
+        proc = subprocess.Popen(cmd, cwd=arm.tree, env=env, stdout=out, stderr=err, pass_fds=fds)
+    return _Process(arm, round_, folder, proc, before, started)
+
+
+def _measure(processes: list[_Process], conductor: Conductor | None = None) -> dict[str, dict]:
+    """Wait for the round's processes (conducted in lockstep when `conductor` is given); label ->
+    its run folder, seconds and load average. Ctrl-C stops them all."""
+    if conductor is not None:
+        conductor.started()
+        conductor.start()
+    try:
+        codes = [p.proc.wait() for p in processes]
+    except KeyboardInterrupt:
+        for p in processes:
+            _stop(p.proc)
+        raise
+    if conductor is not None:
+        conductor.join(STOP_GRACE_S)
+    if EXIT_INTERRUPTED in codes:
         raise KeyboardInterrupt
-    runs = sorted(p.parent for p in folder.glob("*/run.json"))
+    return {p.arm.label: _finished(p, code) for p, code in zip(processes, codes)}
+
+
+def _finished(p: _Process, code: int) -> dict:
+    arm, round_, folder, started, before = p.arm, p.round_, p.folder, p.started, p.before
+    runs = sorted(found.parent for found in folder.glob("*/run.json"))
     if code != 0 or not runs:
         lines = (folder / "stderr.txt").read_text(errors="replace").strip().splitlines()
         raise UsageError(
@@ -238,15 +270,17 @@ def _measure(arm: Arm, round_: int, folder: Path, run_argv: list[str], env: dict
 
 
 def round_values(run_dir: str, instructions: bool, q: float) -> RoundValues:
-    """One arm's run of one round -> key -> (status, reason, the q-quantile of the gated metric's samples)."""
+    """One arm's run of one round -> key -> (status, reason, the q-quantile of the gated metric's
+    samples, the samples in the order they were timed)."""
     out = {}
     for record in load_run(run_dir).records:
-        samples = [
+        samples = tuple(
             v
             for v in record.raw(gated_metric(record.key.workload, instructions))
             if math.isfinite(v) and v > 0
-        ]
-        out[record.key] = (record.status, record.reason, float(np.quantile(samples, q)) if samples else None)
+        )
+        value = float(np.quantile(samples, q)) if samples else None
+        out[record.key] = (record.status, record.reason, value, samples)
     return out
 
 
@@ -295,7 +329,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="an environment variable for HEAD's processes only (validation, e.g. SUMNET_BENCH_SLOWDOWN=0.10)",
     )
-    shown = {**RUN_DEFAULTS, "steps": f"{TIME_STEPS}; bench run's own with --metric instructions"}
+    shown = RUN_DEFAULTS
     for dest, flag in PASSED_THROUGH.items():
         parser.add_argument(
             flag,
@@ -308,8 +342,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_arguments(args: argparse.Namespace) -> list[str]:
     """The flags every `bench run` process gets, validated here by bench run's own parser and checks."""
-    if args.steps is None and INSTRUCTIONS not in str(args.metric or ""):
-        args.steps = TIME_STEPS
     argv = [x for dest, flag in PASSED_THROUGH.items() if getattr(args, dest) is not None
             for x in (flag, str(getattr(args, dest)))]  # fmt: skip
     argv += ["--no-inference"] * args.no_inference + ALWAYS
@@ -378,6 +410,7 @@ def _run_rounds(
     head_env: dict[str, str],
 ) -> int:
     order = balanced_order(args.rounds)
+    lockstep = not instructions and all((arm.tree / LOCKSTEP_MODULE).exists() for arm in arms.values())
     record = {
         "base": arms["A"].describe(),
         "head": arms["B"].describe(),
@@ -391,22 +424,46 @@ def _run_rounds(
             "statistic": check.statistic,
             "instructions": instructions,
         },
+        "lockstep": lockstep,
+        "schedule": (
+            "both arms of a round run together and take turns at every timed block (lockstep: block k of "
+            "HEAD is judged against block k of BASE, timed moments apart)"
+            if lockstep
+            else "both arms of a round run at once (a count does not depend on the load)"
+            if instructions
+            else "the arms of a round run one after the other"
+        ),
         "rounds": [],
         "complete_rounds": [],
         "interrupted": False,
     }
-    values: list[dict[str, dict]] = []
+    values: list[dict] = []
+    envs = {label: {**os.environ, **(head_env if label == "B" else {})} for label in ("A", "B")}
     try:
-        for round_, label in order:
-            if not record["rounds"] or record["rounds"][-1]["round"] != round_:
-                record["rounds"].append({"round": round_})
-            env = {**os.environ, **(head_env if label == "B" else {})}
-            sub = folder / f"round-{round_:02d}-{label}"
-            record["rounds"][-1][label] = _measure(arms[label], round_, sub, run_argv, env)
-            if "A" in record["rounds"][-1] and "B" in record["rounds"][-1]:
-                done = record["rounds"][-1]
-                values.append({a: round_values(done[a]["run"], instructions, check.q) for a in ("A", "B")})
-                record["complete_rounds"].append(round_)
+        for round_ in range(1, args.rounds + 1):
+            labels = [label for r, label in order if r == round_]
+            record["rounds"].append({"round": round_, "lockstep": lockstep})
+            sub = {label: folder / f"round-{round_:02d}-{label}" for label in labels}
+            if lockstep:  # both at once, taking turns at every timed block
+                conductor = Conductor(2)
+                processes = [_launch(arms[label], round_, sub[label], run_argv, {**envs[label], **conductor.env(i)},
+                                     conductor.child_fds(i)) for i, label in enumerate(labels)]  # fmt: skip
+                record["rounds"][-1].update(_measure(processes, conductor))
+                for label, turns in zip(labels, conductor.turns):
+                    record["rounds"][-1][label]["turns"] = turns  # blocks it timed in lockstep
+            elif instructions:  # both at once: a count does not depend on the load
+                processes = [
+                    _launch(arms[label], round_, sub[label], run_argv, envs[label]) for label in labels
+                ]
+                record["rounds"][-1].update(_measure(processes))
+            else:  # one after the other
+                for label in labels:
+                    process = _launch(arms[label], round_, sub[label], run_argv, envs[label])
+                    record["rounds"][-1].update(_measure([process]))
+            done = record["rounds"][-1]
+            values.append({**{a: round_values(done[a]["run"], instructions, check.q) for a in ("A", "B")},
+                           "lockstep": lockstep})  # fmt: skip
+            record["complete_rounds"].append(round_)
     except KeyboardInterrupt:
         record["interrupted"] = True
     with signals_ignored():

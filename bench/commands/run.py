@@ -14,6 +14,7 @@ import datetime as _dt
 import math
 import os
 import sys
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field, replace
@@ -471,8 +472,10 @@ def utc_now() -> str:
 def run(opts: RunOptions) -> Session:
     """Run the matrix into a new run folder, then derive once; the session says if it was interrupted."""
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
-    settings.update(timed_s=0.0, malloc_pinned=pin_malloc(), started_utc=utc_now())  # timed_s: seconds
-    # inside timed regions, to state the harness's own overhead; malloc_pinned: see measure/process.py
+    # timed_s: seconds inside timed regions, to state the harness's own overhead; malloc_pinned: see
+    # measure/process.py; run_uuid: tells apart in the history two runs of one commit started in the
+    # same second (bench ab starts both arms of a round together)
+    settings.update(timed_s=0.0, malloc_pinned=pin_malloc(), started_utc=utc_now(), run_uuid=uuid.uuid4().hex)
     session = open_session(opts.out, settings, history=opts.history)
     configs = _configs(opts)
     units = opts.train.repeats + (1 if opts.inference_enabled else 0)

@@ -37,10 +37,14 @@ def machine_of(env: Mapping[str, object]) -> Machine:
     return Machine(digest, *values)
 
 
-def run_id_of(env: Mapping[str, object], content: str) -> str:
-    """A stable id: hash of the run's timestamp, host and commit; of its content when it has no timestamp."""
+def run_id_of(env: Mapping[str, object], content: str, run_uuid: object = None) -> str:
+    """A stable id: hash of the run's timestamp, host and commit (and its run_uuid, which runs started
+    in the same second by bench ab tell apart); of its content when it has no timestamp."""
     stamp = _text(env.get("timestamp_utc"))
-    basis = "\x1f".join([stamp, _text(env.get("host")), _text(env.get("git_commit"))]) if stamp else content
+    parts = [stamp, _text(env.get("host")), _text(env.get("git_commit"))] + (
+        [str(run_uuid)] if run_uuid else []
+    )
+    basis = "\x1f".join(parts) if stamp else content
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
@@ -108,7 +112,7 @@ def entry_of(path: str | Path) -> RunEntry:
     content = json.dumps([[str(r.config), r.median, r.samples] for r in records], sort_keys=True, default=str)
     source_file = path / "results.csv" if path.is_dir() else path
     return RunEntry(
-        run_id=run_id_of(run.env, content),
+        run_id=run_id_of(run.env, content, run.settings.get("run_uuid")),
         machine=machine_of(run.env),
         time_utc=_time_of(run.env, source_file),
         git_commit=_text(run.env.get("git_commit")),

@@ -39,6 +39,7 @@ from sumnet.model import NetConfig
 from sumnet.train import TrainConfig
 
 VALGRIND, CALLGRIND_CONTROL = "valgrind", "callgrind_control"
+BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 ROOT = Path(__file__).resolve().parents[2]
 _RUNNING: set[subprocess.Popen] = set()  # children counting now, for stop_children()
 
@@ -59,9 +60,14 @@ class InstructionPlan:
     calls: int = 10  # inference calls per region (fewer for the largest batches: see calls_for)
 
 
+ROWS_PER_REGION = 4096  # inference rows one region counts at most (but one call at least)
+
+
 def calls_for(plan: InstructionPlan, batch_size: int) -> int:
-    """Inference calls in one region: plan.calls, fewer above 8,192 rows (at least one)."""
-    return max(1, min(plan.calls, 8192 * plan.calls // batch_size))
+    """Inference calls in one region: plan.calls, fewer for batches whose calls would pass
+    ROWS_PER_REGION rows. A count is exact, so one call of a large batch tells as much as ten, and an
+    instrumented call is slow: numpy-reference's 1,024-row call counts 57 million instructions."""
+    return max(1, min(plan.calls, ROWS_PER_REGION // batch_size))
 
 
 def valgrind_missing() -> str | None:
@@ -145,7 +151,9 @@ def count_instructions(
                 stderr=log,
                 text=True,
                 cwd=ROOT,
-                env={**os.environ, **(env or {})},
+                # numpy's BLAS sizes its own thread pool: at plan.threads, as torch's, or its workers'
+                # spin-waits are counted (numpy-reference's 1,024-row call: 24 then 91 million)
+                env={**os.environ, **(env or {}), **dict.fromkeys(BLAS_THREADS, str(plan.threads))},
             )
             _RUNNING.add(child)
             try:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import torch
 
+from bench.measure.lockstep import turn
+
 
 def synchronize(device: torch.device | str) -> None:
     """Wait for all queued work on `device` (a no-op on the CPU)."""
@@ -43,22 +45,23 @@ def time_block(fn: Callable[[], object], device: torch.device | str, calls: int)
     if calls < 1:
         raise ValueError(f"calls must be >= 1, got {calls}")
     device = torch.device(device)
-    if clock_for(device) == "cuda-event":
-        with torch.cuda.device(device):  # events go on this device's stream, also for cuda:N
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            synchronize(device)
-            start.record()
+    with turn():  # under `bench ab`, wait until the other arm's process is parked (else at once)
+        if clock_for(device) == "cuda-event":
+            with torch.cuda.device(device):  # events go on this device's stream, also for cuda:N
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                synchronize(device)
+                start.record()
+                for _ in range(calls):
+                    fn()
+                end.record()
+                end.synchronize()
+            return start.elapsed_time(end) / 1e3 / calls
+
+        def block() -> None:
             for _ in range(calls):
                 fn()
-            end.record()
-            end.synchronize()
-        return start.elapsed_time(end) / 1e3 / calls
 
-    def block() -> None:
-        for _ in range(calls):
-            fn()
-
-    return time_call(block, device) / calls
+        return time_call(block, device) / calls
 
 
 def time_blocks(

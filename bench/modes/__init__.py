@@ -84,18 +84,36 @@ def slowdown_factor(environ: dict[str, str] | None = None) -> float:
 
 
 def _with_slowdown(step: Callable[[], object], factor: float, device: torch.device) -> Callable[[], object]:
-    """Make every step take (1 + factor) times as long by spinning after it: a real, known slowdown."""
+    """Make every step take (1 + factor) times as long by spinning after it: a real, known slowdown.
 
-    def slowed() -> object:
-        start = time.perf_counter()
+    On CPU the spin adds `factor` times the step's own CPU time (process_time, all threads) and
+    counts its progress on this thread's CPU clock, so a step slowed under load is still slowed by
+    `factor`: a wall-clock spin that the scheduler preempts ends a whole time slice late, which
+    slowed a 10% step 1.5x to 4.3x on a loaded 2-core machine (docs/ci-gate.md). On CUDA the
+    step's time is the device's, so the spin follows the wall clock.
+    """
+    if device.type != "cpu":
+
+        def slowed() -> object:
+            start = time.perf_counter()
+            out = step()
+            synchronize(device)
+            deadline = start + (time.perf_counter() - start) * (1 + factor)
+            while time.perf_counter() < deadline:
+                pass
+            return out
+
+        return slowed
+
+    def slowed_cpu() -> object:
+        start = time.process_time_ns()
         out = step()
-        synchronize(device)
-        deadline = start + (time.perf_counter() - start) * (1 + factor)
-        while time.perf_counter() < deadline:
+        deadline = time.thread_time_ns() + (time.process_time_ns() - start) * factor
+        while time.thread_time_ns() < deadline:
             pass
         return out
 
-    return slowed
+    return slowed_cpu
 
 
 def build_trainer(

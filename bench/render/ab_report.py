@@ -70,10 +70,17 @@ def render_ab_markdown(outcome: Outcome, record: dict, check: RegressionCheck, i
         f"- BASE (A): {record['base']}",
         f"- HEAD (B): {record['head']}",
         f"- Rounds: {done} complete of {planned}, order {' '.join(record['order'])}; each arm one "
-        f"`python -m bench run {' '.join(record['run_argv'])}` process per round, started in its own tree.",
+        f"`python -m bench run {' '.join(record['run_argv'])}` process per round, started in its own tree; "
+        f"{record['schedule']}.",
         f"- Environment: one Python environment serves both trees ({record['python']}); the two "
         "pyproject.toml dependency lists agree.",
-        f"- Rule: per round, the ratio HEAD / BASE of each arm's {what}; a configuration fails when the median "
+        "- Rule: per round, "
+        + (
+            "the median over its blocks of block k of HEAD / block k of BASE"
+            if record.get("lockstep") and what == "median"
+            else f"the ratio HEAD / BASE of each arm's {what}"
+        )
+        + "; a configuration fails when the median "
         f"of these ratios is above {check.limit:.3g} and the lower end of its 95% interval is too; it passes "
         "when the upper end is at or below it; otherwise it is inconclusive.",
         f"- Method: {METHOD}.",
