@@ -27,7 +27,6 @@ from sumnet.evaluate import Metrics
 from sumnet.model import NetConfig
 from tests.optional import require
 
-
 # --- seed outcomes on hand-made traces --------------------------------------------------------
 
 
