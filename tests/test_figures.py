@@ -58,82 +58,27 @@ def _inference_rows(curves=CURVES) -> list[dict]:
     ]
 
 
+def _train(device: str, mode: str, **values) -> dict:
+    return new_row(workload="train", device=device, mode=mode, batch_size=32, **KEY, **values)
+
+
 def _train_rows() -> list[dict]:
     return [
-        new_row(
-            workload="train",
-            device="cpu",
-            mode="eager",
-            batch_size=32,
-            step_ms=0.5,
-            step_ms_iqr=0.05,
-            run_s=2.0,
-            first_call_s=0.1,
-            **KEY,
-        ),  # fmt: skip
-        new_row(
-            workload="train",
-            device="cpu",
-            mode="compile",
-            batch_size=32,
-            step_ms=0.3,
-            step_ms_iqr=0.2,
-            run_s=12.0,
-            first_call_s=10.5,
-            flags="noisy",
-            **KEY,
-        ),  # fmt: skip
+        _train("cpu", "eager", step_ms=0.5, step_ms_iqr=0.05, run_s=2.0, first_call_s=0.1),
+        _train("cpu", "compile", step_ms=0.3, step_ms_iqr=0.2, run_s=12.0, first_call_s=10.5, flags="noisy"),
     ]
 
 
 def _not_ok_rows() -> list[dict]:
     """Rows that must never be drawn, with values that would show if they were."""
+    no_cuda = {"status": "skipped", "reason": "CUDA is not available"}
+    boom = {"status": "failed", "reason": "boom"}
+    inference = {"workload": "inference", "batch_size": 8, **KEY}
     return [
-        new_row(
-            workload="inference",
-            device="cuda",
-            mode="cudagraph",
-            batch_size=8,
-            samples_per_s=9e9,
-            status="skipped",
-            reason="CUDA is not available",
-            **KEY,
-        ),  # fmt: skip
-        new_row(
-            workload="inference",
-            device="cpu",
-            mode="numpy-reference",
-            batch_size=8,
-            samples_per_s=5e6,
-            status="failed",
-            reason="boom",
-            **KEY,
-        ),  # fmt: skip
-        new_row(
-            workload="train",
-            device="cuda",
-            mode="eager",
-            batch_size=32,
-            step_ms=99.0,
-            step_ms_iqr=1.0,
-            run_s=99.0,
-            first_call_s=9.0,
-            status="skipped",
-            reason="CUDA is not available",
-            **KEY,
-        ),  # fmt: skip
-        new_row(
-            workload="train",
-            device="cpu",
-            mode="cudagraph",
-            batch_size=32,
-            step_ms=77.0,
-            run_s=50.0,
-            first_call_s=5.0,
-            status="failed",
-            reason="boom",
-            **KEY,
-        ),  # fmt: skip
+        new_row(device="cuda", mode="cudagraph", samples_per_s=9e9, **inference, **no_cuda),
+        new_row(device="cpu", mode="numpy-reference", samples_per_s=5e6, **inference, **boom),
+        _train("cuda", "eager", step_ms=99.0, step_ms_iqr=1.0, run_s=99.0, first_call_s=9.0, **no_cuda),
+        _train("cpu", "cudagraph", step_ms=77.0, run_s=50.0, first_call_s=5.0, **boom),
     ]
 
 

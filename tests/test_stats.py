@@ -1,15 +1,10 @@
 import math
 
-import numpy as np
 import pytest
 
-from bench.analysis.stats import NOISY_IQR_RATIO, Summary, quantile, trimmed_mean, wilson_interval
+from bench.analysis.stats import NOISY_IQR_RATIO, Summary, trimmed_mean, wilson_interval
 
-
-def test_quantile_matches_numpy_type_7():
-    values = [7.0, 1.0, 3.0, 10.0, 4.0, 2.5]
-    for q in (0, 0.1, 0.25, 0.5, 0.75, 0.9, 1):
-        assert quantile(values, q) == pytest.approx(np.quantile(values, q))
+Z2 = 1.959963984540054**2  # norm.ppf(0.975), as scipy uses
 
 
 def test_summary_on_hand_computed_numbers():
@@ -26,17 +21,39 @@ def test_noise_flag_threshold():
     assert Summary.of([0.0, 0.0]).relative_iqr == math.inf
 
 
-def test_trimmed_mean_drops_fastest_and_slowest():
-    assert trimmed_mean([10, 1, 2, 3, 100]) == pytest.approx(5.0)
-    assert trimmed_mean([4, 6]) == 5.0
+def test_wilson_zero_of_ten():
+    # p = 0: centre = half = (z^2 / 2n) / (1 + z^2 / n)
+    upper = 2 * (Z2 / 20) / (1 + Z2 / 10)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0
+    assert high == pytest.approx(upper, abs=1e-9)
+    assert high == pytest.approx(0.2775, abs=1e-4)  # the textbook value
 
 
-def test_wilson_interval_hand_computed():
-    lo, hi = wilson_interval(5, 10)
-    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
-    lo, hi = wilson_interval(0, 10)
-    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
-    lo, hi = wilson_interval(10, 10)
-    assert hi == 1.0 and lo == pytest.approx(1 - 0.2775, abs=1e-4)
+def test_wilson_ten_of_ten_mirrors_zero_of_ten():
+    low, high = wilson_interval(10, 10)
+    assert high == pytest.approx(1.0, abs=1e-12)
+    assert low == pytest.approx(1 - 0.27753, abs=1e-4)
+
+
+def test_wilson_five_of_ten():
+    half = math.sqrt(Z2) * math.sqrt(0.25 / 10 + Z2 / 400) / (1 + Z2 / 10)
+    low, high = wilson_interval(5, 10)
+    assert (low, high) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-9)
+    assert (low, high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+def test_wilson_refuses_impossible_counts():
     with pytest.raises(ValueError):
         wilson_interval(3, 0)
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def test_trimmed_mean_drops_fastest_and_slowest():
+    assert trimmed_mean([1, 2, 3, 100]) == 2.5
+    assert trimmed_mean([300.0, 100.0, 200.0]) == 200.0
+    assert trimmed_mean([1, 2]) == 1.5  # below 3 values: the plain mean
+    assert trimmed_mean([7]) == 7
+    with pytest.raises(ValueError):
+        trimmed_mean([])

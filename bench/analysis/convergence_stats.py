@@ -11,10 +11,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from scipy import stats as scipy_stats
 
-from bench.analysis.stats import quantile, trimmed_mean, wilson_interval
+from bench.analysis.stats import trimmed_mean, wilson_interval
 from bench.measure.convergence_study import WORKLOAD, ConfigResult, SeedTrace, StudyConfig, StudySettings
 from bench.records import ConfigKey, Record
 
@@ -57,7 +58,7 @@ def study_key(config: StudyConfig, settings: StudySettings) -> ConfigKey:
 
 
 def _median(values: Sequence[float]) -> float | None:
-    return quantile(values, 0.5) if values else None
+    return float(np.median(values)) if values else None
 
 
 def summarize(result: ConfigResult, settings: StudySettings) -> Record:

@@ -33,12 +33,8 @@ class Crossover:
 
 
 def crossover_batch_size(cpu: Mapping[int, float], gpu: Mapping[int, float]) -> int | None:
-    """The smallest batch size from which the GPU's throughput beats the CPU's for good.
-
-    `cpu` and `gpu` map batch size -> samples/s. Only batch sizes measured on both (with finite
-    values) count. Returns the smallest such size s where the GPU is faster at s and at every larger
-    common size; None when the GPU loses at the largest common size or no size is common.
-    """
+    """The smallest batch size from which the GPU's samples/s beats the CPU's at every larger size
+    both measured (finite values only); None when it loses at the largest or no size is common."""
     common = sorted(
         b for b in set(cpu) & set(gpu) if math.isfinite(float(cpu[b])) and math.isfinite(float(gpu[b]))
     )
@@ -55,11 +51,8 @@ def is_gpu(device: str) -> bool:
 
 
 def _best_mode(curves: Mapping[str, Mapping[int, float]]) -> str:
-    """The mode with the highest geometric-mean throughput over the batch sizes every mode measured.
-
-    Comparing on common sizes keeps a mode measured only at large batches from winning by that alone;
-    with no common size, each mode's own sizes are used.
-    """
+    """The mode with the highest geometric-mean throughput over the batch sizes every mode measured
+    (so large batches alone do not win), else over each mode's own sizes."""
     common = set.intersection(*(set(c) for c in curves.values()))
 
     def score(mode: str) -> tuple[float, int]:

@@ -1,7 +1,5 @@
-"""Columns derived from measured records: throughput, noise flag, instruction counts, FLOPs and
-utilisation, ratio to the fastest hand-written floor, speed-up against CPU eager, compile
-break-even, loss-curve agreement with eager. Computed once per run, from the records (`derive`);
-pure functions that return values and change nothing.
+"""Columns derived from measured records (throughput, flags, FLOPs and utilisation, ratios to the
+floor and to CPU eager, compile break-even, loss-curve agreement), computed once per run by `derive`.
 
     python -c "from bench.analysis.derive import train_step_flops; print(train_step_flops())"
 """
@@ -22,9 +20,8 @@ from sumnet.data import make_batch, make_generator
 from sumnet.model import NetConfig
 from sumnet.train import init_net, make_optimizer, train_step
 
-# Dense FP32 (non-tensor-core) peak FLOP/s and HBM bandwidth in bytes/s from NVIDIA's datasheets,
-# SXM parts. The harness runs in FP32 with TF32 off (torch's default), so this is the relevant
-# ceiling. Unknown devices get no utilisation rather than a guess.
+# Dense FP32 (the harness's dtype, TF32 off) peak FLOP/s and HBM bytes/s from NVIDIA's datasheets,
+# SXM parts. Unknown devices get no utilisation rather than a guess.
 GPU_PEAKS = {  # name: (FLOP/s, bytes/s)
     "H200": (67e12, 4.8e12),
     "H100 PCIe": (51e12, 2.0e12),
@@ -83,11 +80,8 @@ def forward_flops(net_config: NetConfig = NetConfig(), batch_size: int = 1) -> i
 
 
 def loss_curve_deviation(curve: Mapping[object, float], reference: Mapping[object, float]) -> float:
-    """Largest relative deviation of `curve` from `reference` over their common steps.
-
-    Where the reference loss is below CURVE_FLOOR the difference is divided by CURVE_FLOOR instead,
-    so late, near-zero losses do not turn rounding noise into huge relative errors.
-    """
+    """Largest relative deviation of `curve` from `reference` over their common steps, relative to
+    at least CURVE_FLOOR so near-zero late losses do not turn rounding noise into huge errors."""
     common = {str(k) for k in curve} & {str(k) for k in reference}
     if not common:
         return math.nan
@@ -97,10 +91,8 @@ def loss_curve_deviation(curve: Mapping[object, float], reference: Mapping[objec
 
 
 def break_even_step(first_s: float, step_s: float, base_first_s: float, base_step_s: float) -> float:
-    """Steps after which a run costing `first_s + (n-1) step_s` beats the baseline's; inf if never.
-
-    1 when the mode is no slower from the first call on.
-    """
+    """Steps after which a run costing `first_s + (n-1) step_s` beats the baseline's; inf if never,
+    1 when the mode is no slower from the first call on."""
     extra = first_s - base_first_s
     if extra <= 0 and step_s <= base_step_s:
         return 1.0
@@ -147,11 +139,8 @@ def _with_flag(flags: str, flag: str) -> str:
 def derive(
     records: Sequence[Record], env: Mapping[str, object], net_config: NetConfig
 ) -> dict[ConfigKey, dict[str, object]]:
-    """Every derived value of every ok record, computed once: per record (throughput, the noise
-    flag, instruction counts), then across records for train and inference (FLOPs, FLOP/s and
-    utilisation, the below-floor and curve-deviates flags, ratio to the fastest floor, speed-up
-    against CPU eager at the row's thread count, compile break-even, loss-curve deviation).
-    Pure: returns {key: {column: value}} and changes nothing."""
+    """{key: {column: value}} of every ok record: per_record's values, then those across records
+    (FLOPs and utilisation, below-floor and curve-deviates flags, floor ratio, speed-up, break-even)."""
     peaks = gpu_peaks(str(env.get("gpu_name", "")))
     out = {r.key: per_record(r) for r in records if r.ok}
     seconds = {r.key: _timing(r)[0] for r in records if r.ok}

@@ -16,15 +16,6 @@ import numpy as np
 NOISY_IQR_RATIO = 0.10  # relative_iqr above this flags a measurement as noisy (as torch's Measurement)
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolation quantile (numpy's default, "type 7"); q in [0, 1]."""
-    if len(values) == 0:
-        raise ValueError("quantile of no values")
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"q must be in [0, 1], got {q}")
-    return float(np.quantile(np.asarray(values, dtype=float), q))
-
-
 @dataclass(frozen=True)
 class Summary:
     """Order statistics of one set of raw samples, in the samples' own unit."""
@@ -41,15 +32,7 @@ class Summary:
     def of(cls, samples: Sequence[float]) -> Summary:
         values = np.asarray(samples, dtype=float)
         p10, p25, p50, p75, p90 = (float(v) for v in np.quantile(values, [0.10, 0.25, 0.5, 0.75, 0.90]))
-        return cls(
-            n=len(values),
-            median=p50,
-            iqr=p75 - p25,
-            p10=p10,
-            p90=p90,
-            min=float(values.min()),
-            max=float(values.max()),
-        )
+        return cls(len(values), p50, p75 - p25, p10, p90, float(values.min()), float(values.max()))
 
     @property
     def relative_iqr(self) -> float:

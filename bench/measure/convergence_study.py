@@ -11,9 +11,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-from bench.analysis.stats import quantile
 from bench.errors import UsageError
 from bench.measure.ensemble import (
     EnsembleNet,
@@ -56,8 +56,14 @@ class StudySettings:
 @dataclass(frozen=True)
 class StudyConfig:
     device: str
-    mode: str
+    mode: str  # one of SUPPORTED_MODES
     output_activation: str
+
+    def __post_init__(self) -> None:
+        if self.mode not in SUPPORTED_MODES:
+            raise UsageError(
+                f"--mode {self.mode}: the convergence study trains in {', '.join(SUPPORTED_MODES)} only"
+            )
 
     @property
     def label(self) -> str:
@@ -100,11 +106,7 @@ class ConfigResult:
 
     def cost_ratios(self, eval_steps: Sequence[int]) -> tuple[float, float | None] | None:
         """(whole-run, steady-state) cost of the ensemble over one seed alone; None when sequential.
-
-        Steady state: median step time between evaluations, the chunk with the first call left
-        out. A medians' ratio shrugs off bursts of load from other processes; the whole-run ratio
-        takes them in.
-        """
+        Steady state (steady_step_s) shrugs off bursts of load from other processes; whole runs take them in."""
         if self.one_seed_run_s is None or self.one_seed is None or self.ensemble_clock_s is None:
             return None
         ensemble = steady_step_s(self.ensemble_clock_s, eval_steps)
@@ -119,10 +121,7 @@ def steady_step_s(clock_s: Sequence[float], eval_steps: Sequence[int]) -> float 
         for (s0, c0), (s1, c1) in zip(zip(eval_steps, clock_s), zip(eval_steps[1:], clock_s[1:]))
         if s0 > 0
     ]
-    return quantile(per_step, 0.5) if per_step else None
-
-
-# --- training -------------------------------------------------------------------------------
+    return float(np.median(per_step)) if per_step else None
 
 
 @dataclass
@@ -141,25 +140,22 @@ def _run_timeline(
     device: str,
 ) -> _Timeline:
     """Train with `step` to each eval step, timing the training and the evaluation apart."""
-    line = _Timeline()
-    done, elapsed, last = 0, 0.0, [torch.zeros(0)]
+    line, done, last = _Timeline(), 0, [torch.zeros(0)]
 
     def run(n: int) -> None:
         for _ in range(n):
             last[0] = step()
 
     def measure() -> None:
-        held: list[list[Metrics]] = []
-        line.eval_s += time_call(lambda: held.append(evaluate_all()), device)
-        line.metrics.append(held[0])
+        line.eval_s += time_call(lambda: line.metrics.append(evaluate_all()), device)
 
     measure()
     line.losses.append([math.nan] * len(line.metrics[0]))
     line.clock_s.append(0.0)
     for target in settings.eval_steps()[1:]:
         if done == 0:
-            line.first_call_s = time_call(lambda: run(1), device)
-            elapsed, done = line.first_call_s, 1
+            line.first_call_s = elapsed = time_call(lambda: run(1), device)
+            done = 1
         if target > done:
             elapsed += time_call(lambda n=target - done: run(n), device)
             done = target
@@ -184,21 +180,13 @@ def _traces(line: _Timeline, seeds: Sequence[int], settings: StudySettings) -> l
     ]
 
 
-def _compiled(module: torch.nn.Module, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if mode == "eager":
-        return module
-    if mode == "compile":
-        return torch.compile(module)
-    raise UsageError(f"mode {mode!r}: the convergence study trains in {', '.join(SUPPORTED_MODES)} only")
-
-
 def train_plain(
     config: StudyConfig, settings: StudySettings, seed: int, test_set: TestSet, net: Net | None = None
 ) -> tuple[SeedTrace, _Timeline]:
     """One plain Net (init_net of `seed`, unless `net` is given) trained alone, as sumnet.train does."""
     net_config = NetConfig(output_activation=config.output_activation)
     net = net if net is not None else init_net(net_config, seed, config.device)
-    model = _compiled(net, config.mode)
+    model = torch.compile(net) if config.mode == "compile" else net
     optimizer = make_optimizer(net, settings.lr)
     gen = make_generator(seed, config.device)
     rows = test_set.to(config.device)
@@ -216,7 +204,7 @@ def train_ensemble(
     """Every seed at once; `ensemble` (members in settings.seeds order) replaces the default init."""
     net_config = NetConfig(output_activation=config.output_activation)
     ensemble = ensemble if ensemble is not None else init_ensemble(net_config, settings.seeds, config.device)
-    model = _compiled(ensemble, config.mode)
+    model = torch.compile(ensemble) if config.mode == "compile" else ensemble
     optimizer = make_ensemble_optimizer(ensemble, settings.lr)
     gens = make_member_generators(settings.seeds, config.device)
     rows = test_set.to(config.device)
@@ -252,6 +240,6 @@ def study_config(config: StudyConfig, settings: StudySettings, test_set: TestSet
         config,
         [trace for trace, _ in runs],
         run_s=sum(line.clock_s[-1] for _, line in runs),
-        first_call_s=quantile([line.first_call_s for _, line in runs], 0.5),
+        first_call_s=float(np.median([line.first_call_s for _, line in runs])),
         eval_s=sum(line.eval_s for _, line in runs),
     )

@@ -1,7 +1,5 @@
-"""Figures of a convergence study: every seed's curves per configuration, and steps-to-target.
-
-Reads the per-seed samples the study stores in run.json, so figures can be redrawn from a run
-folder.
+"""Figures of a convergence study: every seed's curves per configuration, and steps-to-target,
+from the per-seed samples in run.json (so a run folder's figures can be redrawn).
 
     python -m bench convergence --seeds 8 --steps 500      # writes figures/ inside the run folder
 """
@@ -13,6 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from bench.render.figures import save_figure
 
 BAND = (10, 90)  # percentiles of the shaded band around the median curve
 
@@ -45,10 +46,11 @@ def _draw_curves(ax, steps, values, converged, title: str, ylabel: str) -> None:
     ax.set_title(title)
 
 
-def _curve_figure(plt, label: str, samples: Mapping, path: Path) -> None:
+def _curve_figure(label: str, samples: Mapping) -> Figure:
     per_seed = samples["per_seed"]
     converged = [s["converged"] for s in per_seed]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
     steps, losses = _curves(per_seed, "loss_curve")
     _draw_curves(left, steps, np.maximum(losses, 1e-12), converged, "training-batch loss (MSE)", "loss")
     steps, maes = _curves(per_seed, "mae_curve")
@@ -59,13 +61,13 @@ def _curve_figure(plt, label: str, samples: Mapping, path: Path) -> None:
     right.legend(loc="upper right", fontsize=8)
     never = len(converged) - sum(converged)
     fig.suptitle(f"{label}: {len(converged)} seeds ({never} never converged, in red)")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
-def _steps_figure(plt, labelled: Mapping[str, Mapping], path: Path) -> None:
+def _steps_figure(labelled: Mapping[str, Mapping]) -> Figure:
     labels = list(labelled)
-    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.8 * len(labels)), constrained_layout=True)
+    fig = Figure(figsize=(9, 1.0 + 0.8 * len(labels)), layout="constrained")
+    ax = fig.add_subplot()
     rng = np.random.default_rng(0)  # jitter only, so points at the same step stay visible
     ticks = []
     for y, label in enumerate(labels):
@@ -85,27 +87,17 @@ def _steps_figure(plt, labelled: Mapping[str, Mapping], path: Path) -> None:
     ax.set_ylim(-0.6, len(labels) - 0.4)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right", fontsize=8)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def write_figures(run_dir: Path, labelled: Mapping[str, Mapping]) -> tuple[dict[str, str], str | None]:
     """PNGs under run_dir/figures/: ({title: path relative to run_dir}, why skipped or None)."""
     if not labelled:
         return {}, "no configuration trained"
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(run_dir) / "figures"
-    out.mkdir(exist_ok=True)
-    written: dict[str, str] = {}
+    out, written = Path(run_dir) / "figures", {}
     for label, samples in labelled.items():
-        path = out / f"curves_{_slug(label)}.png"
-        _curve_figure(plt, label, samples, path)
+        path = save_figure(_curve_figure(label, samples), out / f"curves_{_slug(label)}.png", dpi=100)
         written[f"curves of every seed, {label}"] = str(path.relative_to(run_dir))
-    path = out / "steps_to_target.png"
-    _steps_figure(plt, labelled, path)
+    path = save_figure(_steps_figure(labelled), out / "steps_to_target.png", dpi=100)
     written["steps to target"] = str(path.relative_to(run_dir))
     return written, None

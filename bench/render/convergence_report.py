@@ -91,7 +91,10 @@ def render_report(
         "## Seeds that never converged",
         "",
     ]
-    never = [(r.config.label, seed, why) for r in results for seed, why in _never(r, settings.target_mae)]
+    outcomes = [
+        (r.config.label, t.seed, seed_outcome(t, settings.target_mae)) for r in results for t in r.traces
+    ]
+    never = [(label, seed, why) for label, seed, (ok, why) in outcomes if not ok]
     if never:
         df = pd.DataFrame(never, columns=["config", "seed", "reason"])
         lines += [markdown_table(df, {"config": "configuration", "seed": "seed", "reason": "why"}), ""]
@@ -144,7 +147,3 @@ def render_report(
     else:
         lines.append(f"Figures skipped: {figures_skipped}")
     return "\n".join(lines) + "\n"
-
-
-def _never(result: ConfigResult, target: float) -> list[tuple[int, str]]:
-    return [(t.seed, why) for t in result.traces for ok, why in [seed_outcome(t, target)] if not ok]

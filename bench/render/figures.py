@@ -1,16 +1,6 @@
-"""PNG figures for a run's and a comparison's report: what the tables say, at a glance.
-
-Four figures, each drawn by a pure `_*_figure(...) -> Figure` builder (tests read its lines and
-bars) and saved by a `plot_*` function:
-
-- inference_throughput.png: samples/s against batch size, log-log, one line per device and mode,
-  the batch size from which the GPU beats the CPU marked;
-- train_step_time.png: median step time per device and mode as bars, the raw samples on top;
-- train_run_split.png: whole-run time split into the first call (compile, warm-up) and the rest;
-- compare_ratios.png: each configuration's ratio to the reference with its confidence interval.
-
-Figures are drawn with matplotlib's `Figure` and the Agg canvas directly, never through pyplot, so
-the caller's backend and open figures are left alone and nothing stays registered after saving.
+"""PNG figures for a run's and a comparison's report (FILE_NAMES), each built by a pure
+`_*_figure(...) -> Figure` that tests read. Drawn with `Figure` and the Agg canvas, never pyplot, so
+the caller's backend and open figures are left alone.
 
     python -c "from bench.store.load import load_run; from bench.render.figures import write_run_figures as w; r = load_run('results/latest'); print(w(r.frame, r.samples, 'results/latest', r.env))"
 """
@@ -70,8 +60,7 @@ class FigureSet:
 
 def subtitle_for(env: Mapping | str | None) -> str:
     """ "host · cpu_model · gpu_name · torch X" from an environment dict (a string is a ready
-    subtitle); missing fields left out. A known-empty gpu_name reads "no GPU", so a CPU-only figure
-    says so."""
+    subtitle); missing fields left out, a known-empty gpu_name reads "no GPU"."""
     if isinstance(env, str):
         return env
     env = env or {}
@@ -85,24 +74,19 @@ def subtitle_for(env: Mapping | str | None) -> str:
 
 def _labels(rows: pd.DataFrame) -> list[str]:
     """ "device · mode", plus the other key columns that vary among `rows` (batch size, threads, ...)."""
-    extra = [
-        c
-        for c in KEY_COLUMNS
-        if c not in ("workload", "device", "mode") and c in rows.columns and rows[c].nunique(dropna=False) > 1
+    names = {"batch_size": "batch", "output_activation": "out"}
+    varying = [c for c in KEY_COLUMNS if c in rows.columns and rows[c].nunique(dropna=False) > 1]
+    extra = [c for c in varying if c not in ("workload", "device", "mode")]
+    return [
+        " · ".join(
+            [str(r.get(c, "")) for c in ("device", "mode")] + [f"{names.get(c, c)} {r[c]}" for c in extra]
+        )
+        for _, r in rows.iterrows()
     ]
-    names = {"batch_size": "batch", "threads": "threads", "output_activation": "out"}
-    labels = []
-    for _, row in rows.iterrows():
-        parts = [str(row.get("device", "")), str(row.get("mode", ""))]
-        parts += [f"{names.get(c, c)} {row[c]}" for c in extra]
-        labels.append(" · ".join(parts))
-    return labels
 
 
 def _colour(mode: str) -> str:
-    if mode in _MODE_COLOURS:
-        return _MODE_COLOURS[mode]
-    return _PALETTE[sum(map(ord, mode)) % len(_PALETTE)]  # stable across runs, unlike hash()
+    return _MODE_COLOURS.get(mode) or _PALETTE[sum(map(ord, mode)) % len(_PALETTE)]  # stable, unlike hash()
 
 
 def new_figure(title: str, subtitle: str) -> tuple[Figure, Axes]:
@@ -136,16 +120,10 @@ def _inference_figure(df: pd.DataFrame, subtitle: str) -> Figure:
     fig, ax = new_figure("Inference throughput against batch size", subtitle)
     curves = inference_curves(df)
     for (device, mode), curve in curves.items():
-        sizes = sorted(curve)
-        gpu = is_gpu(device)
+        sizes, style = sorted(curve), "--s" if is_gpu(device) else "-o"
+        colour = _colour(mode.split(" · ")[0])  # mode, or "mode · N threads"
         ax.plot(
-            sizes,
-            [curve[b] for b in sizes],
-            label=f"{device} · {mode}",
-            color=_colour(mode.split(" · ")[0]),  # mode, or "mode · N threads"
-            linestyle="--" if gpu else "-",
-            marker="s" if gpu else "o",
-            markersize=4,
+            sizes, [curve[b] for b in sizes], style, label=f"{device} · {mode}", color=colour, markersize=4
         )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -212,16 +190,8 @@ def _train_step_figure(
             drew_points = True
         elif math.isfinite(row["_iqr"]):
             half = float(row["_iqr"]) / 2
-            ax.errorbar(
-                i,
-                median,
-                yerr=half,
-                fmt="none",
-                ecolor=_TEXT_COLOUR,
-                capsize=4,
-                zorder=3,
-                label=f"_iqr:{label}",
-            )
+            whisker = {"fmt": "none", "ecolor": _TEXT_COLOUR, "capsize": 4, "zorder": 3}
+            ax.errorbar(i, median, yerr=half, label=f"_iqr:{label}", **whisker)
             values += [median - half, median + half]
             drew_whiskers = True
         noisy = " · noisy" if "noisy" in str(row.get("flags") or "") else ""
@@ -239,20 +209,16 @@ def _train_step_figure(
     ax.set_xlabel("device · mode")
     if rows.empty:
         _empty_note(ax, "no training rows measured")
-    else:
-        _train_step_legend(ax, drew_points, drew_whiskers)
-    return fig
-
-
-def _train_step_legend(ax: Axes, drew_points: bool, drew_whiskers: bool) -> None:
+        return fig
     handles = [Patch(facecolor="#bbbbbb", edgecolor="#777777", label="median step time")]
     if drew_points:
         handles.append(
-            Line2D([], [], marker="o", linestyle="none", color="#777777", label="raw samples (block means)")
+            Line2D([], [], marker="o", ls="none", color="#777777", label="raw samples (block means)")
         )
     if drew_whiskers:
         handles.append(Line2D([], [], color=_TEXT_COLOUR, label="IQR, centred on the median"))
     _legend(ax, handles=handles)
+    return fig
 
 
 def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
@@ -292,8 +258,7 @@ def _run_split_figure(df: pd.DataFrame, subtitle: str) -> Figure:
 
 def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
     """Each configuration's ratio to the reference, CI as horizontal error bars, a line at 1. Beyond
-    COMPARE_LINES configurations only the largest changes (furthest from 1, either way) are drawn,
-    in table order, and the title says so: 80 labels on one axis cannot be read."""
+    COMPARE_LINES configurations only the largest changes (furthest from 1) are drawn, in table order."""
     ratio = numeric(table, "ratio")
     keep = ratio > 0
     title = "Ratio to the reference, with confidence interval"
@@ -323,7 +288,6 @@ def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
             xerr=[below, above],
             fmt="o",
             color="#0072B2",
-            ecolor="#0072B2",
             capsize=4,
             label="ratio, with its confidence interval",
         )
@@ -340,12 +304,12 @@ def _compare_figure(table: pd.DataFrame, subtitle: str, xlabel: str) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Render `fig` to a PNG with the Agg canvas (no pyplot, no global backend change), then drop it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    fig.savefig(path, dpi=dpi, facecolor="white")
     fig.clear()  # nothing refers to the figure after this; freed without pyplot's close()
     return path
 
@@ -368,11 +332,7 @@ def write_run_figures(
     env: Mapping | str | None,
 ) -> FigureSet:
     """The run figures that have data, written into `out_dir`; skipped with a reason otherwise. A
-    figure that cannot be saved (a full disk) is left out and named in `failed`; the others are kept.
-
-    `df` is the run's results frame (all workloads), `samples` the raw samples per ConfigKey, `env`
-    the environment dict (or a ready subtitle).
-    """
+    figure that cannot be saved (a full disk) is left out and named in `failed`; the others are kept."""
     names = run_figures_with_data(df)
     if not names:
         return FigureSet(skipped="no measured (status ok) inference or training rows to draw")

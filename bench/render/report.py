@@ -27,17 +27,13 @@ def fmt(value: object, digits: int = 3) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
         return f"{int(value):,}"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 10**digits:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}g}" if abs(value) >= 1e-3 else f"{value:.2e}"
-    return str(value)
+    if not isinstance(value, float):
+        return str(value)
+    if abs(value) >= 10**digits:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 else f"{value:.2e}"
 
 
 def markdown_table(df: pd.DataFrame, columns: Mapping[str, str], digits: int = 3) -> str:
@@ -247,7 +243,9 @@ def render_run_report(
             crossover_sentence(df),
             _figure_link(figures, "inference", "Inference throughput against batch size"),
         ]
-    out += _instructions_section(df) + load_section(df, _int(env.get("cpu_cores")))
+    cores = env.get("cpu_cores")
+    cores = int(cores) if isinstance(cores, (int, float)) and cores > 0 else None  # NaN > 0 is False
+    out += _instructions_section(df) + load_section(df, cores)
     bad = df[df["status"] != "ok"]
     # one line per configuration and reason (a skipped mode's train and inference rows say the same),
     # but each inference batch size that failed on its own keeps its line
@@ -266,8 +264,7 @@ def render_run_report(
             "",
         ]
     out += _notes_section(records)
-    skipped_figs = getattr(figures, "skipped", None)
-    if skipped_figs:
+    if skipped_figs := getattr(figures, "skipped", None):
         out += [f"Figures skipped: {skipped_figs}.", ""]
     for name, why in (getattr(figures, "failed", None) or {}).items():
         out += [f"Figure not saved: {name} ({why}).", ""]
@@ -280,12 +277,7 @@ def render_run_report(
     return "\n".join(out)
 
 
-_COUNT_COLUMNS = ("instructions_per_step", "instructions_per_call")
 _LOAD_COLUMNS = ("load_avg_before", "load_avg_after", "cpu_steal_frac")
-
-
-def _int(value: object) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None  # NaN > 0 is False
 
 
 def _with_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -295,11 +287,11 @@ def _with_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 def instructions_table(df: pd.DataFrame) -> str:
     """Instructions per training step and per inference call of the counted rows."""
-    ok = _with_columns(df[df["status"] == "ok"], _COUNT_COLUMNS)
-    counted = ok[ok["instructions_per_step"].notna() | ok["instructions_per_call"].notna()]
+    columns = {"instructions_per_step": "instructions/step", "instructions_per_call": "instructions/call"}
+    ok = _with_columns(df[df["status"] == "ok"], columns)
+    counted = ok[ok[list(columns)].notna().any(axis=1)]
     if counted.empty:
         return "(no instructions counted)"
-    columns = {"instructions_per_step": "instructions/step", "instructions_per_call": "instructions/call"}
     return markdown_table(counted, {**_ROW_COLUMNS, **columns}, digits=4)
 
 
@@ -327,7 +319,9 @@ def load_section(df: pd.DataFrame, cores: int | None) -> list[str]:
         return []
     worst = rows.groupby(["device", "mode", "threads"], sort=False)[list(_LOAD_COLUMNS)].max()
     loaded = [
-        f"- {d} · {m} · {t} threads: {why}" for (d, m, t), r in worst.iterrows() if (why := loaded_reason(r))
+        f"- {d} · {m} · {t} threads: {why}"
+        for (d, m, t), r in worst.iterrows()
+        if (why := loaded_reason(r, cores))
     ]
     loads = rows[["load_avg_before", "load_avg_after"]].stack()
     head = (
