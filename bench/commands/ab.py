@@ -329,13 +329,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="an environment variable for HEAD's processes only (validation, e.g. SUMNET_BENCH_SLOWDOWN=0.10)",
     )
-    shown = RUN_DEFAULTS
     for dest, flag in PASSED_THROUGH.items():
         parser.add_argument(
             flag,
             dest=dest,
             default=RUN_DEFAULTS.get(dest),
-            help=f"as bench run's {flag}" + (f" (default {shown[dest]})" if dest in shown else ""),
+            help=f"as bench run's {flag}"
+            + (f" (default {RUN_DEFAULTS[dest]})" if dest in RUN_DEFAULTS else ""),
         )
     parser.add_argument("--no-inference", action="store_true", help="as bench run's --no-inference")
 
@@ -442,7 +442,7 @@ def _run_rounds(
     try:
         for round_ in range(1, args.rounds + 1):
             labels = [label for r, label in order if r == round_]
-            record["rounds"].append({"round": round_, "lockstep": lockstep})
+            record["rounds"].append({"round": round_})  # how it was scheduled: record["lockstep"]
             sub = {label: folder / f"round-{round_:02d}-{label}" for label in labels}
             if lockstep:  # both at once, taking turns at every timed block
                 conductor = Conductor(2)
