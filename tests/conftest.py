@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import torch  # noqa: E402
@@ -31,3 +33,10 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     if isinstance(cpu, dict):  # py-cpuinfo's current clock: it moves between runs where the CPU scales
         for field in ("hz_actual", "hz_actual_friendly"):
             cpu.pop(field, None)
+
+
+@pytest.fixture
+def child_env() -> dict[str, str]:
+    """This process's environment without pytest-xdist's worker variables, for a child pytest run:
+    pytest-benchmark reads PYTEST_XDIST_WORKER as "xdist is on" and disables itself there."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}

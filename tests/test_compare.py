@@ -346,7 +346,7 @@ def test_pytest_benchmark_bad_documents(change, message):
         read_pytest_benchmark(doc, "b.json")
 
 
-def test_a_real_pytest_benchmark_file_reads(tmp_path):
+def test_a_real_pytest_benchmark_file_reads(tmp_path, child_env):
     """pytest-benchmark itself writes the JSON: the reader follows the real format."""
     (tmp_path / "test_tiny.py").write_text(
         textwrap.dedent(
@@ -361,7 +361,7 @@ def test_a_real_pytest_benchmark_file_reads(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "test_tiny.py",
            f"--benchmark-json={out}"]  # fmt: skip
-    subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    subprocess.run(cmd, cwd=tmp_path, env=child_env, check=True, capture_output=True, timeout=120)
     (record,) = load_run(out).records
     assert str(record.key) == "train/cpu/eager/32/1/relu"
     samples = record.raw("step_ms")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ def test_machine_stays_the_same_when_the_command_and_the_clock_change(monkeypatc
 
 
 @pytest.mark.slow
-def test_pytest_benchmark_compare_of_two_runs_here_raises_no_machine_info_warning(tmp_path):
+def test_pytest_benchmark_compare_of_two_runs_here_raises_no_machine_info_warning(tmp_path, child_env):
     """Two saved runs of the suite on one machine: --benchmark-compare must not call them different
     machines (it did while argv and the time were in machine_info)."""
     command = [
@@ -45,7 +44,7 @@ def test_pytest_benchmark_compare_of_two_runs_here_raises_no_machine_info_warnin
         "--benchmark-enable", "--benchmark-only", "--benchmark-autosave",
         f"--benchmark-storage={tmp_path}", "-W", "always",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONWARNINGS": "always"}
+    env = {**child_env, "PYTHONWARNINGS": "always"}
     first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     second = subprocess.run(
