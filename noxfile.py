@@ -73,9 +73,11 @@ def _run_in(session: nox.Session, env: str, *args: str) -> None:
 @nox.session(venv_backend="none", requires=["testenv"])
 def tests(session: nox.Session) -> None:
     """Run the test suite (pytest; CUDA tests skip without a GPU), one pytest-xdist worker per CPU,
-    each taking whole files (module fixtures are built once); `nox -s tests -- -n 0` runs it in one
-    process. Plain `python -m pytest` (the GPU machine has no xdist) runs it in one process too."""
-    _run_in(session, "testenv", "-m", "pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
+    each taking whole files (module fixtures are built once), the files with slow tests first
+    (tests/conftest.py); `nox -s tests -- -n 0` runs it in one process. Plain `python -m pytest`
+    (the GPU machine has no xdist) runs it in one process too."""
+    xdist = ("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder")
+    _run_in(session, "testenv", "-m", "pytest", *xdist, *session.posargs)
 
 
 @nox.session(venv_backend="none", requires=["testenv"])

@@ -10,6 +10,7 @@ numpy-reference timings of the pytest-benchmark suite from jumping 2x between pr
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 
@@ -40,3 +41,12 @@ def child_env() -> dict[str, str]:
     """This process's environment without pytest-xdist's worker variables, for a child pytest run:
     pytest-benchmark reads PYTEST_XDIST_WORKER as "xdist is on" and disables itself there."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with the most slow tests first, each file's tests in their order. nox -s tests hands
+    whole files to pytest-xdist's workers in this order (--no-loadscope-reorder): the long files
+    start at once and the short ones fill in behind them, instead of one worker running a long file
+    alone at the end."""
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: files stay whole, tests in order

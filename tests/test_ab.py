@@ -207,6 +207,7 @@ def _worktrees(repo: Path) -> int:
     return _git(repo, "worktree", "list").count("\n")
 
 
+@pytest.mark.slow
 def test_ab_head_end_to_end_keeps_every_round_and_removes_its_worktree(repo, tmp_path):
     db = tmp_path / "history.db"
     proc = _ab(repo, "HEAD", *TINY, "--rounds", "2", "--out", str(tmp_path), "--db", str(db))
@@ -234,6 +235,7 @@ def test_ab_head_end_to_end_keeps_every_round_and_removes_its_worktree(repo, tmp
     assert f"history: 4 of 4 runs added to {db}" in out or "note: the history was not updated" in err
 
 
+@pytest.mark.slow
 def test_an_interrupted_ab_judges_the_rounds_it_has_and_exits_130(repo, tmp_path):
     proc = _ab(repo, "HEAD", *TINY, "--rounds", "3", "--out", str(tmp_path))
     deadline = time.monotonic() + 240

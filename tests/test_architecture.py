@@ -69,6 +69,7 @@ GRAPH = {name: _imports(path)[0] for name, path in MODULES.items()}
 # point that installs its signal handling before torch's import.
 OPTIONAL = {
     "bench.modes.fused": {"bench.modes", "bench.modes.fused_kernel"},  # fused_kernel imports triton
+    "bench.modes": {"bench.modes", "bench.modes.numba_reference"},  # numba: only when the mode is used
     "bench.history": {"bench.history.ingest"},  # `history trend` does not load the ingest path
     "bench.history.cli": {
         "bench.history.db",
@@ -124,6 +125,7 @@ def test_the_layers_point_one_way():
     assert _layer_violations(("bench.render",), ("bench.commands",)) == []
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     script = textwrap.dedent(
         """

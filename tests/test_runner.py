@@ -40,6 +40,7 @@ def _cli(*args, cwd=None):
     )
 
 
+@pytest.mark.slow
 def test_cli_smoke_run_writes_every_output(tmp_path):
     """One real end-to-end subprocess run; the rest of the CLI is tested in-process."""
     proc = _cli("run", "--device", "auto", "--mode", "eager", "--out", str(tmp_path), "--no-figures", *TINY)

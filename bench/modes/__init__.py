@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from types import ModuleType
 
 import torch
 
 from bench.errors import UsageError
 from bench.measure.timing import synchronize
-from bench.modes import cuda_graph_step, fullstep, fused, module, numba_reference, numpy_reference
+from bench.modes import cuda_graph_step, fullstep, fused, module, numpy_reference
 from bench.modes.base import Trainer
 from sumnet.model import NetConfig
 from sumnet.train import TrainConfig
@@ -29,6 +30,15 @@ SLOWDOWN_ENV = "SUMNET_BENCH_SLOWDOWN"  # e.g. 0.25: every training step spins 2
 MAX_SLOWDOWN = 100.0  # a factor beyond this is a typo, not a test of the gate
 
 Builder = Callable[[torch.device, NetConfig, TrainConfig], Trainer]
+
+
+def _numba_reference() -> ModuleType:
+    """bench.modes.numba_reference, imported when the mode is first asked for: importing numba is a
+    sizeable share of a process's start, and most processes (every --metric instructions child,
+    runs of other modes) never use it."""
+    from bench.modes import numba_reference
+
+    return numba_reference
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,9 @@ MODES: dict[str, Mode] = {
         Mode("fused", ("cuda",), "the whole step, batch draw included, in one Triton kernel (fp32 dots), "
              "one graph replay per step", fused.build_trainer, fused.unavailable_reason),
         Mode("numba-reference", ("cpu",), "the whole step, batch draw included, as one Numba-compiled "
-             "function with no allocation: the floor", numba_reference.build_trainer,
-             lambda device: numba_reference.unavailable_reason()),
+             "function with no allocation: the floor",
+             lambda *args: _numba_reference().build_trainer(*args),
+             lambda device: _numba_reference().unavailable_reason()),
     )
 }  # fmt: skip
 FLOOR_MODES = ("numpy-reference", "numba-reference")  # hand-written floors: "x floor" uses the fastest
